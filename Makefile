@@ -1,0 +1,59 @@
+# quadpilot: every target bootstraps .venv on first use, so a fresh clone needs no other step.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Debian packages the firmware and HIL stages need (checked by `make deps`).
+DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang cppcheck
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+PRESET ?= hover
+RUN    ?= runs/latest
+OUT    ?= artifacts
+
+.PHONY: all venv deps test lint train export bench hil flash clean help
+all: help
+
+help:
+	@echo "make train export   train the default preset into runs/, export artifacts/"
+	@echo "make test           every test (Python, C, emulator); installs what it needs"
+	@echo "make bench          refresh docs/benchmarks.md"
+	@echo "make deps           install the Debian packages: $(DEB_PACKAGES)"
+	@echo "make lint           ruff"
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Installs only what is missing; without root and sudo it prints the command to run.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
+	  echo "deps: missing:$$missing"; echo "run: apt-get update && apt-get install -y$$missing"; exit 1; fi; \
+	echo "deps: installing$$missing"; \
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) deps lint
+	$(PY) -m pytest -q
+
+train: $(STAMP)
+	$(PY) -m train --preset $(PRESET)
+
+export: $(STAMP)
+	$(PY) -m export $(RUN) --out $(OUT)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf firmware/build reports

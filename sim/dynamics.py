@@ -1,0 +1,203 @@
+"""Batched 6-DOF quadrotor dynamics, compiled with numba.
+
+State per environment (see ``sim.layout``): position and velocity in the world frame
+(z up), a unit quaternion from body to world, body rates, and the four actual rotor
+speeds. Each rotor follows its command through a first-order lag. Forces and moments:
+
+* thrust k_f w^2 along body z per rotor, scaled by the Brandt-Selig fit
+  C_T(J) / C_T(0) with advance ratio J = V / (n D) when the airframe has an inflow
+  model (V is the air speed through the rotor along body z, n the speed in rev/s);
+* yaw reaction k_m * thrust per rotor, sign by spin direction;
+* roll and pitch moments r_i x thrust_i from the hub positions;
+* quadratic drag on translation (body axes) and rotation;
+* Euler's equations with the gyroscopic term, J dw/dt = tau - w x (J w);
+* quaternion kinematics dq/dt = q (x) (0, w) / 2, renormalised after each step.
+
+Integration is classic RK4 with the rotor commands held over the control step, which
+is ``n_sub`` physics steps of ``dt``. ``floor_z`` (``-inf`` for none) is a perfectly
+inelastic, high-friction ground: on contact the vehicle stops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from sim import layout as L
+
+# Environments handled by one parallel work item; scratch arrays are allocated per chunk.
+CHUNK = 64
+
+
+@njit(cache=True, inline="always")
+def _deriv(s, cmd, p, fr, out):
+    """Time derivative of one state row ``s`` into ``out`` (both length N_STATE)."""
+    qw, qx, qy, qz = s[6], s[7], s[8], s[9]
+    wx, wy, wz = s[10], s[11], s[12]
+    # Body-to-world rotation matrix from the quaternion.
+    r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
+    r01 = 2.0 * (qx * qy - qw * qz)
+    r02 = 2.0 * (qx * qz + qw * qy)
+    r10 = 2.0 * (qx * qy + qw * qz)
+    r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
+    r12 = 2.0 * (qy * qz - qw * qx)
+    r20 = 2.0 * (qx * qz - qw * qy)
+    r21 = 2.0 * (qy * qz + qw * qx)
+    r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+    vx, vy, vz = s[3], s[4], s[5]
+    # Velocity in the body frame (R^T v).
+    bx = r00 * vx + r10 * vy + r20 * vz
+    by = r01 * vx + r11 * vy + r21 * vz
+    bz = r02 * vx + r12 * vy + r22 * vz
+
+    kf = p[L.P_KF]
+    km = p[L.P_KM]
+    diameter = fr[L.F_D]
+    thrust = 0.0
+    tx = 0.0
+    ty = 0.0
+    tz = 0.0
+    for i in range(4):
+        w = s[13 + i]
+        if w < 0.0:
+            w = 0.0
+        t = kf * w * w
+        hx = fr[L.F_RPOS + 3 * i]
+        hy = fr[L.F_RPOS + 3 * i + 1]
+        if diameter > 0.0:
+            # Inflow through the rotor disc: body z velocity plus (w x r)_z at the hub.
+            inflow = bz + wx * hy - wy * hx
+            n = w * fr[L.F_REV]
+            c0 = fr[L.F_CT]
+            if inflow > 0.0:
+                if n > 1e-9:
+                    j = inflow / (n * diameter)
+                    ct = c0 - fr[L.F_CT + 1] * j - fr[L.F_CT + 2] * j * j
+                    t *= (ct if ct > 0.0 else 0.0) / c0
+                else:
+                    t = 0.0
+        thrust += t
+        # r x (0, 0, t): the hub's z offset adds no moment for a force along body z.
+        tx += hy * t
+        ty -= hx * t
+        tz += fr[L.F_RYAW + i] * km * t
+
+    # Linear drag in body axes, then to world.
+    dx = -fr[L.F_DRAG_LIN] * bx * abs(bx)
+    dy = -fr[L.F_DRAG_LIN + 1] * by * abs(by)
+    dz = -fr[L.F_DRAG_LIN + 2] * bz * abs(bz) + thrust
+    inv_m = 1.0 / p[L.P_MASS]
+    out[0] = vx
+    out[1] = vy
+    out[2] = vz
+    out[3] = (r00 * dx + r01 * dy + r02 * dz) * inv_m
+    out[4] = (r10 * dx + r11 * dy + r12 * dz) * inv_m
+    out[5] = (r20 * dx + r21 * dy + r22 * dz) * inv_m - fr[L.F_G]
+
+    # Quaternion kinematics: q_dot = 0.5 * q (x) (0, w).
+    out[6] = 0.5 * (-qx * wx - qy * wy - qz * wz)
+    out[7] = 0.5 * (qw * wx + qy * wz - qz * wy)
+    out[8] = 0.5 * (qw * wy - qx * wz + qz * wx)
+    out[9] = 0.5 * (qw * wz + qx * wy - qy * wx)
+
+    # Euler's equations with the gyroscopic term w x (J w).
+    ixx = p[L.P_IXX]
+    iyy = p[L.P_IYY]
+    izz = p[L.P_IZZ]
+    tx -= fr[L.F_DRAG_ROT] * wx * abs(wx)
+    ty -= fr[L.F_DRAG_ROT + 1] * wy * abs(wy)
+    tz -= fr[L.F_DRAG_ROT + 2] * wz * abs(wz)
+    out[10] = (tx - (wy * izz * wz - wz * iyy * wy)) / ixx
+    out[11] = (ty - (wz * ixx * wx - wx * izz * wz)) / iyy
+    out[12] = (tz - (wx * iyy * wy - wy * ixx * wx)) / izz
+
+    inv_tau = 1.0 / p[L.P_TAU]
+    for i in range(4):
+        out[13 + i] = (cmd[i] - s[13 + i]) * inv_tau
+
+
+@njit(cache=True, inline="always")
+def _rk4_env(s, cmd, p, fr, dt, n_sub, floor_z, k1, k2, k3, k4, tmp):
+    """Advance one state row in place by ``n_sub`` RK4 steps of ``dt``."""
+    h2 = 0.5 * dt
+    h6 = dt / 6.0
+    for _ in range(n_sub):
+        _deriv(s, cmd, p, fr, k1)
+        for j in range(L.N_STATE):
+            tmp[j] = s[j] + h2 * k1[j]
+        _deriv(tmp, cmd, p, fr, k2)
+        for j in range(L.N_STATE):
+            tmp[j] = s[j] + h2 * k2[j]
+        _deriv(tmp, cmd, p, fr, k3)
+        for j in range(L.N_STATE):
+            tmp[j] = s[j] + dt * k3[j]
+        _deriv(tmp, cmd, p, fr, k4)
+        for j in range(L.N_STATE):
+            s[j] += h6 * (k1[j] + 2.0 * (k2[j] + k3[j]) + k4[j])
+        norm = math.sqrt(s[6] * s[6] + s[7] * s[7] + s[8] * s[8] + s[9] * s[9])
+        for j in range(6, 10):
+            s[j] /= norm
+        if s[2] < floor_z:
+            s[2] = floor_z
+            for j in range(3, 6):
+                s[j] = 0.0
+            for j in range(10, 13):
+                s[j] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def step(state, cmd, params, frame, dt, n_sub, floor_z):
+    """Advance every environment's state in place.
+
+    state (N, N_STATE) float64; cmd (N, 4) commanded rotor speeds; params (N, N_PARAMS);
+    frame (N_FRAME,); dt the physics step; n_sub physics steps per call.
+    """
+    n = state.shape[0]
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(n_chunks):
+        k1 = np.empty(L.N_STATE)
+        k2 = np.empty(L.N_STATE)
+        k3 = np.empty(L.N_STATE)
+        k4 = np.empty(L.N_STATE)
+        tmp = np.empty(L.N_STATE)
+        for e in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            _rk4_env(state[e], cmd[e], params[e], frame, dt, n_sub, floor_z, k1, k2, k3, k4, tmp)
+
+
+@njit(cache=True)
+def derivative(state, cmd, params, frame):
+    """d(state)/dt for every environment, for tests and analysis (not the hot path)."""
+    out = np.empty_like(state)
+    for e in range(state.shape[0]):
+        _deriv(state[e], cmd[e], params[e], frame, out[e])
+    return out
+
+
+@njit(cache=True, inline="always")
+def quat_to_matrix(q, out):
+    """Row-major body-to-world rotation matrix of a unit quaternion (w, x, y, z)."""
+    qw, qx, qy, qz = q[0], q[1], q[2], q[3]
+    out[0] = 1.0 - 2.0 * (qy * qy + qz * qz)
+    out[1] = 2.0 * (qx * qy - qw * qz)
+    out[2] = 2.0 * (qx * qz + qw * qy)
+    out[3] = 2.0 * (qx * qy + qw * qz)
+    out[4] = 1.0 - 2.0 * (qx * qx + qz * qz)
+    out[5] = 2.0 * (qy * qz - qw * qx)
+    out[6] = 2.0 * (qx * qz - qw * qy)
+    out[7] = 2.0 * (qy * qz + qw * qx)
+    out[8] = 1.0 - 2.0 * (qx * qx + qy * qy)
+
+
+def rotation_matrices(quats: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotation matrices of (N, 4) unit quaternions (numpy, for tests/plots)."""
+    w, x, y, z = quats[:, 0], quats[:, 1], quats[:, 2], quats[:, 3]
+    return np.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        axis=-1,
+    ).reshape(-1, 3, 3)

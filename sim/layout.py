@@ -1,0 +1,33 @@
+"""Index constants for the packed float64 arrays the compiled kernels work on.
+
+One place defines them; the kernels, the airframes and the tests all import from here.
+"""
+
+# Simulator state, one row per environment.
+POS = 0  # position x, y, z (world frame, z up), m
+VEL = 3  # linear velocity, world frame, m/s
+QUAT = 6  # attitude quaternion w, x, y, z (body to world), kept unit
+OMEGA = 10  # body rates p, q, r (body frame), rad/s
+ROTOR = 13  # actual rotor speeds, airframe unit (RPM or rev/s)
+N_STATE = 17
+
+# Per-environment physical parameters (domain randomisation scales these).
+P_MASS = 0
+P_IXX = 1
+P_IYY = 2
+P_IZZ = 3
+P_KF = 4  # static thrust coefficient
+P_KM = 5  # yaw torque-to-thrust ratio, m
+P_TAU = 6  # motor time constant, s
+N_PARAMS = 7
+
+# Constants shared by all environments of one airframe.
+F_G = 0  # gravity, m/s^2
+F_D = 1  # propeller diameter for the inflow model (0 = off), m
+F_REV = 2  # rev/s per rotor-speed unit
+F_CT = 3  # Brandt-Selig fit c0, c1, c2
+F_DRAG_LIN = 6  # quadratic linear drag per body axis
+F_DRAG_ROT = 9  # quadratic angular drag per body axis
+F_RPOS = 12  # rotor hub positions, 4 x (x, y, z), body frame
+F_RYAW = 24  # rotor yaw-reaction signs, 4
+N_FRAME = 28

@@ -38,7 +38,11 @@ def write_section(name: str, markdown: str) -> None:
     block = f"{begin}\n{markdown.strip()}\n{end}"
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
     tmp = BENCHMARKS.with_suffix(".md.tmp")
     tmp.write_text(text)

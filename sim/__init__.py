@@ -1,0 +1,39 @@
+"""quadpilot's quadrotor simulator: batched compiled dynamics and Gymnasium environments.
+
+Importing ``sim`` registers ``quadpilot/Hover-v0`` and ``quadpilot/Takeoff-v0``.
+"""
+
+import gymnasium as gym
+
+from sim.envs import QuadEnv, QuadVectorEnv
+from sim.tasks import OBS_DIM, OBS_LAYOUT, TaskConfig, make_task, policy_spec
+
+__all__ = [
+    "OBS_DIM",
+    "OBS_LAYOUT",
+    "QuadEnv",
+    "QuadVectorEnv",
+    "TaskConfig",
+    "make_task",
+    "make_vec",
+    "policy_spec",
+]
+
+ENV_IDS = {"hover": "quadpilot/Hover-v0", "takeoff": "quadpilot/Takeoff-v0"}
+
+for _task, _id in ENV_IDS.items():
+    if _id not in gym.registry:
+        # The env ends its own episodes (truncation at the task's time limit).
+        gym.register(
+            id=_id,
+            entry_point="sim.envs:QuadEnv",
+            kwargs={"task": _task},
+            disable_env_checker=False,
+        )
+
+
+def make_vec(
+    task: str | TaskConfig = "hover", num_envs: int = 256, seed: int | None = None, **overrides
+) -> QuadVectorEnv:
+    """A batched vector env (same-step autoreset); see ``QuadVectorEnv``."""
+    return QuadVectorEnv(task, num_envs=num_envs, seed=seed, **overrides)

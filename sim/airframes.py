@@ -58,30 +58,63 @@ class Airframe:
                 raise ValueError(f"airframe {self.name!r}: {field}={value!r}; allowed: {allowed}")
 
         need(_finite(self.mass) and self.mass > 0, "mass", "a finite number > 0")
-        need(len(self.inertia) == 3 and all(_finite(i) and i > 0 for i in self.inertia),
-             "inertia", "three finite numbers > 0")
-        need(len(self.rotor_positions) == 4 and all(len(r) == 3 for r in self.rotor_positions),
-             "rotor_positions", "four (x, y, z) triples")
-        need(len(self.rotor_yaw_signs) == 4 and all(s in (-1.0, 1.0) for s in self.rotor_yaw_signs),
-             "rotor_yaw_signs", "four values, each -1 or +1")
-        need(_finite(self.thrust_coefficient) and self.thrust_coefficient > 0,
-             "thrust_coefficient", "a finite number > 0")
-        need(_finite(self.torque_to_thrust) and self.torque_to_thrust >= 0,
-             "torque_to_thrust", "a finite number >= 0")
-        need(_finite(self.motor_time_constant) and self.motor_time_constant > 0,
-             "motor_time_constant", "a finite number > 0")
-        need(_finite(self.rotor_speed_min) and self.rotor_speed_min >= 0,
-             "rotor_speed_min", "a finite number >= 0")
-        need(_finite(self.rotor_speed_max) and self.rotor_speed_max > self.rotor_speed_min,
-             "rotor_speed_max", f"a finite number > rotor_speed_min ({self.rotor_speed_min})")
+        need(
+            len(self.inertia) == 3 and all(_finite(i) and i > 0 for i in self.inertia),
+            "inertia",
+            "three finite numbers > 0",
+        )
+        need(
+            len(self.rotor_positions) == 4 and all(len(r) == 3 for r in self.rotor_positions),
+            "rotor_positions",
+            "four (x, y, z) triples",
+        )
+        need(
+            len(self.rotor_yaw_signs) == 4 and all(s in (-1.0, 1.0) for s in self.rotor_yaw_signs),
+            "rotor_yaw_signs",
+            "four values, each -1 or +1",
+        )
+        need(
+            _finite(self.thrust_coefficient) and self.thrust_coefficient > 0,
+            "thrust_coefficient",
+            "a finite number > 0",
+        )
+        need(
+            _finite(self.torque_to_thrust) and self.torque_to_thrust >= 0,
+            "torque_to_thrust",
+            "a finite number >= 0",
+        )
+        need(
+            _finite(self.motor_time_constant) and self.motor_time_constant > 0,
+            "motor_time_constant",
+            "a finite number > 0",
+        )
+        need(
+            _finite(self.rotor_speed_min) and self.rotor_speed_min >= 0,
+            "rotor_speed_min",
+            "a finite number >= 0",
+        )
+        need(
+            _finite(self.rotor_speed_max) and self.rotor_speed_max > self.rotor_speed_min,
+            "rotor_speed_max",
+            f"a finite number > rotor_speed_min ({self.rotor_speed_min})",
+        )
         need(_finite(self.gravity) and self.gravity >= 0, "gravity", "a finite number >= 0")
-        need(_finite(self.propeller_diameter) and self.propeller_diameter >= 0,
-             "propeller_diameter", "a finite number >= 0 (0 turns the inflow model off)")
+        need(
+            _finite(self.propeller_diameter) and self.propeller_diameter >= 0,
+            "propeller_diameter",
+            "a finite number >= 0 (0 turns the inflow model off)",
+        )
         need(self.thrust_fit[0] > 0, "thrust_fit", "(c0, c1, c2) with c0 > 0")
-        need(all(c >= 0 for c in self.linear_drag + self.angular_drag), "linear_drag",
-             "non-negative coefficients")
-        need(self.hover_thrust_ratio() > 1.0, "rotor_speed_max",
-             "enough rotor speed to lift the mass (thrust-to-weight > 1)")
+        need(
+            all(c >= 0 for c in self.linear_drag + self.angular_drag),
+            "linear_drag",
+            "non-negative coefficients",
+        )
+        need(
+            self.hover_thrust_ratio() > 1.0,
+            "rotor_speed_max",
+            "enough rotor speed to lift the mass (thrust-to-weight > 1)",
+        )
 
     def hover_rotor_speed(self) -> float:
         """Rotor speed at which four rotors carry the weight (static thrust)."""
@@ -174,7 +207,9 @@ def _udacity() -> Airframe:
         rev_per_unit=1.0,
         thrust_fit=fit,
         linear_drag=tuple(0.5 * rho * cd * a for a in areas),
-        angular_drag=tuple(0.5 * rho * cd * a * (d / 2) ** 3 for a, d in zip(areas, dims)),
+        angular_drag=tuple(
+            0.5 * rho * cd * a * (d / 2) ** 3 for a, d in zip(areas, dims, strict=True)
+        ),
     )
 
 

@@ -147,23 +147,37 @@ def _rk4_env(s, cmd, p, fr, dt, n_sub, floor_z, k1, k2, k3, k4, tmp):
                 s[j] = 0.0
 
 
+@njit(cache=True, inline="always")
+def _step_range(state, cmd, params, frame, dt, n_sub, floor_z, start, stop):
+    k1 = np.empty(L.N_STATE)
+    k2 = np.empty(L.N_STATE)
+    k3 = np.empty(L.N_STATE)
+    k4 = np.empty(L.N_STATE)
+    tmp = np.empty(L.N_STATE)
+    for e in range(start, stop):
+        _rk4_env(state[e], cmd[e], params[e], frame, dt, n_sub, floor_z, k1, k2, k3, k4, tmp)
+
+
 @njit(cache=True, parallel=True)
 def step(state, cmd, params, frame, dt, n_sub, floor_z):
-    """Advance every environment's state in place.
+    """Advance every environment's state in place, in parallel chunks.
 
     state (N, N_STATE) float64; cmd (N, 4) commanded rotor speeds; params (N, N_PARAMS);
     frame (N_FRAME,); dt the physics step; n_sub physics steps per call.
     """
     n = state.shape[0]
-    n_chunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(n_chunks):
-        k1 = np.empty(L.N_STATE)
-        k2 = np.empty(L.N_STATE)
-        k3 = np.empty(L.N_STATE)
-        k4 = np.empty(L.N_STATE)
-        tmp = np.empty(L.N_STATE)
-        for e in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            _rk4_env(state[e], cmd[e], params[e], frame, dt, n_sub, floor_z, k1, k2, k3, k4, tmp)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        _step_range(
+            state, cmd, params, frame, dt, n_sub, floor_z, c * CHUNK, min(n, (c + 1) * CHUNK)
+        )
+
+
+# A separate serial entry point (not njit(step.py_func): numba's cache would key both
+# builds alike and hand the serial one to the parallel caller).
+@njit(cache=True)
+def step_serial(state, cmd, params, frame, dt, n_sub, floor_z):
+    """``step`` without threads: cheaper per call for a handful of environments."""
+    _step_range(state, cmd, params, frame, dt, n_sub, floor_z, 0, state.shape[0])
 
 
 @njit(cache=True)
@@ -195,9 +209,15 @@ def rotation_matrices(quats: np.ndarray) -> np.ndarray:
     w, x, y, z = quats[:, 0], quats[:, 1], quats[:, 2], quats[:, 3]
     return np.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         axis=-1,
     ).reshape(-1, 3, 3)

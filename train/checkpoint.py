@@ -58,13 +58,17 @@ def load(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+        raise CheckpointError(
+            f"{p}: not a readable checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a quadpilot checkpoint (format field missing or wrong)")
     if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"{p}: checkpoint version {ckpt.get('version')!r}; "
-                              f"this quadpilot reads version {VERSION}")
+        raise CheckpointError(
+            f"{p}: checkpoint version {ckpt.get('version')!r}; "
+            f"this quadpilot reads version {VERSION}"
+        )
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{p}: checkpoint lacks {', '.join(missing)}")
@@ -78,16 +82,19 @@ def actor_from(ckpt: dict, source: str | os.PathLike = "<checkpoint>") -> Actor:
     if not isinstance(cfg, dict) or not isinstance(state, dict):
         raise CheckpointError(f"{source}: actor entry lacks config or state_dict")
     try:
-        actor = Actor(cfg["obs_dim"], cfg["act_dim"], tuple(cfg["hidden"]), cfg["activation"],
-                      cfg["obs_clip"])
+        actor = Actor(
+            cfg["obs_dim"], cfg["act_dim"], tuple(cfg["hidden"]), cfg["activation"], cfg["obs_clip"]
+        )
         actor.load_state_dict(state)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: actor does not match its config ({exc})") from exc
     spec = ckpt["policy_spec"]
     if spec.get("obs_dim") != actor.obs_dim or spec.get("act_dim") != actor.act_dim:
-        raise CheckpointError(f"{source}: policy spec dims ({spec.get('obs_dim')}, "
-                              f"{spec.get('act_dim')}) differ from the actor's "
-                              f"({actor.obs_dim}, {actor.act_dim})")
+        raise CheckpointError(
+            f"{source}: policy spec dims ({spec.get('obs_dim')}, "
+            f"{spec.get('act_dim')}) differ from the actor's "
+            f"({actor.obs_dim}, {actor.act_dim})"
+        )
     for name, tensor in actor.state_dict().items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{source}: actor tensor {name} holds non-finite values")
@@ -101,4 +108,3 @@ def load_actor(path: str | os.PathLike) -> tuple[Actor, dict, dict]:
     actor = actor_from(ckpt, p)
     actor.eval()
     return actor, ckpt["policy_spec"], ckpt
-

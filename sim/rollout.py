@@ -1,0 +1,89 @@
+"""Fly a policy for whole episodes and record what it saw and how it did.
+
+Used for evaluation (train), calibration and closed-loop checks (export), and plots.
+Each of ``episodes`` environments flies exactly one episode from the task's random
+initial states; the seed fixes them, so two policies can be compared on the same set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim import layout as L
+from sim.batch import QuadBatch
+from sim.tasks import TaskConfig, make_task
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Rollout:
+    obs: np.ndarray  # (M, obs_dim) float32: every observation a policy was asked about
+    actions: np.ndarray  # (M, 4) float32: the policy's answers, in the same order
+    success: np.ndarray  # (episodes,) bool
+    final_error: np.ndarray  # (episodes,) m, position error at the episode's last step
+    lengths: np.ndarray  # (episodes,) control steps survived
+    returns: np.ndarray  # (episodes,) undiscounted return
+    positions: np.ndarray  # (max_steps + 1, episodes, 3), NaN after an episode ended
+    target: np.ndarray  # (3,)
+    control_hz: float
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.mean())
+
+
+def collect(
+    policy: Policy,
+    task: str | TaskConfig = "hover",
+    episodes: int = 100,
+    seed: int = 0,
+    **overrides,
+) -> Rollout:
+    """Run ``policy`` (float32 (n, obs_dim) -> (n, 4) in [-1, 1]) for ``episodes`` episodes."""
+    cfg = (
+        task.replace(**overrides) if isinstance(task, TaskConfig) else make_task(task, **overrides)
+    )
+    batch = QuadBatch(cfg, episodes, seed=seed)
+    batch.reset()
+    active = np.ones(episodes, dtype=bool)
+    success = np.zeros(episodes, dtype=bool)
+    final_error = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    returns = np.zeros(episodes)
+    positions = np.full((cfg.max_steps + 1, episodes, 3), np.nan)
+    positions[0] = batch.state[:, L.POS : L.POS + 3]
+    obs_log, act_log = [], []
+    actions = np.zeros((episodes, 4))
+    for t in range(cfg.max_steps):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        obs = batch.obs[idx].copy()
+        act = np.asarray(policy(obs), dtype=np.float32).reshape(idx.size, 4)
+        obs_log.append(obs)
+        act_log.append(act)
+        actions[idx] = act
+        # Finished environments keep flying a held action; their results are ignored.
+        batch.step(actions)
+        returns[idx] += batch.reward[idx]
+        positions[t + 1, idx] = batch.state[idx, L.POS : L.POS + 3]
+        done = idx[(batch.terminated | batch.truncated)[idx]]
+        success[done] = batch.success[done]
+        final_error[done] = batch.position_error()[done]
+        lengths[done] = batch.steps[done]
+        active[done] = False
+    return Rollout(
+        obs=np.concatenate(obs_log),
+        actions=np.concatenate(act_log),
+        success=success,
+        final_error=final_error,
+        lengths=lengths,
+        returns=returns,
+        positions=positions,
+        target=np.asarray(cfg.target, dtype=float),
+        control_hz=cfg.control_hz,
+    )

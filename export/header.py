@@ -1,0 +1,290 @@
+"""C headers from the templates in ``export/templates``.
+
+Each template is a complete, compilable C99 header with a tiny demo model in three
+marked regions (``doc``, ``defines``, ``tables``). Generation replaces only those
+regions, so every line of C outside them is reviewed, compiled and tested as written.
+``python -m export.header`` rewrites the templates' demo regions (a test checks they
+are current).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.model import FloatPolicy
+from export.quantize import QuantParams
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+INT8_TEMPLATE = TEMPLATES / "policy_int8.h"
+F32_TEMPLATE = TEMPLATES / "policy_f32.h"
+REGIONS = ("doc", "defines", "tables")
+PER_LINE = 16
+
+
+@dataclass(frozen=True)
+class Header:
+    text: str
+    weight_bytes: int  # constant tables (flash)
+    scratch_bytes: int  # activation buffers on the caller's stack
+    macs: int
+
+
+def _pattern(name: str) -> re.Pattern:
+    return re.compile(
+        r"(?P<begin>^[^\n]*<<< generated: " + name + r" >>>[^\n]*\n)(?P<body>.*?)"
+        r"(?P<end>^[^\n]*<<< end generated: " + name + r" >>>[^\n]*\n)",
+        re.S | re.M,
+    )
+
+
+def render(template: str, regions: dict[str, str], keep_markers: bool) -> str:
+    """Replace each marked region's body; drop the marker lines unless ``keep_markers``."""
+    for name in REGIONS:
+        pat = _pattern(name)
+        if len(pat.findall(template)) != 1:
+            raise ValueError(f"template lacks exactly one region {name!r}")
+        body = regions[name].rstrip("\n") + "\n"
+
+        def sub(m, body=body):
+            return m["begin"] + body + m["end"] if keep_markers else body
+
+        template = pat.sub(sub, template)
+    return template
+
+
+def region(template: str, name: str) -> str:
+    return _pattern(name).search(template)["body"]
+
+
+# C literals -----------------------------------------------------------------------------
+def c_float(v) -> str:
+    """A float literal that parses back to exactly this float32 value."""
+    v = np.float32(v)
+    if not np.isfinite(v):
+        raise ValueError(f"non-finite value {v} in a table")
+    s = repr(float(v))
+    if "." not in s and "e" not in s:
+        s += ".0"
+    return s + "f"
+
+
+def c_int(v) -> str:
+    v = int(v)
+    if v == -(2**31):
+        return "(-2147483647 - 1)"
+    return str(v)
+
+
+def c_array(ctype: str, name: str, values, fmt=c_int) -> str:
+    values = list(np.asarray(values).ravel())
+    items = [fmt(v) for v in values]
+    head = f"static const {ctype} {name}[{len(items)}] = {{"
+    one = head + ", ".join(items) + "};"
+    if len(one) <= 100:
+        return one
+    lines = [head]
+    for i in range(0, len(items), PER_LINE):
+        lines.append("    " + ", ".join(items[i : i + PER_LINE]) + ",")
+    lines.append("};")
+    return "\n".join(lines)
+
+
+CTYPE_BYTES = {"float": 4, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4}
+
+
+def _table(tables: list[str], sizes: list[int], ctype: str, name: str, values, fmt=c_int):
+    tables.append(c_array(ctype, name, values, fmt))
+    sizes.append(CTYPE_BYTES[ctype] * int(np.asarray(values).size))
+
+
+def pad4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+def shuffle_for_sxtb16(w: np.ndarray) -> np.ndarray:
+    """Rows padded with zeros to a multiple of 4, each group [w0 w1 w2 w3] stored as
+    [w0 w2 w1 w3]: SXTB16 of the little-endian word then yields the int16 pair (w0, w1),
+    and SXTB16 of the word rotated by 8 yields (w2, w3), matching x pairs (x0, x1), (x2, x3)."""
+    out, fan_in = w.shape
+    padded = np.zeros((out, pad4(fan_in)), dtype=w.dtype)
+    padded[:, :fan_in] = w
+    groups = padded.reshape(out, -1, 4)
+    return groups[:, :, [0, 2, 1, 3]].reshape(out, -1)
+
+
+def _doc(lines: list[str]) -> str:
+    return "\n".join((" *   " + line).rstrip() for line in lines)
+
+
+def summary_lines(policy: FloatPolicy, scheme: str, extra: list[str]) -> list[str]:
+    spec = policy.spec
+    widths = " -> ".join(str(w) for w in policy.widths)
+    lines = [
+        f"source       {policy.source} (training step {policy.step})",
+        f"task         {spec.get('task', '?')} on airframe {spec.get('airframe', '?')}, "
+        f"{spec.get('control_hz', '?')} Hz",
+        f"network      {widths}; hidden {policy.activation}, output tanh; scheme {scheme}",
+        f"model hash   {policy.model_hash}",
+        "             (sha256 of the float weights: export/model.py weights_hash)",
+    ]
+    lines += extra
+    layout = spec.get("obs_layout") or []
+    if layout:
+        lines.append("observation  (index: name [size] meaning)")
+        offset = 0
+        for name, size, meaning in layout:
+            lines.append(f"  {offset:3d}: {name} [{size}] {meaning}")
+            offset += int(size)
+    if spec.get("action"):
+        lines.append(f"action       {spec['action']}")
+    return lines
+
+
+def _wrap_doc(lines: list[str], width: int = 90) -> list[str]:
+    out = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip()) + (13 if line[:1] != " " else 4))
+        while len(line) > width:
+            cut = line.rfind(" ", 0, width)
+            if cut <= len(indent):
+                break
+            out.append(line[:cut])
+            line = indent + line[cut + 1 :]
+        out.append(line)
+    return out
+
+
+# The two headers ------------------------------------------------------------------------
+def int8_header(
+    policy: FloatPolicy, params: QuantParams, notes: list[str] = (), keep_markers: bool = False
+) -> Header:
+    inq = params.input
+    tables, sizes = [], []
+    _table(tables, sizes, "float", "qp_in_mean", inq.mean, c_float)
+    _table(tables, sizes, "float", "qp_in_div", inq.div, c_float)
+    _table(tables, sizes, "int16_t", "qp_in_zero", inq.zero)
+    rows = []
+    for i, layer in enumerate(params.layers):
+        w = shuffle_for_sxtb16(layer.weight)
+        _table(tables, sizes, "int8_t", f"qp_w{i}", w)
+        _table(tables, sizes, "int32_t", f"qp_b{i}", layer.bias)
+        _table(tables, sizes, "int32_t", f"qp_m{i}", layer.multiplier)
+        _table(tables, sizes, "uint8_t", f"qp_s{i}", layer.shift)
+        _table(tables, sizes, "int8_t", f"qp_lut{i}", layer.lut)
+        rows.append(
+            f"    {{{w.shape[1]}, {w.shape[0]}, {layer.pre_zero}, qp_w{i}, qp_b{i}, "
+            f"qp_m{i}, qp_s{i}, qp_lut{i}}},"
+        )
+    tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
+    buf_len = max(pad4(w) for w in policy.widths)
+    scratch = 2 * buf_len * 2
+    weight_bytes = int(sum(sizes))
+    defines = _defines(policy, len(params.layers), buf_len, weight_bytes, scratch) + [
+        f"#define QP_IN_MIN ({inq.lo})" if inq.lo < 0 else f"#define QP_IN_MIN {inq.lo}",
+        f"#define QP_IN_MAX {inq.hi}",
+    ]
+    extra = [
+        f"input        {params.input_mode} codes (QP_IN_MIN..QP_IN_MAX), "
+        f"calibrated on {params.calibration_size} states",
+        f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
+        f"buffers, {policy.macs} MACs per call",
+        *notes,
+    ]
+    doc = _doc(_wrap_doc(summary_lines(policy, "int8", extra)))
+    text = render(
+        INT8_TEMPLATE.read_text(),
+        {"doc": doc, "defines": "\n".join(defines), "tables": "\n".join(tables)},
+        keep_markers,
+    )
+    return Header(text, weight_bytes, scratch, policy.macs)
+
+
+def f32_header(policy: FloatPolicy, notes: list[str] = (), keep_markers: bool = False) -> Header:
+    tables, sizes = [], []
+    _table(tables, sizes, "float", "qp_in_mean", policy.mean, c_float)
+    _table(tables, sizes, "float", "qp_in_std", policy.std, c_float)
+    tables.append(f"static const float qp_obs_clip = {c_float(policy.obs_clip)};")
+    sizes.append(4)
+    rows = []
+    n = len(policy.weights)
+    for i, (w, b) in enumerate(zip(policy.weights, policy.biases, strict=True)):
+        _table(tables, sizes, "float", f"qp_w{i}", w, c_float)
+        _table(tables, sizes, "float", f"qp_b{i}", b, c_float)
+        relu = int(policy.activation == "relu" and i < n - 1)
+        rows.append(f"    {{{w.shape[1]}, {w.shape[0]}, {relu}, qp_w{i}, qp_b{i}}},")
+    tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
+    buf_len = max(policy.widths)
+    scratch = 2 * buf_len * 4
+    weight_bytes = int(sum(sizes))
+    defines = _defines(policy, n, buf_len, weight_bytes, scratch)
+    extra = [
+        f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
+        f"buffers, {policy.macs} MACs per call",
+        *notes,
+    ]
+    doc = _doc(_wrap_doc(summary_lines(policy, "float32", extra)))
+    text = render(
+        F32_TEMPLATE.read_text(),
+        {"doc": doc, "defines": "\n".join(defines), "tables": "\n".join(tables)},
+        keep_markers,
+    )
+    return Header(text, weight_bytes, scratch, policy.macs)
+
+
+def _defines(
+    policy: FloatPolicy, n_layers: int, buf_len: int, weight_bytes: int, scratch: int
+) -> list[str]:
+    return [
+        f"#define QP_OBS_DIM {policy.obs_dim}",
+        f"#define QP_ACT_DIM {policy.act_dim}",
+        f'#define QP_MODEL_HASH "{policy.model_hash}"',
+        f"#define QP_MACS {policy.macs}",
+        f"#define QP_N_LAYERS {n_layers}",
+        f"#define QP_BUF_LEN {buf_len}",
+        f"#define QP_WEIGHT_BYTES {weight_bytes}",
+        f"#define QP_SCRATCH_BYTES {scratch}",
+    ]
+
+
+# The templates' demo model --------------------------------------------------------------
+def demo():
+    """A tiny deterministic policy (3 -> 5 -> 4) and its int8 parameters, calibrated on
+    synthetic states: only the placeholder that keeps the templates compilable."""
+    import torch
+
+    from export.model import from_actor
+    from export.quantize import quantize
+    from train.policy import Actor
+
+    torch.manual_seed(0)
+    actor = Actor(3, 4, hidden=(5,))
+    with torch.no_grad():
+        actor.obs_mean.copy_(torch.tensor([0.0, 0.5, -1.0]))
+        actor.obs_std.copy_(torch.tensor([1.0, 2.0, 0.5]))
+    spec = {"task": "demo", "airframe": "none", "control_hz": 100.0}
+    policy = from_actor(actor, spec, 0, "demo")
+    obs = np.random.default_rng(0).normal(size=(512, 3)).astype(np.float32)
+    return policy, quantize(policy, obs)
+
+
+def refresh_templates() -> list[Path]:
+    """Rewrite the demo regions of both templates; returns the files that changed."""
+    policy, params = demo()
+    changed = []
+    for path, header in [
+        (INT8_TEMPLATE, int8_header(policy, params, keep_markers=True)),
+        (F32_TEMPLATE, f32_header(policy, keep_markers=True)),
+    ]:
+        if path.read_text() != header.text:
+            path.write_text(header.text)
+            changed.append(path)
+    return changed
+
+
+if __name__ == "__main__":
+    for p in refresh_templates():
+        print(f"rewrote {p}")

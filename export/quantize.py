@@ -1,0 +1,309 @@
+"""int8 quantisation of the float policy: one ``QuantParams`` object, computed here, that
+the numpy integer model (``int_reference``) and the C header generator (``header``) read.
+
+Scheme (TFLite Micro's int8 scheme, with the choices documented in docs/quantization.md):
+
+- real = (q - zero) * scale for every activation tensor;
+- input: normalise in float, then quantise once (per feature or per tensor, asymmetric);
+- weights: int8 in [-127, 127], symmetric, one scale per output channel; the input scale
+  is folded into the weights, so one formula covers per-feature and per-tensor inputs;
+- bias: int32 at scale in_scale * w_scale, with the input zero points folded in, so the
+  inner loop is a plain sum of int8 x int8 products;
+- requantisation: an int32 multiplier in [2^30, 2^31) and a right shift (gemmlowp);
+- activation: a 256-entry table from the int8 pre-activation code to the int8 output
+  code; tanh's output is fixed at scale 1/128, zero 0; ReLU's table is a clamp.
+
+Pre-activation ranges are calibrated on rollout states layer by layer through the
+already-quantised layers before them, choosing the clipping range that minimises the
+mean squared error of the activation's output on the calibration set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from export import int_reference as ref
+from export.model import ExportError, FloatPolicy
+
+ACC_LIMIT = 2**31  # every int32 accumulator must stay strictly inside +-2^31
+BIAS_LIMIT = 2**24  # a channel's weight scale is widened so |bias code| stays below this
+MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature is given
+TANH_OUT_SCALE = 1.0 / 128.0
+INPUT_MODES = ("int16", "int8-per-tensor", "int8-per-feature")
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """obs -> code: u = (obs - mean) / div in float32, code = sat(round(u) + zero, lo, hi)."""
+
+    mean: np.ndarray  # float32 (obs_dim,), the policy's normalisation mean
+    div: np.ndarray  # float32 (obs_dim,), std * scale
+    scale: np.ndarray  # float64 (obs_dim,), normalised units per code (= div / std)
+    zero: np.ndarray  # int32 (obs_dim,)
+    lo: int  # code range: [-128, 127] (int8) or [-32767, 32767] (int16)
+    hi: int
+
+    @property
+    def bits(self) -> int:
+        return 8 if self.hi <= 127 else 16
+
+
+@dataclass(frozen=True)
+class LayerQuant:
+    """One affine layer and its activation, all in integers."""
+
+    weight: np.ndarray  # int8 (out, in), row j scaled by 1 / acc_scale[j]
+    bias: np.ndarray  # int32 (out,), input zero points folded in
+    multiplier: np.ndarray  # int32 (out,), Q31 in [2^30, 2^31) (0 for a channel scaled to 0)
+    shift: np.ndarray  # int32 (out,), right shift in [0, 31]
+    acc_scale: np.ndarray  # float64 (out,): the real value of one accumulator unit
+    pre_scale: float  # pre-activation code scale
+    pre_zero: int
+    out_scale: float
+    out_zero: int
+    lut: np.ndarray  # int8 (256,): out code = lut[pre code + 128]
+    activation: str  # "tanh" or "relu"
+    acc_bound: int  # proved: |accumulator| <= acc_bound for every int8 input
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weight.shape)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    input: InputQuant
+    layers: tuple[LayerQuant, ...]
+    input_mode: str
+    calibration_size: int
+    model_hash: str
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.input.mean.size)
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.layers[-1].weight.shape[0])
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """A real multiplier 0 <= m < 1 as (Q31 mantissa, right shift), m ~ q * 2^-(31 + shift)."""
+    if not 0.0 <= m < 1.0:
+        raise ValueError(f"requantisation multiplier {m} outside [0, 1)")
+    if m == 0.0:
+        return 0, 0
+    mant, exp = math.frexp(m)  # m = mant * 2^exp, mant in [0.5, 1), exp <= 0
+    q = int(round(mant * 2**31))
+    if q == 2**31:
+        q, exp = q // 2, exp + 1
+    shift = -exp
+    if shift > 31:  # smaller than 2^-32: every accumulator rounds to 0
+        return 0, 0
+    return q, shift
+
+
+def affine_range(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, zero) mapping [lo, hi] (widened to contain 0) onto codes [-128, 127]."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0
+    zero = int(np.clip(round_half_away(-128.0 - lo / scale), -128, 127))
+    return scale, zero
+
+
+def activation_lut(activation: str, pre_scale: float, pre_zero: int) -> tuple:
+    """(lut int8[256], out_scale, out_zero) for codes -128..127 of the pre-activation."""
+    codes = np.arange(-128, 128)
+    if activation == "tanh":
+        y = np.tanh((codes - pre_zero) * pre_scale)
+        lut = np.clip(round_half_away(y / TANH_OUT_SCALE), -128, 127)
+        return lut.astype(np.int8), TANH_OUT_SCALE, 0
+    if activation == "relu":
+        return np.maximum(codes, pre_zero).astype(np.int8), pre_scale, pre_zero
+    raise ValueError(f"activation {activation!r}")
+
+
+def _apply(activation: str, x: np.ndarray) -> np.ndarray:
+    return np.tanh(x) if activation == "tanh" else np.maximum(x, 0.0)
+
+
+def calibrate_range(pre: np.ndarray, activation: str) -> tuple[float, float]:
+    """The clipping range [lo, hi] of a pre-activation tensor that minimises the mean
+    squared error of the quantised activation's dequantised output on ``pre``."""
+    lo, hi = float(min(pre.min(), 0.0)), float(max(pre.max(), 0.0))
+    if activation == "relu":
+        lo = 0.0
+    top = max(abs(lo), hi, 1e-3)
+    best, best_err = (lo, hi), math.inf
+    exact = _apply(activation, pre)
+    for t in np.unique(np.concatenate([np.geomspace(min(0.25, top), top, 40), [top]])):
+        c_lo, c_hi = max(lo, -t), min(hi, t)
+        if c_hi - c_lo <= 0:
+            continue
+        scale, zero = affine_range(c_lo, c_hi)
+        lut, out_scale, out_zero = activation_lut(activation, scale, zero)
+        code = np.clip(round_half_away(pre / scale) + zero, -128, 127).astype(np.int64)
+        got = (lut[code + 128].astype(np.float64) - out_zero) * out_scale
+        err = float(np.mean((got - exact) ** 2))
+        if err < best_err:
+            best, best_err = (c_lo, c_hi), err
+    return best
+
+
+def quantize_input(policy: FloatPolicy, z: np.ndarray, mode: str) -> InputQuant:
+    """Input codes for the clipped, normalised observations (``z``: calibration states).
+
+    ``int16``: symmetric, zero 0, scale obs_clip / 32767, so saturation is the clip itself
+    and no calibration is needed. ``int8-per-tensor`` / ``int8-per-feature``: asymmetric
+    int8 over the range ``z`` covered (one range, or one per feature).
+    """
+    dim = policy.obs_dim
+    if mode == "int16":
+        scale = np.full(dim, policy.obs_clip / 32767.0)
+        zero = np.zeros(dim, dtype=np.int32)
+        lo_code, hi_code = -32767, 32767
+    elif mode in ("int8-per-tensor", "int8-per-feature"):
+        if mode == "int8-per-tensor":
+            lo, hi = np.full(dim, min(z.min(), 0.0)), np.full(dim, max(z.max(), 0.0))
+        else:
+            lo, hi = np.minimum(z.min(axis=0), 0.0), np.maximum(z.max(axis=0), 0.0)
+        short = (hi - lo) < MIN_INPUT_RANGE  # a feature that barely moved in calibration
+        pad = np.where(short, (MIN_INPUT_RANGE - (hi - lo)) / 2, 0.0)
+        pairs = [affine_range(a, b) for a, b in zip(lo - pad, hi + pad, strict=True)]
+        scale = np.array([p[0] for p in pairs])
+        zero = np.array([p[1] for p in pairs], dtype=np.int32)
+        lo_code, hi_code = -128, 127
+    else:
+        raise ValueError(f"input mode {mode!r}; allowed: {', '.join(INPUT_MODES)}")
+    div = (policy.std.astype(np.float64) * scale).astype(np.float32)
+    return InputQuant(
+        mean=policy.mean.copy(),
+        div=div,
+        scale=div.astype(np.float64) / policy.std,
+        zero=zero,
+        lo=lo_code,
+        hi=hi_code,
+    )
+
+
+def quantize_layer(
+    w, b, in_scale, in_zero, in_max: int, pre: np.ndarray, activation: str
+) -> LayerQuant:
+    """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;
+    ``pre`` holds the calibration pre-activations."""
+    w = w.astype(np.float64)
+    b = b.astype(np.float64)
+    w_eff = w * in_scale[None, :]
+    row_max = np.abs(w_eff).max(axis=1)
+    acc_scale = np.maximum.reduce(
+        [row_max / 127.0, np.abs(b) / BIAS_LIMIT, np.full_like(row_max, 1e-30)]
+    )
+    wq = np.clip(round_half_away(w_eff / acc_scale[:, None]), -127, 127).astype(np.int64)
+    bq = round_half_away(b / acc_scale).astype(np.int64) - wq @ in_zero.astype(np.int64)
+    acc_bound = int((np.abs(bq) + in_max * np.abs(wq).sum(axis=1)).max())
+    lo, hi = calibrate_range(pre, activation)
+    pre_scale, pre_zero = affine_range(lo, hi)
+    # Keep every requantisation multiplier below 1 (a right shift only): widen the
+    # pre-activation range if a channel's accumulator unit exceeds one output code.
+    if acc_scale.max() >= pre_scale:
+        pre_scale = float(acc_scale.max()) * (1.0 + 2.0**-20)
+    mult, shift = zip(*(quantize_multiplier(s / pre_scale) for s in acc_scale), strict=True)
+    lut, out_scale, out_zero = activation_lut(activation, pre_scale, pre_zero)
+    return LayerQuant(
+        weight=wq.astype(np.int8),
+        bias=bq.astype(np.int32),
+        multiplier=np.array(mult, dtype=np.int32),
+        shift=np.array(shift, dtype=np.int32),
+        acc_scale=acc_scale,
+        pre_scale=float(pre_scale),
+        pre_zero=int(pre_zero),
+        out_scale=float(out_scale),
+        out_zero=int(out_zero),
+        lut=lut,
+        activation=activation,
+        acc_bound=acc_bound,
+    )
+
+
+def check_shapes(policy: FloatPolicy, input_mode: str) -> None:
+    """Refuse, before any work, shapes whose accumulators could overflow for some weights:
+    |acc| <= |bias code| + sum |w code| * |x code - zero| <= 2^24 + 127 * X * fan_in,
+    X = 32767 for the int16 input, 255 for int8 codes with a zero point."""
+    for i, w in enumerate(policy.weights):
+        fan_in = w.shape[1]
+        x_max = 32767 if (i == 0 and input_mode == "int16") else 255
+        bound = BIAS_LIMIT + 127 * x_max * fan_in
+        if bound >= ACC_LIMIT:
+            raise ExportError(
+                f"layer {i} ({fan_in} -> {w.shape[0]}): int32 accumulator could overflow: "
+                f"worst case 2^24 + 127*{x_max}*{fan_in} = {bound} >= 2^31; fan-in must be "
+                f"<= {(ACC_LIMIT - 1 - BIAS_LIMIT) // (127 * x_max)}"
+            )
+
+
+def prove_no_overflow(params: QuantParams) -> None:
+    """The worst case over all input codes: |bias| + max|x| * sum |w| < 2^31 per channel
+    (max|x| = 128 for int8 codes, 32767 for the int16 input). Every partial sum is bounded
+    by the same figure, so the order of accumulation (SMLAD pairs or not) is free."""
+    for i, layer in enumerate(params.layers):
+        wq, bq = layer.weight.astype(np.int64), layer.bias.astype(np.int64)
+        x_max = max(-params.input.lo, params.input.hi) if i == 0 else 128
+        bound = np.abs(bq) + x_max * np.abs(wq).sum(axis=1)
+        j = int(bound.argmax())
+        if bound[j] >= ACC_LIMIT:
+            raise ExportError(
+                f"layer {i} channel {j}: int32 accumulator could overflow: |bias| "
+                f"{abs(int(bq[j]))} + {x_max} * sum|w| {int(np.abs(wq[j]).sum())} = "
+                f"{int(bound[j])} >= 2^31"
+            )
+
+
+def quantize(
+    policy: FloatPolicy,
+    obs: np.ndarray,
+    input_mode: str = "int16",
+    max_samples: int = 20000,
+    seed: int = 0,
+) -> QuantParams:
+    """Quantise ``policy`` with calibration observations ``obs`` (n, obs_dim) float32."""
+    check_shapes(policy, input_mode)
+    obs = np.asarray(obs, dtype=np.float32)
+    if obs.ndim != 2 or obs.shape[1] != policy.obs_dim or obs.shape[0] == 0:
+        raise ExportError(
+            f"calibration set has shape {obs.shape}; expected (n, {policy.obs_dim}) with n > 0"
+        )
+    if obs.shape[0] > max_samples:  # the range search is O(samples x candidates)
+        pick = np.random.default_rng(seed).choice(obs.shape[0], max_samples, replace=False)
+        obs = obs[np.sort(pick)]
+    z = np.clip(
+        (obs.astype(np.float64) - policy.mean) / policy.std, -policy.obs_clip, policy.obs_clip
+    )
+    inq = quantize_input(policy, z, input_mode)
+    stub = QuantParams(inq, (), input_mode, len(obs), policy.model_hash)
+    codes = ref.quantize_input(stub, obs)
+    in_scale, in_zero = inq.scale, inq.zero
+    n_layers = len(policy.weights)
+    layers = []
+    for i, (w, b) in enumerate(zip(policy.weights, policy.biases, strict=True)):
+        activation = "tanh" if i == n_layers - 1 else policy.activation
+        x_real = (codes.astype(np.float64) - in_zero) * in_scale
+        pre = x_real @ w.astype(np.float64).T + b
+        in_max = max(-inq.lo, inq.hi) if i == 0 else 128
+        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation)
+        layers.append(layer)
+        _, codes = ref.layer_forward(layer, codes)
+        in_scale = np.full(w.shape[0], layer.out_scale)
+        in_zero = np.full(w.shape[0], layer.out_zero, dtype=np.int32)
+    params = QuantParams(inq, tuple(layers), input_mode, int(len(obs)), policy.model_hash)
+    prove_no_overflow(params)
+    last = params.layers[-1]
+    assert last.out_scale == TANH_OUT_SCALE and last.out_zero == 0
+    return params

@@ -1,0 +1,69 @@
+/* Cortex-M4 startup for the STM32F405: vector table and Reset_Handler.
+ *
+ * Reset_Handler enables the FPU before any floating-point instruction can run (QEMU
+ * and silicon both fault on a VFP instruction with CP10/CP11 disabled), copies .data
+ * from flash, zeroes .bss and calls main. Only the 16 system exceptions are listed:
+ * the firmware uses no peripheral interrupts.
+ */
+#include <stdint.h>
+
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+extern int main(void);
+extern void SysTick_Handler(void);
+
+#define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+
+void Reset_Handler(void);
+void Default_Handler(void);
+
+void Reset_Handler(void)
+{
+    uint32_t *src = &_sidata;
+    uint32_t *dst;
+
+    SCB_CPACR |= 0xFu << 20; /* CP10 and CP11: full access */
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+
+    for (dst = &_sdata; dst < &_edata;) {
+        *dst++ = *src++;
+    }
+    for (dst = &_sbss; dst < &_ebss;) {
+        *dst++ = 0;
+    }
+    main();
+    for (;;) {
+    }
+}
+
+/* Faults and unexpected exceptions park here, where a debugger can find them. */
+void Default_Handler(void)
+{
+    for (;;) {
+    }
+}
+
+typedef void (*handler_t)(void);
+
+/* Word 0 is the initial stack pointer, words 1-15 the system exception handlers. */
+typedef struct {
+    uint32_t *initial_sp;
+    handler_t handlers[15];
+} vector_table_t;
+
+__attribute__((section(".isr_vector"), used)) static const vector_table_t vectors = {
+    &_estack,
+    {
+        Reset_Handler,
+        Default_Handler, /* NMI */
+        Default_Handler, /* HardFault */
+        Default_Handler, /* MemManage */
+        Default_Handler, /* BusFault */
+        Default_Handler, /* UsageFault */
+        0, 0, 0, 0,      /* reserved */
+        Default_Handler, /* SVCall */
+        Default_Handler, /* DebugMonitor */
+        0,               /* reserved */
+        Default_Handler, /* PendSV */
+        SysTick_Handler,
+    },
+};

@@ -1,0 +1,233 @@
+/* Frame reassembly, integrity checks, dispatch and the policy call. */
+#include "qp_device.h"
+
+#include <string.h>
+
+#include "qp_cobs.h"
+#include "qp_crc16.h"
+#include "qp_wire.h"
+
+/* The policy header is chosen at build time: -DQP_MODEL_HEADER='"path/policy.h"'. */
+#include QP_MODEL_HEADER
+
+/* Compile-time checks of the policy header against what the protocol can carry. */
+typedef char qp_check_obs_dim[(QP_OBS_DIM >= 1 && QP_OBS_DIM <= QP_MAX_OBS) ? 1 : -1];
+typedef char qp_check_act_dim[(QP_ACT_DIM >= 1 &&
+                               QP_ACTION_HEADER + 4 * QP_ACT_DIM <= QP_MAX_PAYLOAD) ? 1 : -1];
+typedef char qp_check_hash_len[(sizeof(QP_MODEL_HASH) == 2 * QP_HASH_SIZE + 1) ? 1 : -1];
+#ifdef QP_EXPECT_SCHEME_ID
+#if QP_EXPECT_SCHEME_ID != QP_SCHEME_ID
+#error "SCHEME given to make does not match QP_SCHEME_ID in the MODEL header"
+#endif
+#endif
+
+#ifdef QP_ECHO
+#define QP_INFO_FLAGS QP_INFO_FLAG_ECHO
+#else
+#define QP_INFO_FLAGS 0
+#endif
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return 0; /* the generator emits lowercase hex; anything else reads as 0 */
+}
+
+void qp_device_init(qp_device_t *dev, const qp_board_t *board)
+{
+    static const char hash_hex[] = QP_MODEL_HASH;
+    size_t i;
+
+    memset(dev, 0, sizeof *dev);
+    dev->board = board;
+    for (i = 0; i < QP_HASH_SIZE; i++) {
+        dev->model_hash[i] = (uint8_t)(hex_value(hash_hex[2 * i]) << 4 |
+                                       hex_value(hash_hex[2 * i + 1]));
+    }
+}
+
+/* Finish the reply packet in dev->reply (header + payload_len bytes already written
+ * after it), append the CRC and COBS-encode it with its delimiter into out. */
+static size_t finish_reply(qp_device_t *dev, uint8_t type, uint16_t seq, size_t payload_len,
+                           uint8_t *out)
+{
+    size_t n = QP_HEADER_SIZE + payload_len;
+    size_t encoded;
+
+    dev->reply[0] = type;
+    qp_put_u16(&dev->reply[1], seq);
+    qp_put_u16(&dev->reply[n], qp_crc16(dev->reply, n));
+    n += QP_CRC_SIZE;
+    encoded = qp_cobs_encode(dev->reply, n, out, QP_MAX_ENCODED);
+    out[encoded] = QP_FRAME_DELIMITER;
+    return encoded + 1;
+}
+
+static size_t reply_error(qp_device_t *dev, uint16_t seq, uint8_t code, uint8_t detail,
+                          uint8_t *out)
+{
+    dev->stats.rejected++;
+    dev->reply[QP_HEADER_SIZE] = code;
+    dev->reply[QP_HEADER_SIZE + 1] = detail;
+    return finish_reply(dev, QP_MSG_ERROR, seq, 2, out);
+}
+
+static size_t reply_info(qp_device_t *dev, uint16_t seq, uint8_t *out)
+{
+    uint8_t *p = &dev->reply[QP_HEADER_SIZE];
+    const char *id = dev->board->build_id;
+    size_t i;
+
+    p[0] = QP_PROTOCOL_VERSION;
+    p[1] = QP_SCHEME_ID;
+    p[2] = QP_OBS_DIM;
+    p[3] = QP_ACT_DIM;
+    p[4] = QP_INFO_FLAGS;
+    p[5] = dev->board->tick_source;
+    qp_put_u16(&p[6], QP_MAX_PAYLOAD);
+    qp_put_u32(&p[8], (uint32_t)QP_MACS);
+    qp_put_u32(&p[12], dev->board->tick_hz);
+    memcpy(&p[16], dev->model_hash, QP_HASH_SIZE);
+    for (i = 0; i < QP_BUILD_ID_SIZE; i++) {
+        p[16 + QP_HASH_SIZE + i] = (uint8_t)(id != NULL ? *id : 0);
+        if (id != NULL && *id != '\0') {
+            id++;
+        } else {
+            id = NULL; /* pad the rest with zeros */
+        }
+    }
+    return finish_reply(dev, QP_MSG_INFO, seq, QP_INFO_SIZE, out);
+}
+
+static size_t reply_step(qp_device_t *dev, uint16_t seq, const uint8_t *payload,
+                         size_t len, uint8_t *out)
+{
+    float obs[QP_OBS_DIM];
+    float action[QP_ACT_DIM];
+    uint8_t *p = &dev->reply[QP_HEADER_SIZE];
+    uint32_t start, ticks;
+    size_t i;
+    int rc;
+
+    if (len < QP_STEP_HEADER || len != QP_STEP_HEADER + 4u * payload[0]) {
+        return reply_error(dev, seq, QP_ERROR_BAD_LENGTH, QP_MSG_STEP, out);
+    }
+    if (payload[0] != QP_OBS_DIM) {
+        return reply_error(dev, seq, QP_ERROR_WRONG_DIMS, QP_OBS_DIM, out);
+    }
+    for (i = 0; i < QP_OBS_DIM; i++) {
+        obs[i] = qp_get_f32(&payload[QP_STEP_HEADER + 4 * i]);
+        if (!qp_is_finite(obs[i])) {
+            return reply_error(dev, seq, QP_ERROR_NONFINITE, (uint8_t)i, out);
+        }
+    }
+
+    start = dev->board->ticks();
+#ifdef QP_ECHO
+    for (i = 0; i < QP_ACT_DIM; i++) {
+        action[i] = i < QP_OBS_DIM ? obs[i] : 0.0f;
+    }
+    rc = QP_OK;
+#else
+    rc = qp_policy_act(obs, action);
+#endif
+    ticks = dev->board->ticks() - start;
+
+    if (rc == QP_ERR_NONFINITE) {
+        return reply_error(dev, seq, QP_ERROR_NONFINITE, 0xFF, out);
+    }
+    if (rc != QP_OK) {
+        return reply_error(dev, seq, QP_ERROR_POLICY, (uint8_t)rc, out);
+    }
+    for (i = 0; i < QP_ACT_DIM; i++) {
+        if (!qp_is_finite(action[i])) {
+            return reply_error(dev, seq, QP_ERROR_POLICY, 0xFF, out);
+        }
+    }
+
+    dev->stats.steps++;
+    dev->stats.last_ticks = ticks;
+    qp_put_u32(&p[0], ticks);
+    qp_put_u32(&p[4], dev->board->tick_hz);
+    p[8] = QP_ACT_DIM;
+    for (i = 0; i < QP_ACT_DIM; i++) {
+        qp_put_f32(&p[QP_ACTION_HEADER + 4 * i], action[i]);
+    }
+    return finish_reply(dev, QP_MSG_ACTION, seq, QP_ACTION_HEADER + 4 * QP_ACT_DIM, out);
+}
+
+size_t qp_device_handle_packet(qp_device_t *dev, const uint8_t *packet, size_t n,
+                               uint8_t *out)
+{
+    const uint8_t *payload = &packet[QP_HEADER_SIZE];
+    size_t len;
+    uint16_t seq;
+
+    dev->stats.frames++;
+    if (n < QP_MIN_PACKET) {
+        return reply_error(dev, 0, QP_ERROR_BAD_FRAME, 0, out);
+    }
+    if (n > QP_MAX_PACKET) {
+        return reply_error(dev, 0, QP_ERROR_OVERSIZE, 0, out);
+    }
+    len = n - QP_MIN_PACKET;
+    if (qp_crc16(packet, n - QP_CRC_SIZE) != qp_get_u16(&packet[n - QP_CRC_SIZE])) {
+        return reply_error(dev, 0, QP_ERROR_BAD_CRC, 0, out);
+    }
+    /* From here on the packet is intact, so its seq is echoed. */
+    seq = qp_get_u16(&packet[1]);
+    switch (packet[0]) {
+    case QP_MSG_HELLO:
+        if (len != 0) {
+            return reply_error(dev, seq, QP_ERROR_BAD_LENGTH, QP_MSG_HELLO, out);
+        }
+        return reply_info(dev, seq, out);
+    case QP_MSG_PING:
+        memcpy(&dev->reply[QP_HEADER_SIZE], payload, len);
+        return finish_reply(dev, QP_MSG_PONG, seq, len, out);
+    case QP_MSG_STEP:
+        return reply_step(dev, seq, payload, len, out);
+    default:
+        return reply_error(dev, seq, QP_ERROR_UNKNOWN_TYPE, packet[0], out);
+    }
+}
+
+size_t qp_device_rx(qp_device_t *dev, uint8_t byte, uint8_t *out)
+{
+    long n;
+
+    if (byte != QP_FRAME_DELIMITER) {
+        if (dev->rx_len < sizeof dev->rx) {
+            dev->rx[dev->rx_len++] = byte;
+        } else {
+            dev->rx_overflow = 1;
+        }
+        return 0;
+    }
+
+    /* A delimiter ends the frame: whatever happens next, start afresh after it. */
+    if (dev->rx_overflow) {
+        dev->rx_overflow = 0;
+        dev->rx_len = 0;
+        dev->stats.frames++;
+        return reply_error(dev, 0, QP_ERROR_OVERSIZE, 0, out);
+    }
+    if (dev->rx_len == 0) {
+        return 0;
+    }
+    n = qp_cobs_decode(dev->rx, dev->rx_len, dev->packet, sizeof dev->packet);
+    dev->rx_len = 0;
+    if (n < 0) {
+        dev->stats.frames++;
+        return reply_error(dev, 0, QP_ERROR_BAD_FRAME, 0, out);
+    }
+    return qp_device_handle_packet(dev, dev->packet, (size_t)n, out);
+}

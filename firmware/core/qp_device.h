@@ -1,0 +1,53 @@
+/* qp_device.h - the device side of the protocol: a byte-at-a-time receiver that
+ * reassembles frames, checks them and answers each with exactly one reply frame.
+ *
+ * Board-independent: the board feeds received bytes to qp_device_rx() and writes out
+ * whatever it returns. No malloc, no globals: all state lives in qp_device_t.
+ */
+#ifndef QP_DEVICE_H
+#define QP_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qp_protocol.h"
+
+/* What the board tells the core about itself. */
+typedef struct {
+    const char *build_id;    /* ASCII, truncated to QP_BUILD_ID_SIZE in INFO */
+    uint32_t (*ticks)(void); /* free-running counter, wraps at 2^32 */
+    uint32_t tick_hz;        /* counts per second of ticks() */
+    uint8_t tick_source;     /* QP_TICK_* */
+} qp_board_t;
+
+typedef struct {
+    uint32_t frames;       /* non-empty frames received */
+    uint32_t rejected;     /* frames answered with ERROR */
+    uint32_t steps;        /* STEP requests answered with ACTION */
+    uint32_t last_ticks;   /* duration of the last policy call */
+} qp_stats_t;
+
+typedef struct {
+    const qp_board_t *board;
+    uint8_t rx[QP_MAX_ENCODED]; /* encoded bytes of the frame being received */
+    size_t rx_len;
+    int rx_overflow;            /* frame grew past QP_MAX_ENCODED: discard until 0x00 */
+    uint8_t packet[QP_MAX_ENCODED];
+    uint8_t reply[QP_MAX_PACKET];
+    uint8_t model_hash[QP_HASH_SIZE];
+    qp_stats_t stats;
+} qp_device_t;
+
+void qp_device_init(qp_device_t *dev, const qp_board_t *board);
+
+/* Feed one received byte. When it completes a frame, the encoded reply frame (with its
+ * trailing 0x00) is written to out, which must hold QP_MAX_FRAME bytes, and its length
+ * is returned; otherwise returns 0. Empty frames (0x00 0x00) are ignored silently. */
+size_t qp_device_rx(qp_device_t *dev, uint8_t byte, uint8_t *out);
+
+/* Answer one decoded packet (header, payload, CRC). Writes the encoded reply frame to
+ * out (QP_MAX_FRAME bytes) and returns its length. Exposed for tests. */
+size_t qp_device_handle_packet(qp_device_t *dev, const uint8_t *packet, size_t n,
+                               uint8_t *out);
+
+#endif

@@ -1,0 +1,72 @@
+/* qp_protocol.h - the wire protocol's constants: the one place they live in C.
+ *
+ * docs/protocol.md explains every field; firmware_bridge/protocol.py holds the same
+ * values for Python and tests/test_protocol_constants.py checks that they agree.
+ * Values are plain integer literals or expressions over earlier names so that the
+ * Python test can evaluate them.
+ */
+#ifndef QP_PROTOCOL_H
+#define QP_PROTOCOL_H
+
+#define QP_PROTOCOL_VERSION 1
+
+/* Packet = type (u8) | seq (u16 LE) | payload | crc16 (u16 LE), COBS-framed, 0x00-terminated. */
+#define QP_HEADER_SIZE 3
+#define QP_CRC_SIZE 2
+#define QP_MAX_PAYLOAD 256
+#define QP_MIN_PACKET (QP_HEADER_SIZE + QP_CRC_SIZE)
+#define QP_MAX_PACKET (QP_HEADER_SIZE + QP_MAX_PAYLOAD + QP_CRC_SIZE)
+/* COBS adds one code byte per started block of 254 bytes. */
+#define QP_MAX_ENCODED (QP_MAX_PACKET + (QP_MAX_PACKET + 253) / 254)
+#define QP_MAX_FRAME (QP_MAX_ENCODED + 1)
+#define QP_FRAME_DELIMITER 0
+
+/* CRC-16/IBM-3740 (also known as CRC-16/CCITT-FALSE): MSB first, no reflection. */
+#define QP_CRC16_POLY 0x1021
+#define QP_CRC16_INIT 0xFFFF
+#define QP_CRC16_XOROUT 0x0000
+#define QP_CRC16_CHECK 0x29B1 /* CRC of the ASCII bytes "123456789" */
+
+/* Message types: requests (host -> device) below 0x80, replies have bit 7 set. */
+#define QP_MSG_HELLO 0x01
+#define QP_MSG_PING 0x02
+#define QP_MSG_STEP 0x03
+#define QP_MSG_INFO 0x81
+#define QP_MSG_PONG 0x82
+#define QP_MSG_ACTION 0x83
+#define QP_MSG_ERROR 0xFF
+
+/* Error codes carried by ERROR. The first three mean the frame failed its integrity
+ * check: the reply's seq is then 0 because the request's seq cannot be trusted. */
+#define QP_ERROR_BAD_FRAME 1    /* COBS invalid, or shorter than QP_MIN_PACKET */
+#define QP_ERROR_BAD_CRC 2      /* CRC mismatch */
+#define QP_ERROR_OVERSIZE 3     /* frame longer than QP_MAX_ENCODED / QP_MAX_PACKET */
+#define QP_ERROR_UNKNOWN_TYPE 4 /* detail = the type byte received */
+#define QP_ERROR_BAD_LENGTH 5   /* payload length wrong for the type; detail = type */
+#define QP_ERROR_WRONG_DIMS 6   /* STEP obs count != model obs dim; detail = obs dim */
+#define QP_ERROR_NONFINITE 7    /* NaN or Inf in the observation; detail = index */
+#define QP_ERROR_POLICY 8       /* policy returned an error or a non-finite action */
+
+/* INFO payload (72 bytes). */
+#define QP_HASH_SIZE 32
+#define QP_BUILD_ID_SIZE 24
+#define QP_INFO_SIZE (16 + QP_HASH_SIZE + QP_BUILD_ID_SIZE)
+#define QP_INFO_FLAG_ECHO 0x01 /* echo build: STEP copies obs into the action, no policy */
+
+/* Scheme ids, equal to the policy header's QP_SCHEME_ID. */
+#define QP_SCHEME_NONE 0
+#define QP_SCHEME_INT8 1
+#define QP_SCHEME_FLOAT32 2
+
+/* Tick sources reported in INFO. */
+#define QP_TICK_HOST_CLOCK 0 /* host build: monotonic clock */
+#define QP_TICK_SYSTICK 1    /* SysTick at the core clock (QEMU: virtual 168 MHz) */
+#define QP_TICK_DWT_CYCCNT 2 /* DWT cycle counter: CPU cycles */
+
+/* STEP payload: count (u8) then count float32 LE. ACTION payload: infer_ticks (u32),
+ * tick_hz (u32), count (u8), then count float32 LE. */
+#define QP_STEP_HEADER 1
+#define QP_ACTION_HEADER 9
+#define QP_MAX_OBS ((QP_MAX_PAYLOAD - QP_STEP_HEADER) / 4)
+
+#endif

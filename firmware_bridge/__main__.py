@@ -1,0 +1,80 @@
+"""Command line: ``python -m firmware_bridge <command> --help``.
+
+Each command is a (name, add_arguments, run) entry in COMMANDS; adding one is a new
+entry and its two functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .emulator import DEFAULT_MODEL, Emulator, EmulatorError
+from .link import LinkError
+
+
+def add_emulate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="policy header to build the firmware with (default: the test fixture)")
+    p.add_argument("--elf", help="run this ELF instead of building one")
+    p.add_argument("--echo", action="store_true", help="the echo build (no policy)")
+    p.add_argument("--expect-hash", help="refuse firmware whose model hash differs")
+    p.add_argument("--steps", type=int, default=3,
+                   help="STEP round trips with a zero observation to show (default 3)")  # fmt: skip
+
+
+def run_emulate(args: argparse.Namespace) -> int:
+    with Emulator(args.model, elf=args.elf, echo=args.echo,
+                  expected_hash=args.expect_hash) as emu:  # fmt: skip
+        print(f"QEMU pid {emu.proc.pid}, USART1 at {emu.url}")
+        print(f"INFO: {emu.info.describe()}")
+        print(f"model hash: {emu.info.model_hash_hex}")
+        for _ in range(args.steps):
+            r = emu.link.step([0.0] * emu.info.obs_dim)
+            print(f"STEP zeros -> {r.action.tolist()}  infer {r.infer_ticks} ticks "
+                  f"({r.infer_s * 1e6:.1f} us at {r.tick_hz} Hz), rtt {r.rtt_s * 1e3:.2f} ms")  # fmt: skip
+        # Hand the port over: QEMU accepts a new client once this one disconnects.
+        emu.link.close()
+        emu.link = None
+        print(f"released {emu.url} for other clients; Ctrl-C stops QEMU")
+        sys.stdout.flush()
+        while emu.proc.poll() is None:
+            time.sleep(0.5)
+        print(f"QEMU exited with {emu.proc.returncode}", file=sys.stderr)
+        return 1
+
+
+COMMANDS = [
+    ("emulate", "run the STM32F405 firmware in QEMU and print its INFO",
+     add_emulate_arguments, run_emulate),
+]  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m firmware_bridge",
+        description="Talk to the quadpilot firmware: emulator, link checks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, help_text, add_arguments, run in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    except (EmulatorError, LinkError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

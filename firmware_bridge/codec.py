@@ -1,0 +1,354 @@
+"""Frame codec: COBS, CRC-16, packets and typed messages (see docs/protocol.md).
+
+A frame on the wire is ``COBS(packet) 0x00``; a packet is
+``type u8 | seq u16 LE | payload | crc16 u16 LE`` with the CRC over type, seq and
+payload. Decoding failures raise :class:`FrameError` carrying the protocol error code
+that the firmware would answer with, so both sides classify garbage the same way.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .protocol import (
+    ACTION_HEADER,
+    BUILD_ID_SIZE,
+    CRC16_INIT,
+    CRC16_POLY,
+    CRC16_XOROUT,
+    CRC_SIZE,
+    FRAME_DELIMITER,
+    HASH_SIZE,
+    HEADER_SIZE,
+    INFO_FLAG_ECHO,
+    INFO_SIZE,
+    MAX_ENCODED,
+    MAX_PACKET,
+    MAX_PAYLOAD,
+    MIN_PACKET,
+    STEP_HEADER,
+    ErrorCode,
+    MsgType,
+    Scheme,
+    TickSource,
+)
+
+
+class FrameError(ValueError):
+    """A frame or packet the protocol rejects; ``code`` is the matching ErrorCode."""
+
+    def __init__(self, code: ErrorCode, message: str, seq: int = 0):
+        super().__init__(f"{code.name}: {message}")
+        self.code, self.seq = code, seq
+
+
+# ---------------------------------------------------------------- CRC and COBS
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ CRC16_POLY) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/IBM-3740: poly 0x1021, init 0xFFFF, no reflection, xorout 0."""
+    crc = CRC16_INIT
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ b]
+    return crc ^ CRC16_XOROUT
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS without the trailing delimiter; a final full block gets no extra code byte."""
+    out = bytearray()
+    block = bytearray()
+    for i, b in enumerate(data):
+        if b == 0:
+            out += bytes([len(block) + 1]) + block
+            block.clear()
+            continue
+        block.append(b)
+        if len(block) == 254:
+            out += b"\xff" + block
+            block.clear()
+            if i + 1 == len(data):
+                return bytes(out)
+    out += bytes([len(block) + 1]) + block
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Inverse of cobs_encode; raises FrameError(BAD_FRAME) on invalid input."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        code = data[i]
+        i += 1
+        if code == 0 or i + code - 1 > len(data):
+            raise FrameError(ErrorCode.BAD_FRAME, f"COBS code byte 0x{code:02x} at {i - 1}")
+        block = data[i : i + code - 1]
+        if 0 in block:
+            raise FrameError(ErrorCode.BAD_FRAME, "0x00 inside a COBS frame")
+        out += block
+        i += code - 1
+        if code != 0xFF and i < len(data):
+            out.append(0)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- packets
+
+
+@dataclass(frozen=True)
+class Packet:
+    type: int
+    seq: int
+    payload: bytes
+
+
+def encode_packet(msg_type: int, seq: int, payload: bytes = b"") -> bytes:
+    """A complete frame: COBS-encoded packet plus the 0x00 delimiter."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    body = struct.pack("<BH", msg_type, seq & 0xFFFF) + payload
+    body += struct.pack("<H", crc16(body))
+    return cobs_encode(body) + bytes([FRAME_DELIMITER])
+
+
+def decode_frame(frame: bytes) -> Packet:
+    """Check one frame (without its delimiter) the way the firmware does."""
+    if len(frame) > MAX_ENCODED:
+        raise FrameError(ErrorCode.OVERSIZE, f"{len(frame)} encoded bytes > {MAX_ENCODED}")
+    packet = cobs_decode(frame)
+    if len(packet) < MIN_PACKET:
+        raise FrameError(ErrorCode.BAD_FRAME, f"{len(packet)}-byte packet < {MIN_PACKET}")
+    if len(packet) > MAX_PACKET:
+        raise FrameError(ErrorCode.OVERSIZE, f"{len(packet)}-byte packet > {MAX_PACKET}")
+    (crc,) = struct.unpack_from("<H", packet, len(packet) - CRC_SIZE)
+    if crc16(packet[:-CRC_SIZE]) != crc:
+        raise FrameError(ErrorCode.BAD_CRC, f"CRC 0x{crc:04x} != 0x{crc16(packet[:-2]):04x}")
+    msg_type, seq = struct.unpack_from("<BH", packet)
+    return Packet(msg_type, seq, bytes(packet[HEADER_SIZE:-CRC_SIZE]))
+
+
+class FrameReader:
+    """Splits a byte stream at 0x00 delimiters; bounded memory like the firmware."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._overflow = False
+
+    def feed(self, data: bytes) -> list[bytes | FrameError]:
+        """Complete frames (bodies without delimiter) or FrameError(OVERSIZE), in order."""
+        out: list[bytes | FrameError] = []
+        for b in data:
+            if b != FRAME_DELIMITER:
+                if len(self._buf) < MAX_ENCODED:
+                    self._buf.append(b)
+                else:
+                    self._overflow = True
+                continue
+            if self._overflow:
+                out.append(FrameError(ErrorCode.OVERSIZE, f"frame > {MAX_ENCODED} bytes"))
+            elif self._buf:
+                out.append(bytes(self._buf))
+            self._buf.clear()
+            self._overflow = False
+        return out
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _f32(values: Iterable[float]) -> bytes:
+    with np.errstate(over="ignore"):
+        return np.asarray(list(values), dtype="<f4").tobytes()
+
+
+def _floats(data: bytes) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.frombuffer(data, dtype="<f4"))
+
+
+@dataclass(frozen=True)
+class Hello:
+    TYPE = MsgType.HELLO
+
+    def payload(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class Ping:
+    data: bytes = b""
+    TYPE = MsgType.PING
+
+    def payload(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
+class Pong:
+    data: bytes = b""
+    TYPE = MsgType.PONG
+
+    def payload(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
+class Step:
+    obs: tuple[float, ...]
+    TYPE = MsgType.STEP
+
+    def payload(self) -> bytes:
+        return bytes([len(self.obs)]) + _f32(self.obs)
+
+
+@dataclass(frozen=True)
+class Action:
+    action: tuple[float, ...]
+    infer_ticks: int
+    tick_hz: int
+    TYPE = MsgType.ACTION
+
+    @property
+    def infer_seconds(self) -> float:
+        return self.infer_ticks / self.tick_hz if self.tick_hz else float("nan")
+
+    def payload(self) -> bytes:
+        head = struct.pack("<IIB", self.infer_ticks, self.tick_hz, len(self.action))
+        return head + _f32(self.action)
+
+
+@dataclass(frozen=True)
+class Error:
+    code: int
+    detail: int = 0
+    TYPE = MsgType.ERROR
+
+    def payload(self) -> bytes:
+        return bytes([self.code, self.detail])
+
+    def describe(self) -> str:
+        try:
+            name = ErrorCode(self.code).name
+        except ValueError:
+            name = f"code {self.code}"
+        return f"{name} (detail {self.detail})"
+
+
+@dataclass(frozen=True)
+class Info:
+    protocol_version: int
+    scheme: int
+    obs_dim: int
+    act_dim: int
+    flags: int
+    tick_source: int
+    max_payload: int
+    macs: int
+    tick_hz: int
+    model_hash: bytes = field(repr=False)
+    build_id: str
+    TYPE = MsgType.INFO
+    _FORMAT = "<BBBBBBHII"  # the 16 fixed bytes before the hash
+
+    @property
+    def model_hash_hex(self) -> str:
+        return self.model_hash.hex()
+
+    @property
+    def echo(self) -> bool:
+        return bool(self.flags & INFO_FLAG_ECHO)
+
+    def payload(self) -> bytes:
+        head = struct.pack(
+            self._FORMAT,
+            self.protocol_version,
+            self.scheme,
+            self.obs_dim,
+            self.act_dim,
+            self.flags,
+            self.tick_source,
+            self.max_payload,
+            self.macs,
+            self.tick_hz,
+        )
+        build = self.build_id.encode("ascii")[:BUILD_ID_SIZE].ljust(BUILD_ID_SIZE, b"\0")
+        return head + self.model_hash + build
+
+    def describe(self) -> str:
+        def name(enum, value):
+            try:
+                return enum(value).name.lower()
+            except ValueError:
+                return str(value)
+
+        return (
+            f"protocol v{self.protocol_version}, build {self.build_id!r}, "
+            f"model {self.model_hash_hex[:16]}... ({name(Scheme, self.scheme)}, "
+            f"obs {self.obs_dim}, act {self.act_dim}, {self.macs} MACs), "
+            f"ticks {name(TickSource, self.tick_source)} at {self.tick_hz} Hz"
+            + (", ECHO build (no policy)" if self.echo else "")
+        )
+
+
+Message = Hello | Ping | Pong | Step | Action | Error | Info
+
+
+def encode(msg: Message, seq: int) -> bytes:
+    return encode_packet(msg.TYPE, seq, msg.payload())
+
+
+def _length_error(packet: Packet, why: str) -> FrameError:
+    return FrameError(ErrorCode.BAD_LENGTH, why, packet.seq)
+
+
+def parse(packet: Packet) -> Message:
+    """Typed message from a CRC-checked packet; raises FrameError on a bad payload."""
+    p, t = packet.payload, packet.type
+    if t in (MsgType.HELLO, MsgType.PING, MsgType.PONG):
+        if t == MsgType.HELLO and p:
+            raise _length_error(packet, "HELLO carries no payload")
+        return {MsgType.HELLO: lambda: Hello(), MsgType.PING: lambda: Ping(p)}.get(
+            t, lambda: Pong(p)
+        )()
+    if t == MsgType.STEP:
+        if len(p) < STEP_HEADER or len(p) != STEP_HEADER + 4 * p[0]:
+            raise _length_error(packet, f"STEP payload of {len(p)} bytes")
+        return Step(_floats(p[STEP_HEADER:]))
+    if t == MsgType.ACTION:
+        if len(p) < ACTION_HEADER or len(p) != ACTION_HEADER + 4 * p[8]:
+            raise _length_error(packet, f"ACTION payload of {len(p)} bytes")
+        ticks, hz, _ = struct.unpack_from("<IIB", p)
+        return Action(_floats(p[ACTION_HEADER:]), ticks, hz)
+    if t == MsgType.ERROR:
+        if len(p) != 2:
+            raise _length_error(packet, f"ERROR payload of {len(p)} bytes")
+        return Error(p[0], p[1])
+    if t == MsgType.INFO:
+        if len(p) != INFO_SIZE:
+            raise _length_error(packet, f"INFO payload of {len(p)} bytes")
+        fixed = struct.unpack_from(Info._FORMAT, p)
+        model_hash = bytes(p[16 : 16 + HASH_SIZE])
+        build = bytes(p[16 + HASH_SIZE :]).split(b"\0", 1)[0].decode("ascii", "replace")
+        return Info(*fixed, model_hash=model_hash, build_id=build)
+    raise FrameError(ErrorCode.UNKNOWN_TYPE, f"type 0x{t:02x}", packet.seq)
+
+
+def decode(frame: bytes) -> tuple[int, Message]:
+    """(seq, message) from one frame body; raises FrameError."""
+    packet = decode_frame(frame)
+    return packet.seq, parse(packet)

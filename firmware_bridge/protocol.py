@@ -1,0 +1,103 @@
+"""Wire protocol constants: the one place they live in Python.
+
+They mirror firmware/core/qp_protocol.h (tests/test_protocol_constants.py checks that
+the two agree) and are explained byte by byte in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1
+
+HEADER_SIZE = 3  # type u8, seq u16 LE
+CRC_SIZE = 2
+MAX_PAYLOAD = 256
+MIN_PACKET = HEADER_SIZE + CRC_SIZE
+MAX_PACKET = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
+MAX_ENCODED = MAX_PACKET + (MAX_PACKET + 253) // 254  # COBS: one code byte per 254
+MAX_FRAME = MAX_ENCODED + 1
+FRAME_DELIMITER = 0
+
+# CRC-16/IBM-3740 (alias CRC-16/CCITT-FALSE): no reflection, MSB first.
+CRC16_POLY = 0x1021
+CRC16_INIT = 0xFFFF
+CRC16_XOROUT = 0x0000
+CRC16_CHECK = 0x29B1  # CRC of b"123456789"
+
+HASH_SIZE = 32
+BUILD_ID_SIZE = 24
+INFO_SIZE = 16 + HASH_SIZE + BUILD_ID_SIZE
+INFO_FLAG_ECHO = 0x01
+
+STEP_HEADER = 1
+ACTION_HEADER = 9
+MAX_OBS = (MAX_PAYLOAD - STEP_HEADER) // 4
+
+
+class MsgType(IntEnum):
+    HELLO = 0x01
+    PING = 0x02
+    STEP = 0x03
+    INFO = 0x81
+    PONG = 0x82
+    ACTION = 0x83
+    ERROR = 0xFF
+
+
+class ErrorCode(IntEnum):
+    BAD_FRAME = 1
+    BAD_CRC = 2
+    OVERSIZE = 3
+    UNKNOWN_TYPE = 4
+    BAD_LENGTH = 5
+    WRONG_DIMS = 6
+    NONFINITE = 7
+    POLICY = 8
+
+
+# Errors raised before the CRC verified: the reply's seq is 0, the request may be resent.
+INTEGRITY_ERRORS = frozenset({ErrorCode.BAD_FRAME, ErrorCode.BAD_CRC, ErrorCode.OVERSIZE})
+
+
+class Scheme(IntEnum):
+    NONE = 0
+    INT8 = 1
+    FLOAT32 = 2
+
+
+class TickSource(IntEnum):
+    HOST_CLOCK = 0
+    SYSTICK = 1
+    DWT_CYCCNT = 2
+
+
+# Name in qp_protocol.h -> value here, for the cross-language check.
+C_NAMES: dict[str, int] = {
+    "QP_PROTOCOL_VERSION": PROTOCOL_VERSION,
+    "QP_HEADER_SIZE": HEADER_SIZE,
+    "QP_CRC_SIZE": CRC_SIZE,
+    "QP_MAX_PAYLOAD": MAX_PAYLOAD,
+    "QP_MIN_PACKET": MIN_PACKET,
+    "QP_MAX_PACKET": MAX_PACKET,
+    "QP_MAX_ENCODED": MAX_ENCODED,
+    "QP_MAX_FRAME": MAX_FRAME,
+    "QP_FRAME_DELIMITER": FRAME_DELIMITER,
+    "QP_CRC16_POLY": CRC16_POLY,
+    "QP_CRC16_INIT": CRC16_INIT,
+    "QP_CRC16_XOROUT": CRC16_XOROUT,
+    "QP_CRC16_CHECK": CRC16_CHECK,
+    "QP_HASH_SIZE": HASH_SIZE,
+    "QP_BUILD_ID_SIZE": BUILD_ID_SIZE,
+    "QP_INFO_SIZE": INFO_SIZE,
+    "QP_INFO_FLAG_ECHO": INFO_FLAG_ECHO,
+    "QP_STEP_HEADER": STEP_HEADER,
+    "QP_ACTION_HEADER": ACTION_HEADER,
+    "QP_MAX_OBS": MAX_OBS,
+    **{f"QP_MSG_{m.name}": m.value for m in MsgType},
+    **{f"QP_ERROR_{e.name}": e.value for e in ErrorCode},
+    **{f"QP_SCHEME_{s.name}": s.value for s in Scheme},
+    "QP_TICK_HOST_CLOCK": TickSource.HOST_CLOCK,
+    "QP_TICK_SYSTICK": TickSource.SYSTICK,
+    "QP_TICK_DWT_CYCCNT": TickSource.DWT_CYCCNT,
+}

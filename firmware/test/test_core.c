@@ -1,0 +1,300 @@
+/* Unit tests for the portable core: CRC, COBS, receiver and dispatch, and the shared
+ * protocol vectors (tests/vectors/protocol.jsonl, path given as argv[1]).
+ *
+ * The device under test runs the fixture policy with a fake tick counter that advances
+ * 7 per read at 1 MHz and build id "vectors", exactly as the vector file assumes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qp_cobs.h"
+#include "qp_crc16.h"
+#include "qp_device.h"
+#include "qp_wire.h"
+
+#include QP_MODEL_HEADER
+
+static int checks, failures;
+
+#define CHECK(cond, ...)                                                  \
+    do {                                                                  \
+        checks++;                                                         \
+        if (!(cond)) {                                                    \
+            failures++;                                                   \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
+            printf(__VA_ARGS__);                                          \
+            printf("\n");                                                 \
+        }                                                                 \
+    } while (0)
+
+static uint32_t fake_clock;
+static uint32_t fake_ticks(void)
+{
+    fake_clock += 7;
+    return fake_clock;
+}
+static const qp_board_t TEST_BOARD = {"vectors", fake_ticks, 1000000u, QP_TICK_HOST_CLOCK};
+
+/* ---------------------------------------------------------------- helpers */
+
+#define BIG 4096
+
+/* Copy the string value of "key": "..." from a JSON line; returns 0 if absent. */
+static int json_string(const char *line, const char *key, char *out, size_t cap)
+{
+    char pattern[64];
+    const char *start, *end;
+    sprintf(pattern, "\"%s\": \"", key);
+    start = strstr(line, pattern);
+    if (start == NULL) {
+        return 0;
+    }
+    start += strlen(pattern);
+    end = strchr(start, '"');
+    if (end == NULL || (size_t)(end - start) >= cap) {
+        return 0;
+    }
+    memcpy(out, start, (size_t)(end - start));
+    out[end - start] = '\0';
+    return 1;
+}
+
+static size_t from_hex(const char *hex, uint8_t *out, size_t cap)
+{
+    size_t n = strlen(hex) / 2, i;
+    unsigned v;
+    if (n > cap) {
+        return (size_t)-1;
+    }
+    for (i = 0; i < n; i++) {
+        sscanf(&hex[2 * i], "%2x", &v);
+        out[i] = (uint8_t)v;
+    }
+    return n;
+}
+
+static void to_hex(const uint8_t *data, size_t n, char *out)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        sprintf(&out[2 * i], "%02x", data[i]);
+    }
+    out[2 * n] = '\0';
+}
+
+/* Feed bytes to a fresh device; concatenate every reply into out. */
+static size_t run_device(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    static qp_device_t dev;
+    uint8_t reply[QP_MAX_FRAME];
+    size_t i, total = 0;
+    qp_device_init(&dev, &TEST_BOARD);
+    for (i = 0; i < n; i++) {
+        size_t r = qp_device_rx(&dev, in[i], reply);
+        if (r > 0 && total + r <= cap) {
+            memcpy(&out[total], reply, r);
+        }
+        total += r;
+    }
+    return total;
+}
+
+/* ---------------------------------------------------------------- vectors */
+
+static void run_vectors(const char *path)
+{
+    static char line[65536], name[256], kind[32], a[BIG * 2 + 1], b[BIG * 2 + 1], got[BIG * 2 + 1];
+    static uint8_t raw[BIG], enc[BIG], out[BIG];
+    int count = 0;
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (!json_string(line, "kind", kind, sizeof kind) ||
+            !json_string(line, "name", name, sizeof name)) {
+            continue;
+        }
+        count++;
+        if (strcmp(kind, "crc16") == 0) {
+            size_t n;
+            json_string(line, "data", a, sizeof a);
+            json_string(line, "crc", b, sizeof b);
+            n = from_hex(a, raw, sizeof raw);
+            sprintf(got, "%04x", qp_crc16(raw, n));
+            CHECK(strcmp(got, b) == 0, "crc16 %s: got %s want %s", name, got, b);
+        } else if (strcmp(kind, "cobs") == 0) {
+            size_t n, m, e;
+            long d;
+            json_string(line, "raw", a, sizeof a);
+            json_string(line, "encoded", b, sizeof b);
+            n = from_hex(a, raw, sizeof raw);
+            m = from_hex(b, enc, sizeof enc);
+            e = qp_cobs_encode(raw, n, out, sizeof out);
+            to_hex(out, e, got);
+            CHECK(strcmp(got, b) == 0, "cobs encode %s: got %s", name, got);
+            d = qp_cobs_decode(enc, m, out, sizeof out);
+            CHECK(d == (long)n && memcmp(out, raw, n) == 0, "cobs decode %s: %ld", name, d);
+        } else if (strcmp(kind, "cobs_invalid") == 0) {
+            size_t m;
+            json_string(line, "encoded", b, sizeof b);
+            m = from_hex(b, enc, sizeof enc);
+            CHECK(qp_cobs_decode(enc, m, out, sizeof out) < 0, "cobs_invalid %s accepted", name);
+        } else if (strcmp(kind, "exchange") == 0) {
+            size_t n, r;
+            json_string(line, "input", a, sizeof a);
+            json_string(line, "output", b, sizeof b);
+            n = from_hex(a, raw, sizeof raw);
+            r = run_device(raw, n, out, sizeof out);
+            CHECK(r <= sizeof out, "exchange %s: reply too long", name);
+            if (r <= sizeof out) {
+                to_hex(out, r, got);
+                CHECK(strcmp(got, b) == 0, "exchange %s:\n  got  %s\n  want %s", name, got, b);
+            }
+        } else {
+            CHECK(0, "unknown vector kind %s", kind);
+        }
+    }
+    fclose(f);
+    CHECK(count >= 40, "only %d vectors read from %s", count, path);
+    printf("vectors: %d read\n", count);
+}
+
+/* ---------------------------------------------------------------- unit tests */
+
+static uint32_t lcg_state = 12345u;
+static uint32_t lcg(void)
+{
+    lcg_state = lcg_state * 1664525u + 1013904223u;
+    return lcg_state >> 8;
+}
+
+static void test_crc(void)
+{
+    const uint8_t check[] = "123456789";
+    uint16_t crc = qp_crc16(check, 9);
+    CHECK(crc == QP_CRC16_CHECK, "crc16(123456789) = %04x", crc);
+    crc = qp_crc16_update(QP_CRC16_INIT, check, 4);
+    crc = qp_crc16_update(crc, check + 4, 5);
+    CHECK(crc == QP_CRC16_CHECK, "incremental crc = %04x", crc);
+}
+
+static void test_cobs_roundtrip(void)
+{
+    static uint8_t raw[700], enc[720], dec[700];
+    int round;
+    for (round = 0; round < 2000; round++) {
+        size_t n = lcg() % sizeof raw, i, e;
+        long d;
+        int zero_odds = 1 + (int)(lcg() % 64);
+        for (i = 0; i < n; i++) {
+            raw[i] = (lcg() % (uint32_t)zero_odds == 0) ? 0 : (uint8_t)(1 + lcg() % 255);
+        }
+        e = qp_cobs_encode(raw, n, enc, sizeof enc);
+        CHECK(e > 0 && e <= QP_COBS_MAX_ENCODED(n), "encoded length %zu for %zu", e, n);
+        CHECK(memchr(enc, 0, e) == NULL, "0x00 in COBS output");
+        d = qp_cobs_decode(enc, e, dec, sizeof dec);
+        CHECK(d == (long)n && memcmp(raw, dec, n) == 0, "roundtrip of %zu bytes", n);
+        /* Too little room must be refused, never overrun. */
+        CHECK(qp_cobs_encode(raw, n, enc, QP_COBS_MAX_ENCODED(n) - 1) == 0, "short buffer");
+        if (n > 0) {
+            CHECK(qp_cobs_decode(enc, e, dec, n - 1) < 0, "short decode buffer accepted");
+        }
+    }
+}
+
+static void test_fixture_policy(void)
+{
+    float obs[QP_OBS_DIM] = {0}, action[QP_ACT_DIM] = {5.0f, 5.0f, 5.0f, 5.0f};
+    int i;
+    CHECK(qp_policy_act(obs, action) == QP_OK, "zero obs");
+    CHECK(action[0] == -0.1875f && action[3] == 0.1875f, "bias %f %f", action[0], action[3]);
+    for (i = 0; i < QP_ACT_DIM; i++) {
+        action[i] = 5.0f;
+    }
+    obs[2] = NAN;
+    CHECK(qp_policy_act(obs, action) == QP_ERR_NONFINITE, "NaN accepted");
+    obs[2] = -INFINITY;
+    CHECK(qp_policy_act(obs, action) == QP_ERR_NONFINITE, "-Inf accepted");
+    for (i = 0; i < QP_ACT_DIM; i++) {
+        CHECK(action[i] == 5.0f, "action[%d] touched on error", i);
+    }
+}
+
+/* Decode a reply frame the device produced (including its delimiter). */
+static int decode_reply(const uint8_t *frame, size_t n, uint8_t *packet, size_t *len)
+{
+    long d;
+    if (n < 2 || frame[n - 1] != 0 || memchr(frame, 0, n - 1) != NULL) {
+        return 0;
+    }
+    d = qp_cobs_decode(frame, n - 1, packet, QP_MAX_ENCODED);
+    if (d < QP_MIN_PACKET || d > QP_MAX_PACKET) {
+        return 0;
+    }
+    *len = (size_t)d;
+    return qp_crc16(packet, *len - 2) == qp_get_u16(&packet[*len - 2]);
+}
+
+/* Random garbage, with and without delimiters: every reply is a well-formed frame, no
+ * ACTION ever comes back (random bytes essentially never pass a CRC), and a good frame
+ * afterwards gets its ACTION. */
+static void test_garbage_then_good(void)
+{
+    static qp_device_t dev;
+    static uint8_t reply[QP_MAX_FRAME], packet[QP_MAX_ENCODED], good[QP_MAX_FRAME];
+    static uint8_t body[QP_MAX_PACKET];
+    size_t i, n, len, good_len;
+    int actions = 0, errors = 0;
+
+    qp_device_init(&dev, &TEST_BOARD);
+    for (i = 0; i < 200000; i++) {
+        uint8_t byte = (lcg() % 50 == 0) ? 0 : (uint8_t)lcg();
+        n = qp_device_rx(&dev, byte, reply);
+        if (n > 0) {
+            CHECK(decode_reply(reply, n, packet, &len), "malformed reply after byte %zu", i);
+            actions += packet[0] == QP_MSG_ACTION;
+            errors += packet[0] == QP_MSG_ERROR;
+        }
+    }
+    CHECK(actions == 0, "%d actions from garbage", actions);
+    CHECK(errors > 100, "only %d errors from garbage", errors);
+
+    /* A STEP of zeros, built by hand. */
+    body[0] = QP_MSG_STEP;
+    qp_put_u16(&body[1], 77);
+    body[3] = QP_OBS_DIM;
+    memset(&body[4], 0, 4 * QP_OBS_DIM);
+    n = 4 + 4 * QP_OBS_DIM;
+    qp_put_u16(&body[n], qp_crc16(body, n));
+    good_len = qp_cobs_encode(body, n + 2, good, sizeof good);
+    good[good_len++] = 0;
+    qp_device_rx(&dev, 0, reply); /* end whatever partial frame the garbage left */
+    n = 0;
+    for (i = 0; i < good_len; i++) {
+        n = qp_device_rx(&dev, good[i], reply);
+        CHECK(n == 0 || i == good_len - 1, "reply before the frame ended");
+    }
+    CHECK(decode_reply(reply, n, packet, &len) && packet[0] == QP_MSG_ACTION &&
+              qp_get_u16(&packet[1]) == 77,
+          "good frame after garbage not answered with ACTION");
+    CHECK(dev.stats.steps == 1, "steps = %u", (unsigned)dev.stats.steps);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s tests/vectors/protocol.jsonl\n", argv[0]);
+        return 2;
+    }
+    test_crc();
+    test_cobs_roundtrip();
+    test_fixture_policy();
+    test_garbage_then_good();
+    run_vectors(argv[1]);
+    printf("%d checks, %d failures\n", checks, failures);
+    return failures == 0 ? 0 : 1;
+}

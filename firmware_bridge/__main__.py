@@ -15,25 +15,33 @@ from .link import LinkError
 
 
 def add_emulate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="policy header to build the firmware with (default: the test fixture)")
+    p.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help="policy header to build the firmware with (default: the test fixture)",
+    )
     p.add_argument("--elf", help="run this ELF instead of building one")
     p.add_argument("--echo", action="store_true", help="the echo build (no policy)")
     p.add_argument("--expect-hash", help="refuse firmware whose model hash differs")
-    p.add_argument("--steps", type=int, default=3,
-                   help="STEP round trips with a zero observation to show (default 3)")  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=3,
+        help="STEP round trips with a zero observation to show (default 3)",
+    )
 
 
 def run_emulate(args: argparse.Namespace) -> int:
-    with Emulator(args.model, elf=args.elf, echo=args.echo,
-                  expected_hash=args.expect_hash) as emu:  # fmt: skip
+    with Emulator(args.model, elf=args.elf, echo=args.echo, expected_hash=args.expect_hash) as emu:
         print(f"QEMU pid {emu.proc.pid}, USART1 at {emu.url}")
         print(f"INFO: {emu.info.describe()}")
         print(f"model hash: {emu.info.model_hash_hex}")
         for _ in range(args.steps):
             r = emu.link.step([0.0] * emu.info.obs_dim)
-            print(f"STEP zeros -> {r.action.tolist()}  infer {r.infer_ticks} ticks "
-                  f"({r.infer_s * 1e6:.1f} us at {r.tick_hz} Hz), rtt {r.rtt_s * 1e3:.2f} ms")  # fmt: skip
+            print(
+                f"STEP zeros -> {r.action.tolist()}  infer {r.infer_ticks} ticks "
+                f"({r.infer_s * 1e6:.1f} us at {r.tick_hz} Hz), rtt {r.rtt_s * 1e3:.2f} ms"
+            )
         # Hand the port over: QEMU accepts a new client once this one disconnects.
         emu.link.close()
         emu.link = None
@@ -46,9 +54,13 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    ("emulate", "run the STM32F405 firmware in QEMU and print its INFO",
-     add_emulate_arguments, run_emulate),
-]  # fmt: skip
+    (
+        "emulate",
+        "run the STM32F405 firmware in QEMU and print its INFO",
+        add_emulate_arguments,
+        run_emulate,
+    ),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,8 +39,13 @@ def firmware_dir(board: str, model: Path, *, echo: bool = False) -> Path:
     return FIRMWARE_DIR / "build" / board / (model.stem + ("-echo" if echo else ""))
 
 
-def build_firmware(board: str = "stm32f405", model: Path | str | None = None, *,
-                   echo: bool = False, timeout: float = 300.0) -> Path:
+def build_firmware(
+    board: str = "stm32f405",
+    model: Path | str | None = None,
+    *,
+    echo: bool = False,
+    timeout: float = 300.0,
+) -> Path:
     """Run make (a no-op when up to date); returns the ELF or host executable."""
     model = Path(model or DEFAULT_MODEL).resolve()
     if not model.is_file():
@@ -113,16 +118,26 @@ class Emulator:
 
     def command(self, elf: Path, port: int) -> list[str]:
         return [
-            QEMU, "-M", "netduinoplus2", "-nographic", "-monitor", "none",
-            "-icount", "shift=0",
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
-            "-kernel", str(elf),
-        ]  # fmt: skip
+            QEMU,
+            "-M",
+            "netduinoplus2",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-icount",
+            "shift=0",
+            "-serial",
+            f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+            "-kernel",
+            str(elf),
+        ]
 
     def start(self) -> Emulator:
         if shutil.which(QEMU) is None:
             raise EmulatorError(f"{QEMU} not found (Debian: apt-get install qemu-system-arm)")
-        elf = Path(self.elf) if self.elf else build_firmware("stm32f405", self.model, echo=self.echo)
+        elf = (
+            Path(self.elf) if self.elf else build_firmware("stm32f405", self.model, echo=self.echo)
+        )
         if not elf.is_file():
             raise EmulatorError(f"firmware {elf} does not exist")
         try:

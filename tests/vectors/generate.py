@@ -70,10 +70,18 @@ def device_reply(frame: bytes | codec.FrameError) -> bytes:
 
 def fixture_info() -> codec.Info:
     return codec.Info(
-        protocol_version=1, scheme=2, obs_dim=OBS_DIM, act_dim=ACT_DIM, flags=0,
-        tick_source=TickSource.HOST_CLOCK, max_payload=MAX_PAYLOAD, macs=72,
-        tick_hz=TICK_HZ, model_hash=bytes.fromhex(fixture_hash()), build_id=BUILD_ID,
-    )  # fmt: skip
+        protocol_version=1,
+        scheme=2,
+        obs_dim=OBS_DIM,
+        act_dim=ACT_DIM,
+        flags=0,
+        tick_source=TickSource.HOST_CLOCK,
+        max_payload=MAX_PAYLOAD,
+        macs=72,
+        tick_hz=TICK_HZ,
+        model_hash=bytes.fromhex(fixture_hash()),
+        build_id=BUILD_ID,
+    )
 
 
 # ---------------------------------------------------------------- descriptions
@@ -97,8 +105,11 @@ def describe(frame: bytes | codec.FrameError) -> dict:
     elif isinstance(msg, codec.Ping | codec.Pong):
         d["data"] = msg.data.hex()
     elif isinstance(msg, codec.Action):
-        d |= {"action": [number(v) for v in msg.action], "infer_ticks": msg.infer_ticks,
-              "tick_hz": msg.tick_hz}  # fmt: skip
+        d |= {
+            "action": [number(v) for v in msg.action],
+            "infer_ticks": msg.infer_ticks,
+            "tick_hz": msg.tick_hz,
+        }
     elif isinstance(msg, codec.Error):
         d |= {"code": ErrorCode(msg.code).name, "detail": msg.detail}
     elif isinstance(msg, codec.Info):
@@ -111,9 +122,16 @@ def exchange(name: str, note: str, data: bytes) -> dict:
     frames = codec.FrameReader().feed(data)
     output = b"".join(device_reply(f) for f in frames)
     replies = codec.FrameReader().feed(output)
-    expect = [{"request": describe(f), "reply": describe(r)} for f, r in zip(frames, replies)]
-    return {"kind": "exchange", "name": name, "note": note, "input": data.hex(),
-            "output": output.hex(), "expect": expect}  # fmt: skip
+    pairs = zip(frames, replies, strict=True)
+    expect = [{"request": describe(f), "reply": describe(r)} for f, r in pairs]
+    return {
+        "kind": "exchange",
+        "name": name,
+        "note": note,
+        "input": data.hex(),
+        "output": output.hex(),
+        "expect": expect,
+    }
 
 
 # ---------------------------------------------------------------- the vectors
@@ -132,25 +150,45 @@ def flip(frame: bytes, index: int, bit: int) -> bytes:
 
 def vectors() -> list[dict]:
     v: list[dict] = []
-    for name, data in [("check", b"123456789"), ("empty", b""), ("zero", b"\x00"),
-                       ("ascii", b"quadpilot"), ("ones", b"\xff" * 4)]:  # fmt: skip
-        v.append({"kind": "crc16", "name": name, "data": data.hex(),
-                  "crc": f"{codec.crc16(data):04x}"})  # fmt: skip
+    for name, data in [
+        ("check", b"123456789"),
+        ("empty", b""),
+        ("zero", b"\x00"),
+        ("ascii", b"quadpilot"),
+        ("ones", b"\xff" * 4),
+    ]:
+        v.append(
+            {"kind": "crc16", "name": name, "data": data.hex(), "crc": f"{codec.crc16(data):04x}"}
+        )
 
     cobs_cases = [
-        ("empty", b""), ("zero", b"\x00"), ("two zeros", b"\x00\x00"),
-        ("zero inside", b"\x11\x22\x00\x33"), ("no zero", b"\x11\x22\x33\x44"),
-        ("trailing zeros", b"\x11\x00\x00\x00"), ("253 nonzero", bytes(range(1, 254))),
+        ("empty", b""),
+        ("zero", b"\x00"),
+        ("two zeros", b"\x00\x00"),
+        ("zero inside", b"\x11\x22\x00\x33"),
+        ("no zero", b"\x11\x22\x33\x44"),
+        ("trailing zeros", b"\x11\x00\x00\x00"),
+        ("253 nonzero", bytes(range(1, 254))),
         ("254 nonzero (full block, no trailing code)", bytes(range(1, 255))),
         ("255 nonzero", bytes(range(1, 256))),
         ("zero then 254 nonzero", b"\x00" + bytes(range(1, 255))),
         ("254 nonzero then zero", bytes(range(1, 255)) + b"\x00"),
-    ]  # fmt: skip
+    ]
     for name, raw in cobs_cases:
-        v.append({"kind": "cobs", "name": name, "raw": raw.hex(),
-                  "encoded": codec.cobs_encode(raw).hex()})  # fmt: skip
-    for name, enc in [("code past end", "051122"), ("zero inside block", "031100"),
-                      ("zero code byte", "0011"), ("full block cut short", "ff" + "01" * 10)]:  # fmt: skip
+        v.append(
+            {
+                "kind": "cobs",
+                "name": name,
+                "raw": raw.hex(),
+                "encoded": codec.cobs_encode(raw).hex(),
+            }
+        )
+    for name, enc in [
+        ("code past end", "051122"),
+        ("zero inside block", "031100"),
+        ("zero code byte", "0011"),
+        ("full block cut short", "ff" + "01" * 10),
+    ]:
         v.append({"kind": "cobs_invalid", "name": name, "encoded": enc})
 
     obs_a = [(j - 8) / 4 for j in range(OBS_DIM)]
@@ -163,48 +201,93 @@ def vectors() -> list[dict]:
         ("hello", "HELLO -> INFO", codec.encode(codec.Hello(), 1)),
         ("ping empty", "PING -> PONG", codec.encode(codec.Ping(), 2)),
         ("ping data", "PONG echoes the payload", codec.encode(codec.Ping(b"quadpilot"), 3)),
-        ("ping max payload", "256-byte payload, the largest allowed",
-         codec.encode(codec.Ping(bytes(range(1, 256)) + b"\x01"), 4)),
+        (
+            "ping max payload",
+            "256-byte payload, the largest allowed",
+            codec.encode(codec.Ping(bytes(range(1, 256)) + b"\x01"), 4),
+        ),
         ("step", "STEP -> ACTION from the fixture policy", good),
         ("step clamped", "outputs clamped to [-1, 1]", step_frame(0xBEEF, obs_big)),
         ("step zeros", "zero observation gives the bias", step_frame(0xFFFF, [0.0] * OBS_DIM)),
-        ("bad crc", "CRC bit flipped -> ERROR BAD_CRC, seq 0",
-         flip(good, len(good) - 2, 0)),
+        ("bad crc", "CRC bit flipped -> ERROR BAD_CRC, seq 0", flip(good, len(good) - 2, 0)),
         ("payload bit flip", "one payload bit flipped -> ERROR BAD_CRC", flip(good, 20, 3)),
         ("bad cobs", "code byte runs past the end -> ERROR BAD_FRAME", b"\x09\x01\x02\x00"),
-        ("too short", "3-byte packet -> ERROR BAD_FRAME",
-         codec.cobs_encode(b"\x01\x01\x00") + b"\x00"),
-        ("oversize frame", "264 encoded bytes before the delimiter -> ERROR OVERSIZE",
-         codec.cobs_encode(oversize_packet(257)) + b"\x00"),
-        ("oversize packet", "263 encoded bytes decoding to 262 > 261 -> ERROR OVERSIZE",
-         codec.cobs_encode(oversize_packet_with_zeros()) + b"\x00"),
-        ("unknown type", "type 0x42 -> ERROR UNKNOWN_TYPE, detail 0x42, seq echoed",
-         codec.encode_packet(0x42, 9)),
-        ("reply type sent", "a reply type is not a request -> UNKNOWN_TYPE",
-         codec.encode(codec.Pong(), 10)),
-        ("hello with payload", "HELLO must be empty -> BAD_LENGTH, detail = type",
-         codec.encode_packet(MsgType.HELLO, 11, b"\x00")),
-        ("step short", "count says 18 but 17 floats follow -> BAD_LENGTH",
-         codec.encode_packet(MsgType.STEP, 12, bytes([OBS_DIM]) + struct.pack("<17f", *obs_a[:17]))),
-        ("step empty", "STEP without payload -> BAD_LENGTH",
-         codec.encode_packet(MsgType.STEP, 13)),
-        ("wrong dims", "17 observations -> WRONG_DIMS, detail = 18",
-         step_frame(14, obs_a[:17])),
-        ("nan", "NaN at index 3 -> NONFINITE, detail 3",
-         step_frame(15, obs_a[:3] + [math.nan] + obs_a[4:])),
-        ("inf", "-Inf at index 17 -> NONFINITE, detail 17",
-         step_frame(16, obs_a[:17] + [-math.inf])),
-        ("garbage then good", "garbage, delimiter, then a good frame: error then action",
-         b"hello world\r\n\x00" + good),
-        ("garbage glued to frame", "garbage without delimiter merges with the next frame: "
-         "one error; the host's retry then succeeds", garbage + good + good),
-        ("empty frames", "0x00 0x00 is ignored; the frame after it is answered",
-         b"\x00\x00\x00" + good),
-        ("truncated", "first half of a frame, then the whole frame",
-         good[: len(good) // 2] + b"\x00" + good),
-        ("oversize then good", "a 600-byte run is rejected once; the next frame is answered",
-         b"\x55" * 600 + b"\x00" + good),
-    ]  # fmt: skip
+        (
+            "too short",
+            "3-byte packet -> ERROR BAD_FRAME",
+            codec.cobs_encode(b"\x01\x01\x00") + b"\x00",
+        ),
+        (
+            "oversize frame",
+            "264 encoded bytes before the delimiter -> ERROR OVERSIZE",
+            codec.cobs_encode(oversize_packet(257)) + b"\x00",
+        ),
+        (
+            "oversize packet",
+            "263 encoded bytes decoding to 262 > 261 -> ERROR OVERSIZE",
+            codec.cobs_encode(oversize_packet_with_zeros()) + b"\x00",
+        ),
+        (
+            "unknown type",
+            "type 0x42 -> ERROR UNKNOWN_TYPE, detail 0x42, seq echoed",
+            codec.encode_packet(0x42, 9),
+        ),
+        (
+            "reply type sent",
+            "a reply type is not a request -> UNKNOWN_TYPE",
+            codec.encode(codec.Pong(), 10),
+        ),
+        (
+            "hello with payload",
+            "HELLO must be empty -> BAD_LENGTH, detail = type",
+            codec.encode_packet(MsgType.HELLO, 11, b"\x00"),
+        ),
+        (
+            "step short",
+            "count says 18 but 17 floats follow -> BAD_LENGTH",
+            codec.encode_packet(
+                MsgType.STEP, 12, bytes([OBS_DIM]) + struct.pack("<17f", *obs_a[:17])
+            ),
+        ),
+        ("step empty", "STEP without payload -> BAD_LENGTH", codec.encode_packet(MsgType.STEP, 13)),
+        ("wrong dims", "17 observations -> WRONG_DIMS, detail = 18", step_frame(14, obs_a[:17])),
+        (
+            "nan",
+            "NaN at index 3 -> NONFINITE, detail 3",
+            step_frame(15, obs_a[:3] + [math.nan] + obs_a[4:]),
+        ),
+        (
+            "inf",
+            "-Inf at index 17 -> NONFINITE, detail 17",
+            step_frame(16, obs_a[:17] + [-math.inf]),
+        ),
+        (
+            "garbage then good",
+            "garbage, delimiter, then a good frame: error then action",
+            b"hello world\r\n\x00" + good,
+        ),
+        (
+            "garbage glued to frame",
+            "garbage without delimiter merges with the next frame: "
+            "one error; the host's retry then succeeds",
+            garbage + good + good,
+        ),
+        (
+            "empty frames",
+            "0x00 0x00 is ignored; the frame after it is answered",
+            b"\x00\x00\x00" + good,
+        ),
+        (
+            "truncated",
+            "first half of a frame, then the whole frame",
+            good[: len(good) // 2] + b"\x00" + good,
+        ),
+        (
+            "oversize then good",
+            "a 600-byte run is rejected once; the next frame is answered",
+            b"\x55" * 600 + b"\x00" + good,
+        ),
+    ]
     v += [exchange(*e) for e in ex]
     return v
 

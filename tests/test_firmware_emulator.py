@@ -1,0 +1,91 @@
+"""The QEMU launcher: it always stops the emulator, boots every firmware variant and
+works from the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from firmware_support import OBS_DIM, ROOT, fixture_hash, fixture_policy, make, read_line, stop
+from toolchain import require_tool
+
+from firmware_bridge.emulator import Emulator
+from firmware_bridge.link import HandshakeError
+
+
+@pytest.fixture(autouse=True)
+def tools():
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); look at its state.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_emulator_stops_on_exceptions(exc):
+    with pytest.raises(exc):
+        with Emulator() as emu:
+            pid = emu.proc.pid
+            assert alive(pid)
+            raise exc("boom")
+    assert not alive(pid)
+
+
+def test_emulator_stops_when_the_handshake_fails():
+    before = set(os.listdir("/proc"))
+    with pytest.raises(HandshakeError):
+        Emulator(expected_hash="ff" * 32).start()
+    started = [
+        p
+        for p in set(os.listdir("/proc")) - before
+        if p.isdigit() and alive(int(p)) and b"qemu" in open(f"/proc/{p}/cmdline", "rb").read()
+    ]
+    assert started == []
+
+
+def test_echo_firmware_copies_the_observation():
+    with Emulator(echo=True) as emu:
+        assert emu.info.echo and emu.info.model_hash_hex == fixture_hash()
+        obs = np.arange(OBS_DIM, dtype=np.float32) / 8
+        np.testing.assert_array_equal(emu.link.step(obs).action, obs[:4])
+
+
+def test_real_clock_build_falls_back_to_hsi_in_qemu():
+    """QEMU's RCC never reports HSE ready: the bounded waits must give up, not hang."""
+    make("BOARD=stm32f405", "REAL_CLOCK=1")
+    elf = ROOT / "firmware/build/stm32f405/policy_fixture-realclock/quadpilot.elf"
+    with Emulator(elf=elf) as emu:
+        obs = np.full(OBS_DIM, 0.75, dtype=np.float32)
+        np.testing.assert_array_equal(emu.link.step(obs).action, fixture_policy(obs))
+
+
+def test_cli_emulate_prints_info_and_stops_on_ctrl_c():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_bridge", "emulate", "--steps", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        lines = [read_line(proc, timeout=60) for _ in range(5)]
+        qemu_pid = int(lines[0].split()[2].rstrip(","))
+        assert "socket://127.0.0.1:" in lines[0]
+        assert lines[1].startswith("INFO: protocol v1") and fixture_hash() in lines[2]
+        assert lines[3].startswith("STEP zeros -> [-0.1875, -0.0625, 0.0625, 0.1875]")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert not alive(qemu_pid)
+    finally:
+        stop(proc)

@@ -1,0 +1,59 @@
+"""C unit tests (native, plain and under ASan+UBSan), the fixture header's contract,
+and the STM32F405 build: every build uses -Wall -Wextra -Werror -pedantic."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from firmware_support import FIRMWARE, FIXTURE_HEADER, fixture_hash, fixture_weights, make
+from toolchain import require_tool
+
+
+def test_c_unit_tests_pass_plain_and_sanitized():
+    require_tool("cc")
+    run = make("test")
+    results = re.findall(r"(\d+) checks, (\d+) failures", run.stdout)
+    assert len(results) == 2, run.stdout  # the plain and the sanitized binary both ran
+    for checks, failures in results:
+        assert int(checks) > 10000 and int(failures) == 0
+    assert run.stdout.count("vectors: ") == 2
+
+
+def test_fixture_header_matches_its_documented_weights_and_hash():
+    text = FIXTURE_HEADER.read_text()
+    assert f'#define QP_MODEL_HASH "{fixture_hash()}"' in text
+    w, b = fixture_weights()
+    rows = re.findall(r"\{([-0-9.f, \n]+)\}", text.split("qp_fixture_w")[1].split(";")[0])
+    parsed = [[float(x.strip().rstrip("f")) for x in row.split(",") if x.strip()] for row in rows]
+    assert parsed == w.tolist()
+    assert f"{{{', '.join(f'{x}f' for x in b.tolist())}}}" in text
+
+
+def test_stm32f405_build_reports_size_and_stack():
+    require_tool("arm-none-eabi-gcc")
+    out = make("BOARD=stm32f405").stdout
+    flash = int(re.search(r"flash: (\d+) bytes", out).group(1))
+    ram = int(re.search(r"RAM \(static\): (\d+) bytes", out).group(1))
+    stack = int(re.search(r"stack worst case \(call graph\): (\d+) bytes", out).group(1))
+    assert 1000 < flash < 64 * 1024, out
+    assert 0 < ram < 16 * 1024, out
+    assert 0 < stack < 4096, out
+
+
+def test_echo_and_real_clock_variants_build():
+    require_tool("arm-none-eabi-gcc")
+    make("BOARD=stm32f405", "ECHO=1")
+    make("BOARD=stm32f405", "REAL_CLOCK=1")
+
+
+def test_scheme_mismatch_is_a_build_error():
+    require_tool("cc")
+    run = subprocess.run(
+        ["make", "-C", str(FIRMWARE), "BOARD=host", "SCHEME=int8", f"MODEL={FIXTURE_HEADER}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "does not match QP_SCHEME_ID" in run.stderr

@@ -1,0 +1,150 @@
+"""The Python codec against the shared vectors, the CRC's published check value and
+round-trip properties."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from firmware_support import ROOT, VECTORS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge import codec
+from firmware_bridge.protocol import MAX_ENCODED, MAX_PAYLOAD, ErrorCode, MsgType
+
+sys.path.insert(0, str(ROOT / "tests" / "vectors"))
+import generate  # noqa: E402
+
+ALL = [json.loads(line) for line in VECTORS.read_text().splitlines()]
+
+
+def of_kind(kind):
+    return [pytest.param(v, id=v["name"]) for v in ALL if v["kind"] == kind]
+
+
+def test_vector_file_is_current():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "vectors" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_crc_check_value():
+    # The catalogue check value of CRC-16/IBM-3740 (reveng.sourceforge.io/crc-catalogue).
+    assert codec.crc16(b"123456789") == 0x29B1
+
+
+@pytest.mark.parametrize("vec", of_kind("crc16"))
+def test_crc16_vectors(vec):
+    assert f"{codec.crc16(bytes.fromhex(vec['data'])):04x}" == vec["crc"]
+
+
+@pytest.mark.parametrize("vec", of_kind("cobs"))
+def test_cobs_vectors(vec):
+    raw, enc = bytes.fromhex(vec["raw"]), bytes.fromhex(vec["encoded"])
+    assert codec.cobs_encode(raw) == enc
+    assert codec.cobs_decode(enc) == raw
+
+
+@pytest.mark.parametrize("vec", of_kind("cobs_invalid"))
+def test_cobs_invalid_vectors(vec):
+    with pytest.raises(codec.FrameError) as e:
+        codec.cobs_decode(bytes.fromhex(vec["encoded"]))
+    assert e.value.code == ErrorCode.BAD_FRAME
+
+
+@pytest.mark.parametrize("vec", of_kind("exchange"))
+def test_exchange_vectors_decode_to_their_meaning(vec):
+    requests = codec.FrameReader().feed(bytes.fromhex(vec["input"]))
+    replies = codec.FrameReader().feed(bytes.fromhex(vec["output"]))
+    assert len(requests) == len(replies) == len(vec["expect"])
+    for request, reply, expect in zip(requests, replies, vec["expect"], strict=True):
+        assert generate.describe(request) == expect["request"]
+        assert generate.describe(reply) == expect["reply"]
+        # A rejected request is answered by ERROR with the same code, never an action.
+        if "rejected" in expect["request"] and expect["request"]["rejected"] != "UNKNOWN_TYPE":
+            assert expect["reply"]["type"] == "ERROR"
+            assert expect["reply"]["code"] == expect["request"]["rejected"]
+        # Every reply re-encodes to exactly the bytes on the wire.
+        seq, msg = codec.decode(reply)
+        assert codec.encode(msg, seq)[:-1] == reply
+
+
+def test_worked_example_from_the_protocol_doc():
+    """docs/protocol.md walks through this HELLO and PING byte by byte."""
+    assert codec.encode(codec.Hello(), 1).hex(" ") == "03 01 01 03 9d c8 00"
+    assert codec.encode(codec.Ping(b"\x00\x2a"), 0x0102).hex(" ") == "04 02 02 01 04 2a ff 0a 00"
+    assert (ROOT / "docs" / "protocol.md").read_text().count("03 01 01 03 9d c8 00") >= 1
+
+
+def test_step_payload_layout():
+    frame = codec.encode(codec.Step((1.0, -2.5)), 0x1234)
+    packet = codec.decode_frame(frame[:-1])
+    assert (packet.type, packet.seq) == (MsgType.STEP, 0x1234)
+    assert packet.payload == bytes.fromhex("020000803f000020c0")
+
+
+def test_action_roundtrip_and_timing():
+    msg = codec.Action((0.5, -1.0, 1.0, 0.0), infer_ticks=16800, tick_hz=168_000_000)
+    seq, back = codec.decode(codec.encode(msg, 9)[:-1])
+    assert (seq, back) == (9, msg)
+    assert back.infer_seconds == pytest.approx(1e-4)
+
+
+def test_decode_rejects_each_failure_with_its_code():
+    good = codec.encode(codec.Ping(b"abc"), 5)[:-1]
+    assert codec.decode(good) == (5, codec.Ping(b"abc"))
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 0x01
+    cases = {
+        ErrorCode.BAD_CRC: bytes(bad_crc),
+        ErrorCode.BAD_FRAME: b"\x09\x01",
+        ErrorCode.OVERSIZE: b"\x01" * (MAX_ENCODED + 1),
+        ErrorCode.UNKNOWN_TYPE: codec.encode_packet(0x42, 1)[:-1],
+        ErrorCode.BAD_LENGTH: codec.encode_packet(MsgType.STEP, 1, b"\x02\x00")[:-1],
+    }
+    for code, frame in cases.items():
+        with pytest.raises(codec.FrameError) as e:
+            codec.decode(frame)
+        assert e.value.code == code
+
+
+def test_reader_recovers_after_oversize():
+    reader = codec.FrameReader()
+    good = codec.encode(codec.Hello(), 3)
+    out = reader.feed(b"\x01" * 1000 + b"\x00" + good)
+    assert isinstance(out[0], codec.FrameError) and out[0].code == ErrorCode.OVERSIZE
+    assert codec.decode(out[1]) == (3, codec.Hello())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1200))
+def test_cobs_roundtrip(data):
+    enc = codec.cobs_encode(data)
+    assert 0 not in enc
+    assert len(enc) <= len(data) + max(1, math.ceil(len(data) / 254))
+    assert codec.cobs_decode(enc) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(MsgType)), st.integers(0, 0xFFFF), st.binary(max_size=MAX_PAYLOAD))
+def test_packet_roundtrip(msg_type, seq, payload):
+    frame = codec.encode_packet(msg_type, seq, payload)
+    assert frame.endswith(b"\x00") and frame.count(0) == 1
+    assert codec.decode_frame(frame[:-1]) == codec.Packet(msg_type, seq, payload)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_good_frame_survives_any_garbage_before_a_delimiter(garbage):
+    """Whatever precedes a 0x00, the frame after it decodes intact (resynchronisation)."""
+    good = codec.encode(codec.Step((0.25,) * 18), 77)
+    frames = codec.FrameReader().feed(garbage + b"\x00" + good)
+    assert codec.decode(frames[-1]) == (77, codec.Step((0.25,) * 18))

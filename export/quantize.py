@@ -32,6 +32,11 @@ ACC_LIMIT = 2**31  # every int32 accumulator must stay strictly inside +-2^31
 BIAS_LIMIT = 2**24  # a channel's weight scale is widened so |bias code| stays below this
 MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature is given
 TANH_OUT_SCALE = 1.0 / 128.0
+# tanh(x) * 128 >= 127.5 beyond this: the table's end codes; a wider range buys nothing.
+TANH_SATURATION = math.atanh(127.5 / 128.0)
+CALIBRATION = "minmax"
+RANGE_MARGIN = 1.25
+CALIBRATIONS = ("minmax", "mse")
 INPUT_MODES = ("int16", "int8-per-tensor", "int8-per-feature")
 
 
@@ -135,12 +140,22 @@ def _apply(activation: str, x: np.ndarray) -> np.ndarray:
     return np.tanh(x) if activation == "tanh" else np.maximum(x, 0.0)
 
 
-def calibrate_range(pre: np.ndarray, activation: str) -> tuple[float, float]:
-    """The clipping range [lo, hi] of a pre-activation tensor that minimises the mean
-    squared error of the quantised activation's dequantised output on ``pre``."""
+def calibrate_range(pre: np.ndarray, activation: str, method: str = CALIBRATION) -> tuple:
+    """The clipping range [lo, hi] of a pre-activation tensor.
+
+    ``minmax``: the observed range widened by RANGE_MARGIN, cut at +-TANH_SATURATION for tanh (beyond it every
+    input maps to the end codes anyway, so the cut loses nothing). ``mse``: the cut that
+    minimises the mean squared error of the activation's dequantised output on ``pre``.
+    """
     lo, hi = float(min(pre.min(), 0.0)), float(max(pre.max(), 0.0))
+    if method == "minmax":  # a finite sample under-states the range: leave a margin
+        lo, hi = lo * RANGE_MARGIN, hi * RANGE_MARGIN
     if activation == "relu":
         lo = 0.0
+    if activation == "tanh":
+        lo, hi = max(lo, -TANH_SATURATION), min(hi, TANH_SATURATION)
+    if method == "minmax":
+        return lo, hi
     top = max(abs(lo), hi, 1e-3)
     best, best_err = (lo, hi), math.inf
     exact = _apply(activation, pre)
@@ -195,7 +210,8 @@ def quantize_input(policy: FloatPolicy, z: np.ndarray, mode: str) -> InputQuant:
 
 
 def quantize_layer(
-    w, b, in_scale, in_zero, in_max: int, pre: np.ndarray, activation: str
+    w, b, in_scale, in_zero, in_max: int, pre: np.ndarray, activation: str,
+    calibration: str = CALIBRATION,
 ) -> LayerQuant:
     """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;
     ``pre`` holds the calibration pre-activations."""
@@ -209,7 +225,7 @@ def quantize_layer(
     wq = np.clip(round_half_away(w_eff / acc_scale[:, None]), -127, 127).astype(np.int64)
     bq = round_half_away(b / acc_scale).astype(np.int64) - wq @ in_zero.astype(np.int64)
     acc_bound = int((np.abs(bq) + in_max * np.abs(wq).sum(axis=1)).max())
-    lo, hi = calibrate_range(pre, activation)
+    lo, hi = calibrate_range(pre, activation, calibration)
     pre_scale, pre_zero = affine_range(lo, hi)
     # Keep every requantisation multiplier below 1 (a right shift only): widen the
     # pre-activation range if a channel's accumulator unit exceeds one output code.
@@ -270,6 +286,7 @@ def quantize(
     policy: FloatPolicy,
     obs: np.ndarray,
     input_mode: str = "int16",
+    calibration: str = CALIBRATION,
     max_samples: int = 20000,
     seed: int = 0,
 ) -> QuantParams:
@@ -297,7 +314,7 @@ def quantize(
         x_real = (codes.astype(np.float64) - in_zero) * in_scale
         pre = x_real @ w.astype(np.float64).T + b
         in_max = max(-inq.lo, inq.hi) if i == 0 else 128
-        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation)
+        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, calibration)
         layers.append(layer)
         _, codes = ref.layer_forward(layer, codes)
         in_scale = np.full(w.shape[0], layer.out_scale)

@@ -1,0 +1,62 @@
+"""Compile a generated header with a small C driver and run it on observations.
+
+Used by export's own check (the int8 header must match the numpy model bit for bit),
+by the tests and by bench/export_speed.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from export.header import TEMPLATES
+from export.model import ExportError
+
+DRIVER = TEMPLATES / "driver.c"
+STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+RECORD = np.dtype([("rc", "<i4"), ("action", "<f4", (4,))])
+
+
+def find_cc(name: str | None = None) -> str | None:
+    for cc in [name] if name else ["cc", "gcc", "clang"]:
+        if shutil.which(cc):
+            return cc
+    return None
+
+
+def build(header: Path, exe: Path, cc: str = "gcc", flags=("-O2",), source: Path = DRIVER,
+          ) -> Path:
+    """Compile ``source`` (which includes QP_HEADER with the implementation) into ``exe``."""
+    header, exe = Path(header).resolve(), Path(exe)
+    cmd = [cc, *STRICT, *flags, f"-DQP_HEADER=<{header.name}>", f"-I{header.parent}",
+           str(source), "-o", str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["no output"])[0]
+        raise ExportError(f"{header.name}: {cc} failed: {first}")
+    return exe
+
+
+def run(exe: Path, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(return codes (n,), actions (n, 4) float32) from the compiled driver."""
+    data = np.ascontiguousarray(obs, dtype=np.float32).tobytes()
+    proc = subprocess.run([str(exe)], input=data, capture_output=True)
+    if proc.returncode != 0:
+        raise ExportError(f"{exe}: exited with {proc.returncode}: "
+                          f"{proc.stderr.decode(errors='replace')[:200]}")
+    rec = np.frombuffer(proc.stdout, dtype=RECORD)
+    if len(rec) != len(obs):
+        raise ExportError(f"{exe}: returned {len(rec)} records for {len(obs)} rows")
+    return rec["rc"].copy(), rec["action"].copy()
+
+
+def codes_of(actions: np.ndarray) -> np.ndarray:
+    """int8 action codes from int8-header actions (code / 128 is exact in float32)."""
+    scaled = np.asarray(actions, dtype=np.float32) * np.float32(128.0)
+    codes = np.rint(scaled)
+    if not np.array_equal(codes, scaled):
+        raise ExportError("int8 header produced an action that is not a multiple of 1/128")
+    return codes.astype(np.int16)

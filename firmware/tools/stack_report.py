@@ -7,8 +7,9 @@ each --interrupt handler (an interrupt can arrive at any depth) and the 104-byte
 exception frame a Cortex-M4 pushes when the FPU context is live. Indirect calls are
 charged the worst path of the --indirect functions (the only function pointers the
 firmware calls are the board's tick hooks). Recursion or a 'dynamic' frame makes the
-figure unbounded and is reported as such. Library calls (memcpy, memset) count as 0
-bytes here; newlib-nano's versions are leaf functions with small frames.
+figure unbounded and is reported as such. Library functions have no .ci data and count
+as 0 bytes: newlib-nano's memcpy and memset are small leaf functions, but libm's tanhf
+(called by float32 policy headers) is not measured.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def main() -> int:
 
     dynamic = sorted(f for f, q in qualifiers.items() if "dynamic" in q)
     largest = sorted(frames.items(), key=lambda kv: -kv[1])[:3]
-    print("stack frames (gcc -fstack-usage), largest: "
-          + ", ".join(f"{fn} {size} B" for fn, size in largest))
+    print(
+        "stack frames (gcc -fstack-usage), largest: "
+        + ", ".join(f"{fn} {size} B" for fn, size in largest)
+    )
     try:
         total, path = worst(args.entry, frames, calls, args.indirect)
         irq = 0
@@ -78,8 +81,10 @@ def main() -> int:
     if dynamic:
         print(f"stack worst case: unbounded (dynamic frames in {', '.join(dynamic)})")
         return 0
-    print(f"stack worst case (call graph): {total + irq} bytes = {total} via "
-          f"{' -> '.join(path)} + {irq} for an interrupt (handler + FP exception frame)")
+    print(
+        f"stack worst case (call graph): {total + irq} bytes = {total} via "
+        f"{' -> '.join(path)} + {irq} for an interrupt (handler + FP exception frame)"
+    )
     return 0
 
 

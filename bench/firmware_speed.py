@@ -1,0 +1,136 @@
+"""On-board inference time and link throughput of the firmware under QEMU.
+
+    .venv/bin/python bench/firmware_speed.py [--model H ...] [--steps 300] [--no-write]
+
+For each policy header (default: the test fixture plus artifacts/policy*.h when they
+exist) this builds the STM32F405 firmware and its ECHO variant, runs them in QEMU
+(netduinoplus2, -icount shift=0) and reports:
+- inference ticks per STEP from the firmware's SysTick (168 MHz virtual clock), and
+  instructions = ticks x 1e9 / 168e6, because with -icount shift=0 QEMU advances virtual
+  time by 1 ns per instruction. This counts instructions, not Cortex-M4 cycles: real
+  silicon needs >= 1 cycle per instruction plus flash wait states;
+- bytes on the wire per STEP (request + reply frames);
+- STEP round trips per second over the emulated link, policy vs ECHO firmware
+  (the difference is the inference; the rest is QEMU's UART, ~25-40 us per byte);
+- the 921600-baud 8N1 line-rate bound on round trips per second for the same bytes.
+Writes the "firmware_speed" section of docs/benchmarks.md unless --no-write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import machine, write_section  # noqa: E402
+from firmware_bridge import codec  # noqa: E402
+from firmware_bridge.emulator import DEFAULT_MODEL, Emulator  # noqa: E402
+from firmware_bridge.protocol import Scheme  # noqa: E402
+
+QEMU_TICK_HZ = 168e6
+BAUD = 921600
+BITS_PER_BYTE = 10  # 8N1
+
+
+def run_steps(emu: Emulator, steps: int) -> tuple[list[int], float]:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0, 1, (steps, emu.info.obs_dim)).astype(np.float32)
+    for o in obs[:10]:  # warm-up
+        emu.link.step(o)
+    ticks = []
+    start = time.perf_counter()
+    for o in obs:
+        ticks.append(emu.link.step(o).infer_ticks)
+    return ticks, steps / (time.perf_counter() - start)
+
+
+def measure(model: Path, steps: int) -> dict:
+    with Emulator(model) as emu:
+        info = emu.info
+        ticks, rate = run_steps(emu, steps)
+    with Emulator(model, echo=True) as emu:
+        _, echo_rate = run_steps(emu, steps)
+    step = codec.encode(codec.Step((0.5,) * info.obs_dim), 1)
+    action = codec.encode(codec.Action((0.5,) * info.act_dim, 1, 1), 1)
+    wire = len(step) + len(action)
+    median = statistics.median(ticks)
+    instructions = median * 1e9 / QEMU_TICK_HZ
+    return {
+        "model": model.relative_to(ROOT) if model.is_relative_to(ROOT) else model,
+        "scheme": Scheme(info.scheme).name.lower(),
+        "dims": f"{info.obs_dim}/{info.act_dim}",
+        "macs": info.macs,
+        "ticks": f"{median:.0f} ({min(ticks)}-{max(ticks)})",
+        "instructions": instructions,
+        "per_mac": instructions / info.macs if info.macs else float("nan"),
+        "us_168": instructions / 168,  # at one instruction per cycle
+        "wire": f"{len(step)} + {len(action)}",
+        "rate": rate,
+        "echo_rate": echo_rate,
+        "line_bound": BAUD / BITS_PER_BYTE / wire,
+    }
+
+
+def default_models() -> list[Path]:
+    return [DEFAULT_MODEL, *sorted((ROOT / "artifacts").glob("policy*.h"))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", type=Path, help="policy header (repeatable)")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    args = ap.parse_args()
+    models = [m.resolve() for m in args.model] if args.model else default_models()
+    rows = [measure(m, args.steps) for m in models]
+
+    header = (
+        "| model | scheme | obs/act | MACs | inference ticks, median (min-max) "
+        "| instructions | instr./MAC | us at 168 MHz, 1 instr./cycle | bytes STEP + ACTION "
+        "| QEMU STEP/s | QEMU ECHO STEP/s | 921600-baud bound STEP/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [
+        f"| `{r['model']}` | {r['scheme']} | {r['dims']} | {r['macs']} | {r['ticks']} "
+        f"| {r['instructions']:.0f} | {r['per_mac']:.1f} | {r['us_168']:.1f} | {r['wire']} "
+        f"| {r['rate']:.0f} | {r['echo_rate']:.0f} | {r['line_bound']:.0f} |"
+        for r in rows
+    ]
+    table = header + "\n" + "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        cmd = "python bench/firmware_speed.py" + "".join(
+            f" --model {m.relative_to(ROOT) if m.is_relative_to(ROOT) else m}"
+            for m in (args.model or [])
+        )
+        write_section(
+            "firmware_speed",
+            f"""## Firmware under QEMU: inference and link
+
+`.venv/bin/{cmd} --steps {args.steps}` (STM32F405 ELF in `qemu-system-arm -M
+netduinoplus2 -icount shift=0`, USART1 on a loopback TCP socket). Machine: {machine()}.
+
+{table}
+
+Inference ticks come from the firmware's own SysTick around the policy call; with
+`-icount shift=0` one instruction is 1 ns of virtual time and SysTick counts at 168 MHz,
+so instructions = ticks x 1e9 / 168e6 (+-1 tick of rounding per measurement). That is an
+instruction count, not a cycle count: on silicon, multi-cycle loads, branches and flash
+wait states make the time longer; the "us at 168 MHz" column is the one-instruction-
+per-cycle lower bound. Round trips per second over QEMU are bounded by its emulated UART
+(tens of microseconds per byte), not by the inference: compare with the ECHO firmware,
+which answers the same frames without calling the policy. The last column is what a
+real 921600-baud 8N1 link allows for the same bytes (10 bits per byte, no gaps).""",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Simulator speed: raw dynamics, vector-env step and single env, for both tasks."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.common import machine, write_section
+from sim import bench as simbench
+
+COMMAND = "python -m bench sim_speed"
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    args = ap.parse_args(argv)
+    rows = []
+    results = {task: simbench.run(task, args.seconds) for task in ("hover", "takeoff")}
+    for task, res in results.items():
+        for n in simbench.SIZES:
+            rows.append(
+                f"| {task} | {n} | {res['raw_dynamics'][n]:,.0f} | {res['vector_env'][n]:,.0f} |"
+            )
+    singles = ", ".join(f"{t} {r['single_env']:,.0f}" for t, r in results.items())
+    md = f"""## Simulator speed
+
+`{COMMAND}` ({args.seconds:g} s per figure) on {machine()}.
+One env-step is one control step: 1 RK4 step for hover (100 Hz), 2 for takeoff
+(50 Hz control, 100 Hz physics). "Vector env" is `QuadVectorEnv.step` with observation,
+reward, termination and autoreset. Targets: raw >= 10,000,000 and vector env >= 2,000,000
+env-steps/s at N = 4096; single env >= 30,000 steps/s.
+
+| task | N | raw dynamics (env-steps/s) | vector env (env-steps/s) |
+|---|---:|---:|---:|
+{chr(10).join(rows)}
+
+Single Gymnasium env (`QuadEnv.step`, unwrapped): {singles} steps/s.
+"""
+    write_section("sim_speed", md)
+    print(md)
+    return md
+
+
+if __name__ == "__main__":
+    main()

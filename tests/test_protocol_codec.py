@@ -3,6 +3,7 @@ round-trip properties."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -16,8 +17,11 @@ from hypothesis import strategies as st
 from firmware_bridge import codec
 from firmware_bridge.protocol import MAX_ENCODED, MAX_PAYLOAD, ErrorCode, MsgType
 
-sys.path.insert(0, str(ROOT / "tests" / "vectors"))
-import generate  # noqa: E402
+_spec = importlib.util.spec_from_file_location(
+    "protocol_vectors_generate", ROOT / "tests" / "vectors" / "generate.py"
+)
+generate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(generate)
 
 ALL = [json.loads(line) for line in VECTORS.read_text().splitlines()]
 

@@ -29,22 +29,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m export",
         description="Export a trained actor to ONNX and to int8 / float32 C headers, with "
-                    "accuracy and closed-loop checks (docs/quantization.md).",
+        "accuracy and closed-loop checks (docs/quantization.md).",
     )
-    p.add_argument("checkpoint", nargs="?", default="runs/latest",
-                   help="checkpoint file, run directory or runs/latest (default)")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        default="runs/latest",
+        help="checkpoint file, run directory or runs/latest (default)",
+    )
     p.add_argument("--out", default="artifacts", help="output directory (default artifacts/)")
-    p.add_argument("--input", choices=quantize.INPUT_MODES, default="int16",
-                   help="input quantisation (default int16: see docs/quantization.md)")
-    p.add_argument("--calibration-states", type=int, default=10000,
-                   help="rollout states to calibrate on (default 10000)")
-    p.add_argument("--test-states", type=int, default=10000,
-                   help="rollout states for the accuracy checks (default 10000)")
-    p.add_argument("--episodes", type=int, default=200,
-                   help="closed-loop episodes per policy (default 200)")
+    p.add_argument(
+        "--input",
+        choices=quantize.INPUT_MODES,
+        default="int16",
+        help="input quantisation (default int16: see docs/quantization.md)",
+    )
+    p.add_argument(
+        "--calibration-states",
+        type=int,
+        default=10000,
+        help="rollout states to calibrate on (default 10000)",
+    )
+    p.add_argument(
+        "--test-states",
+        type=int,
+        default=10000,
+        help="rollout states for the accuracy checks (default 10000)",
+    )
+    p.add_argument(
+        "--episodes", type=int, default=200, help="closed-loop episodes per policy (default 200)"
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed of all rollouts")
-    p.add_argument("--no-c-check", action="store_true",
-                   help="skip compiling the headers with the host C compiler")
+    p.add_argument(
+        "--no-c-check",
+        action="store_true",
+        help="skip compiling the headers with the host C compiler",
+    )
     p.add_argument("--cc", default=None, help="host C compiler for the check (default cc)")
     args = p.parse_args(argv)
     for name in ("calibration_states", "test_states", "episodes"):
@@ -65,10 +85,16 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
         raise ExportError("a compiled header rejected a finite rollout state")
     mismatches = int((cbuild.codes_of(act8) != ref.forward_codes(params, obs)).any(axis=1).sum())
     if mismatches:
-        raise ExportError(f"policy.h differs from the numpy integer model on {mismatches} of "
-                          f"{len(obs)} states (compiler {cc}); refusing to write it")
-    return {"compiler": cc, "states": int(len(obs)), "int8_code_mismatches": mismatches,
-            "f32_max_abs_diff_vs_torch": float(np.abs(actf - policy.act(obs)).max())}
+        raise ExportError(
+            f"policy.h differs from the numpy integer model on {mismatches} of "
+            f"{len(obs)} states (compiler {cc}); refusing to write it"
+        )
+    return {
+        "compiler": cc,
+        "states": int(len(obs)),
+        "int8_code_mismatches": mismatches,
+        "f32_max_abs_diff_vs_torch": float(np.abs(actf - policy.act(obs)).max()),
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -87,12 +113,19 @@ def run(args: argparse.Namespace) -> dict:
     def int8_policy(obs):
         return ref.act(params, obs)
 
-    cl = rollouts.closed_loop({"float": policy.act, "int8": int8_policy}, spec,
-                              args.episodes, seed + 3000)
-    cl.update(task=spec["task"], episodes=args.episodes, seed=seed + 3000,
-              gap_pp=abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100)
-    notes = [f"accuracy     int8 vs float on {errors['states']} rollout states: max "
-             f"{errors['max']:.4f}, mean {errors['mean']:.5f}"]
+    cl = rollouts.closed_loop(
+        {"float": policy.act, "int8": int8_policy}, spec, args.episodes, seed + 3000
+    )
+    cl.update(
+        task=spec["task"],
+        episodes=args.episodes,
+        seed=seed + 3000,
+        gap_pp=abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100,
+    )
+    notes = [
+        f"accuracy     int8 vs float on {errors['states']} rollout states: max "
+        f"{errors['max']:.4f}, mean {errors['mean']:.5f}"
+    ]
     h8 = header.int8_header(policy, params, notes)
     hf = header.f32_header(policy)
     texts = {"policy.h": h8.text, "policy_f32.h": hf.text}
@@ -107,8 +140,12 @@ def run(args: argparse.Namespace) -> dict:
         "model_hash": policy.model_hash,
         "out_dir": str(args.out),
         "policy_spec": spec,
-        "network": {"widths": policy.widths, "hidden_activation": policy.activation,
-                    "output_activation": "tanh", "macs": policy.macs},
+        "network": {
+            "widths": policy.widths,
+            "hidden_activation": policy.activation,
+            "output_activation": "tanh",
+            "macs": policy.macs,
+        },
         "onnx": onnx_info,
         "int8": {
             "weight_bytes": h8.weight_bytes,
@@ -124,8 +161,11 @@ def run(args: argparse.Namespace) -> dict:
         "c_check": c_info,
     }
     rep["checks"] = report.checks(rep)
-    files = {"actor.onnx": onnx_bytes, **{k: v.encode() for k, v in texts.items()},
-             "export_report.json": report.to_json(rep).encode()}
+    files = {
+        "actor.onnx": onnx_bytes,
+        **{k: v.encode() for k, v in texts.items()},
+        "export_report.json": report.to_json(rep).encode(),
+    }
     out = Path(args.out)
     for name in ARTIFACTS:
         atomic_write(out / name, lambda tmp, data=files[name]: _write(tmp, data))

@@ -27,12 +27,26 @@ def find_cc(name: str | None = None) -> str | None:
     return None
 
 
-def build(header: Path, exe: Path, cc: str = "gcc", flags=("-O2",), source: Path = DRIVER,
-          ) -> Path:
+def build(
+    header: Path,
+    exe: Path,
+    cc: str = "gcc",
+    flags=("-O2",),
+    source: Path = DRIVER,
+) -> Path:
     """Compile ``source`` (which includes QP_HEADER with the implementation) into ``exe``."""
     header, exe = Path(header).resolve(), Path(exe)
-    cmd = [cc, *STRICT, *flags, f"-DQP_HEADER=<{header.name}>", f"-I{header.parent}",
-           str(source), "-o", str(exe), "-lm"]
+    cmd = [
+        cc,
+        *STRICT,
+        *flags,
+        f"-DQP_HEADER=<{header.name}>",
+        f"-I{header.parent}",
+        str(source),
+        "-o",
+        str(exe),
+        "-lm",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["no output"])[0]
@@ -45,8 +59,9 @@ def run(exe: Path, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     data = np.ascontiguousarray(obs, dtype=np.float32).tobytes()
     proc = subprocess.run([str(exe)], input=data, capture_output=True)
     if proc.returncode != 0:
-        raise ExportError(f"{exe}: exited with {proc.returncode}: "
-                          f"{proc.stderr.decode(errors='replace')[:200]}")
+        raise ExportError(
+            f"{exe}: exited with {proc.returncode}: {proc.stderr.decode(errors='replace')[:200]}"
+        )
     rec = np.frombuffer(proc.stdout, dtype=RECORD)
     if len(rec) != len(obs):
         raise ExportError(f"{exe}: returned {len(rec)} records for {len(obs)} rows")

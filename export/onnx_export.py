@@ -18,8 +18,19 @@ import torch
 from export.model import ExportError, FloatPolicy
 
 OPSET = 17
-ALLOWED_OPS = {"Sub", "Div", "Clip", "Gemm", "MatMul", "Add", "Tanh", "Relu", "Min", "Max",
-               "Constant"}
+ALLOWED_OPS = {
+    "Sub",
+    "Div",
+    "Clip",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Tanh",
+    "Relu",
+    "Min",
+    "Max",
+    "Constant",
+}
 
 
 def to_onnx(policy: FloatPolicy) -> bytes:
@@ -29,14 +40,21 @@ def to_onnx(policy: FloatPolicy) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            policy.actor, (dummy,), buf, dynamo=False, opset_version=OPSET,
-            input_names=["obs"], output_names=["action"],
+            policy.actor,
+            (dummy,),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["obs"],
+            output_names=["action"],
             dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
         )
     model = onnx.load_from_string(buf.getvalue())
     model.producer_name = "quadpilot export"
-    model.doc_string = ("quadpilot actor: obs [batch, obs_dim] float32 -> action [batch, 4] "
-                        "in [-1, 1]; see metadata policy_spec for the layouts")
+    model.doc_string = (
+        "quadpilot actor: obs [batch, obs_dim] float32 -> action [batch, 4] "
+        "in [-1, 1]; see metadata policy_spec for the layouts"
+    )
     meta = {
         "policy_spec": json.dumps(policy.spec, sort_keys=True, default=_jsonable),
         "step": str(policy.step),
@@ -66,8 +84,10 @@ def check(data: bytes, policy: FloatPolicy, states: np.ndarray, tol: float = 1e-
         raise ExportError(f"actor.onnx fails the ONNX checker: {exc}") from exc
     ops = sorted({n.op_type for n in model.graph.node})
     if model.functions or not set(ops) <= ALLOWED_OPS:
-        raise ExportError(f"actor.onnx uses operators {ops} / {len(model.functions)} local "
-                          f"functions; allowed: {sorted(ALLOWED_OPS)} and none")
+        raise ExportError(
+            f"actor.onnx uses operators {ops} / {len(model.functions)} local "
+            f"functions; allowed: {sorted(ALLOWED_OPS)} and none"
+        )
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
@@ -78,7 +98,12 @@ def check(data: bytes, policy: FloatPolicy, states: np.ndarray, tol: float = 1e-
     want = policy.act(states)
     diff = float(np.abs(got - want).max())
     if not diff <= tol:
-        raise ExportError(f"actor.onnx differs from torch by {diff:.3g} > {tol:g} on "
-                          f"{len(states)} states")
-    return {"opset": int(opset), "operators": ops, "states": int(len(states)),
-            "max_abs_diff_vs_torch": diff}
+        raise ExportError(
+            f"actor.onnx differs from torch by {diff:.3g} > {tol:g} on {len(states)} states"
+        )
+    return {
+        "opset": int(opset),
+        "operators": ops,
+        "states": int(len(states)),
+        "max_abs_diff_vs_torch": diff,
+    }

@@ -210,7 +210,13 @@ def quantize_input(policy: FloatPolicy, z: np.ndarray, mode: str) -> InputQuant:
 
 
 def quantize_layer(
-    w, b, in_scale, in_zero, in_max: int, pre: np.ndarray, activation: str,
+    w,
+    b,
+    in_scale,
+    in_zero,
+    in_max: int,
+    pre: np.ndarray,
+    activation: str,
     calibration: str = CALIBRATION,
 ) -> LayerQuant:
     """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;

@@ -36,19 +36,21 @@ def layer_table(params: QuantParams, obs: np.ndarray) -> list[dict]:
     for layer, acc in zip(params.layers, ref.accumulators(params, obs), strict=True):
         lo = (-128 - layer.pre_zero) * layer.pre_scale
         hi = (127 - layer.pre_zero) * layer.pre_scale
-        rows.append({
-            "shape": list(layer.shape),
-            "activation": layer.activation,
-            "pre_activation_range": [round(lo, 6), round(hi, 6)],
-            "pre_scale": layer.pre_scale,
-            "pre_zero": layer.pre_zero,
-            "out_scale": layer.out_scale,
-            "out_zero": layer.out_zero,
-            "shift_range": [int(layer.shift.min()), int(layer.shift.max())],
-            "acc_bound_proved": layer.acc_bound,
-            "acc_max_seen": int(np.abs(acc).max()),
-            "acc_headroom_bits": round(float(np.log2(2**31 / max(layer.acc_bound, 1))), 2),
-        })
+        rows.append(
+            {
+                "shape": list(layer.shape),
+                "activation": layer.activation,
+                "pre_activation_range": [round(lo, 6), round(hi, 6)],
+                "pre_scale": layer.pre_scale,
+                "pre_zero": layer.pre_zero,
+                "out_scale": layer.out_scale,
+                "out_zero": layer.out_zero,
+                "shift_range": [int(layer.shift.min()), int(layer.shift.max())],
+                "acc_bound_proved": layer.acc_bound,
+                "acc_max_seen": int(np.abs(acc).max()),
+                "acc_headroom_bits": round(float(np.log2(2**31 / max(layer.acc_bound, 1))), 2),
+            }
+        )
     return rows
 
 
@@ -62,8 +64,9 @@ def checks(report: dict) -> dict:
         "int8_mean_abs_error": report["int8"]["error_vs_float"]["mean"],
         "closed_loop_gap_pp": cl["gap_pp"],
     }
-    return {k: [v, TARGETS[k], None if v is None else bool(v <= TARGETS[k])]
-            for k, v in values.items()}
+    return {
+        k: [v, TARGETS[k], None if v is None else bool(v <= TARGETS[k])] for k, v in values.items()
+    }
 
 
 def to_json(report: dict) -> str:
@@ -85,19 +88,19 @@ def table(report: dict) -> str:
         f"  {'closed-loop success':28s}{cl['int8']['success_rate']:>18.1%}"
         f"{cl['float']['success_rate']:>25.1%}",
         "",
-        f"  calibration set   {i8['calibration_states']} rollout states "
-        f"(input {i8['input_mode']})",
+        f"  calibration set   {i8['calibration_states']} rollout states (input {i8['input_mode']})",
         f"  int8 vs float     max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
-        f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap "
-        f"{cl['gap_pp']:.1f} pp",
+        f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",
         f"  onnx vs torch     max {report['onnx']['max_abs_diff_vs_torch']:.2e} on "
         f"{report['onnx']['states']} states (opset {report['onnx']['opset']})",
     ]
     if c:
-        lines.append(f"  C check ({c['compiler']})    int8 codes differing from the numpy model: "
-                     f"{c['int8_code_mismatches']} of {c['states']}; float32 header vs torch "
-                     f"max {c['f32_max_abs_diff_vs_torch']:.2e}")
+        lines.append(
+            f"  C check ({c['compiler']})    int8 codes differing from the numpy model: "
+            f"{c['int8_code_mismatches']} of {c['states']}; float32 header vs torch "
+            f"max {c['f32_max_abs_diff_vs_torch']:.2e}"
+        )
     else:
         lines.append("  C check           skipped (no C compiler, or --no-c-check)")
     lines.append("")

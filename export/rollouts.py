@@ -22,12 +22,15 @@ def _collect(policy: Policy, spec: dict, episodes: int, seed: int):
     try:
         return collect(policy, spec["task"], episodes=episodes, seed=seed, **overrides)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ExportError(f"policy spec task {spec.get('task')!r} with overrides "
-                          f"{overrides} cannot be simulated: {exc}") from exc
+        raise ExportError(
+            f"policy spec task {spec.get('task')!r} with overrides "
+            f"{overrides} cannot be simulated: {exc}"
+        ) from exc
 
 
-def policy_states(policy: Policy, spec: dict, min_states: int, seed: int,
-                  episodes: int = 100) -> np.ndarray:
+def policy_states(
+    policy: Policy, spec: dict, min_states: int, seed: int, episodes: int = 100
+) -> np.ndarray:
     """Every observation ``policy`` saw, over batches of ``episodes`` episodes with seeds
     seed, seed + 1, ... until at least ``min_states`` were collected."""
     chunks, total, k = [], 0, 0

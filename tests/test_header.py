@@ -1,0 +1,242 @@
+"""The generated C headers, compiled for real: bit-exact int8, float32 vs torch, strict
+warnings on gcc / clang / arm-none-eabi-gcc, cppcheck, the API names, bad input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export import cbuild, header, quantize, rollouts
+from export import int_reference as ref
+from export import model as model_mod
+from export.fixtures import make_checkpoint
+
+STRICT = list(cbuild.STRICT)
+ARM = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+CPPCHECK = [
+    "cppcheck",
+    "--error-exitcode=1",
+    "--enable=warning,style,performance,portability",
+    "--std=c99",
+    "-q",
+]
+
+# ACLE's __sxtb16 / __smlad written out from the Arm architecture reference, so the SMLAD
+# branch of policy.h (its weight shuffle and operand pairing) also runs on the host.
+FAKE_ACLE = """
+#include <stdint.h>
+typedef int32_t int8x4_t;
+typedef int32_t int16x2_t;
+static inline int16x2_t __sxtb16(int8x4_t x) {
+    uint32_t u = (uint32_t)x;
+    uint32_t lo = (uint16_t)(int16_t)(int8_t)(u & 0xffu);
+    uint32_t hi = (uint16_t)(int16_t)(int8_t)((u >> 16) & 0xffu);
+    return (int16x2_t)(lo | (hi << 16));
+}
+static inline int32_t __smlad(int16x2_t a, int16x2_t b, int32_t c) {
+    uint32_t ua = (uint32_t)a, ub = (uint32_t)b;
+    int32_t a0 = (int16_t)(ua & 0xffffu), a1 = (int16_t)(ua >> 16);
+    int32_t b0 = (int16_t)(ub & 0xffffu), b1 = (int16_t)(ub >> 16);
+    return c + a0 * b0 + a1 * b1;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One export in process: policy, params, headers on disk, >= 10,000 test states."""
+    d = tmp_path_factory.mktemp("header")
+    policy = model_mod.load(make_checkpoint(d / "run" / "checkpoint.pt", step=3))
+    calib = rollouts.policy_states(policy.act, policy.spec, 10000, 1000)
+    test = rollouts.policy_states(policy.act, policy.spec, 10000, 2000)
+    params = quantize.quantize(policy, calib)
+    h8, hf = header.int8_header(policy, params), header.f32_header(policy)
+    (d / "policy.h").write_text(h8.text)
+    (d / "policy_f32.h").write_text(hf.text)
+    return {"dir": d, "policy": policy, "params": params, "test": test, "h8": h8, "hf": hf}
+
+
+@pytest.fixture(scope="module")
+def drivers(built):
+    d = built["dir"]
+    exes = {}
+    for name, hdr in [("int8", "policy.h"), ("f32", "policy_f32.h")]:
+        exes[name] = cbuild.build(d / hdr, d / f"drv_{name}", "gcc")
+        exes[name + "_san"] = cbuild.build(d / hdr, d / f"drv_{name}_san", "gcc", SANITIZE)
+    acle = d / "acle"
+    acle.mkdir()
+    (acle / "arm_acle.h").write_text(FAKE_ACLE)
+    exes["int8_smlad"] = cbuild.build(
+        d / "policy.h",
+        d / "drv_int8_smlad",
+        "gcc",
+        ("-O2", "-D__ARM_FEATURE_DSP=1", "-D__ARMEL__=1", f"-I{acle}"),
+    )
+    return exes
+
+
+def test_enough_rollout_states(built):
+    assert len(built["test"]) >= 10000
+    assert np.isfinite(built["test"]).all()
+
+
+@pytest.mark.parametrize("exe", ["int8", "int8_san", "int8_smlad"])
+def test_int8_header_is_bit_exact_with_numpy_model(built, drivers, exe):
+    rc, actions = cbuild.run(drivers[exe], built["test"])
+    assert (rc == 0).all()
+    got = cbuild.codes_of(actions)
+    want = ref.forward_codes(built["params"], built["test"])
+    assert got.shape == want.shape == (len(built["test"]), 4)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("exe", ["f32", "f32_san"])
+def test_f32_header_matches_torch(built, drivers, exe):
+    rc, actions = cbuild.run(drivers[exe], built["test"])
+    assert (rc == 0).all()
+    diff = np.abs(actions - built["policy"].act(built["test"])).max()
+    assert diff <= 1e-5
+
+
+def test_int8_accuracy_on_rollout_states(built):
+    test = built["test"]
+    err = np.abs(ref.act(built["params"], test) - built["policy"].act(test))
+    assert err.max() <= 0.03 and err.mean() <= 0.005
+
+
+@pytest.mark.parametrize("exe", ["int8_san", "f32_san"])
+def test_nonfinite_input_is_refused_and_action_untouched(built, drivers, exe):
+    base = built["test"][:6].copy()
+    bad = base.copy()
+    bad[0, 0], bad[1, 5], bad[2, -1] = np.nan, np.inf, -np.inf
+    bad[3, 2] = np.float32(np.nan) * -1
+    huge = base[4:6].copy()
+    huge[0, :] = 3e38
+    huge[1, :] = -3e38
+    rc, actions = cbuild.run(drivers[exe], np.concatenate([bad[:4], huge]))
+    assert rc[:4].tolist() == [1, 1, 1, 1]
+    assert (actions[:4] == 12345.0).all()  # the driver's sentinel: never written
+    assert (rc[4:] == 0).all() and (np.abs(actions[4:]) <= 1).all()
+
+
+def _compile(cc, flags, src: Path, out: Path):
+    proc = subprocess.run(
+        [cc, *STRICT, *flags, "-c", str(src), "-o", str(out)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+
+
+COMPILERS = [("gcc", ["-O2"]), ("clang", ["-O2"]), ("arm-none-eabi-gcc", ["-O2", *ARM])]
+
+
+@pytest.mark.parametrize("cc,flags", COMPILERS, ids=[c for c, _ in COMPILERS])
+@pytest.mark.parametrize("which", ["policy.h", "policy_f32.h", "template_int8", "template_f32"])
+def test_headers_compile_without_warnings(built, tmp_path, cc, flags, which):
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed (make deps)")
+    src_header = {"template_int8": header.INT8_TEMPLATE, "template_f32": header.F32_TEMPLATE}
+    path = src_header.get(which, built["dir"] / which)
+    (tmp_path / "policy_under_test.h").write_text(path.read_text())
+    src = tmp_path / "unit.c"
+    src.write_text(
+        '#include "policy_under_test.h"\n#define QP_POLICY_IMPLEMENTATION\n'
+        '#include "policy_under_test.h"\n'
+        "int use(const float *o, float *a) { return qp_policy_act(o, a); }\n"
+    )
+    _compile(cc, flags, src, tmp_path / "unit.o")
+
+
+def test_int8_arm_build_uses_smlad_and_no_libm(built, tmp_path):
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed (make deps)")
+    src = tmp_path / "unit.c"
+    src.write_text(f'#define QP_POLICY_IMPLEMENTATION\n#include "{built["dir"]}/policy.h"\n')
+    _compile("arm-none-eabi-gcc", ["-O2", *ARM], src, tmp_path / "unit.o")
+    dis = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", str(tmp_path / "unit.o")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "smlad" in dis and "sxtb16" in dis
+    undefined = subprocess.run(
+        ["arm-none-eabi-nm", "-u", str(tmp_path / "unit.o")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # Only libc's memcpy/memset (GCC may turn the zero-fill loops into memset): no libm.
+    assert not [s for s in undefined if s not in ("U", "memcpy", "memset")], undefined
+
+
+@pytest.mark.parametrize("which", ["policy.h", "policy_f32.h", "template_int8", "template_f32"])
+def test_cppcheck_clean(built, which):
+    if shutil.which("cppcheck") is None:
+        pytest.skip("cppcheck not installed (make deps)")
+    path = {"template_int8": header.INT8_TEMPLATE, "template_f32": header.F32_TEMPLATE}.get(
+        which, built["dir"] / which
+    )
+    proc = subprocess.run([*CPPCHECK, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_api_names_and_values(built, tmp_path):
+    """The names the firmware relies on, read back through the C preprocessor."""
+    policy, d = built["policy"], built["dir"]
+    src = tmp_path / "api.c"
+    for hdr, scheme, sid in [("policy.h", "int8", 1), ("policy_f32.h", "float32", 2)]:
+        src.write_text(
+            f'#include "{d / hdr}"\n#include <stdio.h>\n'
+            'int main(void) { printf("%d %d %s %s %d %d %d %d\\n", QP_OBS_DIM, QP_ACT_DIM,'
+            " QP_MODEL_HASH, QP_SCHEME, QP_SCHEME_ID, QP_MACS, QP_OK, QP_ERR_NONFINITE);"
+            " return 0; }\n"
+        )
+        exe = tmp_path / "api"
+        subprocess.run(["gcc", *STRICT, str(src), "-o", str(exe)], check=True)
+        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+        assert out.split() == [
+            str(policy.obs_dim),
+            "4",
+            policy.model_hash,
+            scheme,
+            str(sid),
+            str(policy.macs),
+            "0",
+            "1",
+        ]
+        assert re.fullmatch(r"[0-9a-f]{64}", policy.model_hash)
+        text = (d / hdr).read_text()
+        assert "int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM]);" in text
+        assert "malloc(" not in text and "free(" not in text
+        # No hidden mutable state: every file-scope static is const.
+        statics = re.findall(r"^static (?!const|int qp_|int32_t qp_)(.*)$", text, re.M)
+        assert statics == []
+
+
+def test_int8_path_uses_no_float_in_the_layers(built):
+    text = (built["dir"] / "policy.h").read_text()
+    body = text[text.index("static int32_t qp_high_mul") : text.index("int qp_policy_act(const")]
+    assert "float" not in body and "math.h" not in text and "tanh" not in body
+
+
+def test_templates_hold_the_current_demo():
+    """The templates are valid generator output (``python -m export.header`` refreshes)."""
+    policy, params = header.demo()
+    assert (
+        header.int8_header(policy, params, keep_markers=True).text
+        == header.INT8_TEMPLATE.read_text()
+    )
+    assert header.f32_header(policy, keep_markers=True).text == header.F32_TEMPLATE.read_text()
+
+
+def test_weight_shuffle_pairs_for_sxtb16():
+    w = np.arange(1, 11, dtype=np.int8).reshape(2, 5)
+    s = header.shuffle_for_sxtb16(w)
+    assert s.tolist() == [[1, 3, 2, 4, 5, 0, 0, 0], [6, 8, 7, 9, 10, 0, 0, 0]]

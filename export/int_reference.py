@@ -21,8 +21,8 @@ INPUT_LIMIT = np.float32(65536.0)  # |u| is clamped here before rounding (codes 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """gemmlowp SaturatingRoundingDoublingHighMul: a * b / 2^31 rounded to nearest, ties
     toward +infinity (the nudge is +2^30 or 1 - 2^30, then the division truncates toward
-    zero: 0.5 -> 1, -0.5 -> 0). The C division truncates toward zero; so does this. The one overflowing case
-    (a == b == INT32_MIN) cannot occur: multipliers are positive.
+    zero: 0.5 -> 1, -0.5 -> 0), as the C code does. The one saturating case of the
+    original (a == b == INT32_MIN) cannot occur: multipliers are positive.
     """
     ab = a.astype(np.int64) * b.astype(np.int64)
     nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))

@@ -143,9 +143,10 @@ def _apply(activation: str, x: np.ndarray) -> np.ndarray:
 def calibrate_range(pre: np.ndarray, activation: str, method: str = CALIBRATION) -> tuple:
     """The clipping range [lo, hi] of a pre-activation tensor.
 
-    ``minmax``: the observed range widened by RANGE_MARGIN, cut at +-TANH_SATURATION for tanh (beyond it every
-    input maps to the end codes anyway, so the cut loses nothing). ``mse``: the cut that
-    minimises the mean squared error of the activation's dequantised output on ``pre``.
+    ``minmax``: the observed range widened by RANGE_MARGIN, cut at +-TANH_SATURATION for
+    tanh (beyond it every input maps to the end codes anyway, so the cut loses nothing).
+    ``mse``: the cut that minimises the mean squared error of the activation's dequantised
+    output on ``pre``.
     """
     lo, hi = float(min(pre.min(), 0.0)), float(max(pre.max(), 0.0))
     if method == "minmax":  # a finite sample under-states the range: leave a margin

@@ -1,0 +1,88 @@
+"""python -m train: train DDPG/TD3 on a sim task, or evaluate a checkpoint.
+
+python -m train --preset hover --seed 3 --algo td3     train into runs/<name>/
+python -m train --resume runs/latest                   continue an interrupted run
+python -m train evaluate [CHECKPOINT]                  success rate, error, plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from train.checkpoint import CheckpointError
+from train.config import PRESETS, add_arguments, from_args
+
+
+def train_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--preset", default="hover", help=f"one of: {', '.join(PRESETS)}")
+    ap.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="run directory or checkpoint to continue (its config is reused; "
+        "--total-env-steps and --max-minutes may be raised)",
+    )
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    from train.loop import Trainer, resume
+
+    try:
+        if args.resume:
+            extra = {
+                k: getattr(args, k)
+                for k in ("total_env_steps", "max_minutes")
+                if getattr(args, k) is not None
+            }
+            trainer = resume(args.resume, **extra)
+        else:
+            trainer = Trainer(from_args(args))
+    except (ValueError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m train evaluate",
+        description="Evaluate a checkpoint on the task it was "
+        "trained for, from the task's random initial states.",
+    )
+    ap.add_argument("checkpoint", nargs="?", default="runs/latest")
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument(
+        "--plot",
+        default=None,
+        help="trajectory plot (default: next to the checkpoint, evaluation.png)",
+    )
+    args = ap.parse_args(argv)
+    from train.evaluate import evaluate_checkpoint
+
+    try:
+        evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, args.plot)
+    except (ValueError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "evaluate":
+        return evaluate_main(argv[1:])
+    return train_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

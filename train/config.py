@@ -1,0 +1,216 @@
+"""Training configuration: one dataclass, a docstring per field, two presets.
+
+Every field is a command-line option (``python -m train --help`` lists them with their
+meaning); ``validate`` rejects bad values before any training starts, naming the field
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+from sim.tasks import PRESETS as TASK_PRESETS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = field(default="hover", metadata={"help": "preset this config started from"})
+    task: str = field(default="hover", metadata={"help": "sim task: hover or takeoff"})
+    algo: str = field(
+        default="ddpg",
+        metadata={
+            "help": "ddpg (one critic) or td3 (twin critics, target smoothing, delayed actor)"
+        },
+    )
+    actor_loss: str = field(
+        default="autograd",
+        metadata={
+            "help": "autograd: -Q(s, mu(s)).mean(); keras: -(dQ/da|a=mu(s) * mu(s)).mean(), "
+            "the element-wise form of the Udacity project (gradient / action dimension)"
+        },
+    )
+    seed: int = field(default=1, metadata={"help": "seeds torch, numpy and the sim"})
+    total_env_steps: int = field(
+        default=1_500_000,
+        metadata={"help": "environment steps (summed over the vector envs) to train for"},
+    )
+    max_minutes: float = field(
+        default=0.0, metadata={"help": "stop after this much wall-clock time (0 = no limit)"}
+    )
+    num_envs: int = field(default=32, metadata={"help": "environments stepped together"})
+    warmup_steps: int = field(
+        default=20_000,
+        metadata={"help": "environment steps of uniform random actions before learning starts"},
+    )
+    buffer_size: int = field(default=1_000_000, metadata={"help": "replay capacity (transitions)"})
+    batch_size: int = field(default=256, metadata={"help": "transitions per gradient update"})
+    updates_per_step: float = field(
+        default=1.0,
+        metadata={"help": "gradient updates per vector-env step (fractions accumulate)"},
+    )
+    gamma: float = field(default=0.99, metadata={"help": "discount factor, in (0, 1)"})
+    tau: float = field(
+        default=0.005,
+        metadata={"help": "target networks move this fraction toward the online ones per update"},
+    )
+    actor_lr: float = field(default=1e-3, metadata={"help": "actor Adam learning rate"})
+    critic_lr: float = field(default=1e-3, metadata={"help": "critic Adam learning rate"})
+    actor_hidden: tuple[int, ...] = field(
+        default=(64, 64), metadata={"help": "actor hidden widths (the deployed network)"}
+    )
+    critic_hidden: tuple[int, ...] = field(
+        default=(128, 128), metadata={"help": "critic hidden widths"}
+    )
+    activation: str = field(default="tanh", metadata={"help": "actor hidden activation"})
+    noise: str = field(
+        default="gaussian",
+        metadata={"help": "exploration: gaussian, or ou (Ornstein-Uhlenbeck, in action units)"},
+    )
+    noise_sigma: float = field(default=0.1, metadata={"help": "exploration noise scale"})
+    ou_theta: float = field(default=0.15, metadata={"help": "OU mean-reversion rate per step"})
+    policy_delay: int = field(default=2, metadata={"help": "td3: critic updates per actor update"})
+    target_noise: float = field(default=0.2, metadata={"help": "td3: target policy noise std"})
+    target_noise_clip: float = field(default=0.5, metadata={"help": "td3: clip of that noise"})
+    obs_norm_steps: int = field(
+        default=200_000,
+        metadata={
+            "help": "environment steps over which observation statistics are gathered, then frozen"
+        },
+    )
+    eval_every: int = field(default=100_000, metadata={"help": "environment steps between evals"})
+    eval_episodes: int = field(
+        default=100,
+        metadata={"help": "deterministic evaluation episodes from random initial states"},
+    )
+    stop_success: float = field(
+        default=0.0, metadata={"help": "stop once evaluation success reaches this rate (0 = never)"}
+    )
+    checkpoint_every: int = field(
+        default=500_000,
+        metadata={
+            "help": "environment steps between checkpoints (one is always written at the end)"
+        },
+    )
+    run_dir: str = field(default="runs", metadata={"help": "where runs/<name>/ is created"})
+    name: str = field(default="", metadata={"help": "run name (default: preset-algo-seed-time)"})
+    threads: int = field(
+        default=1,
+        metadata={
+            "help": "torch threads (1 is fastest for these small networks, and deterministic)"
+        },
+    )
+
+    def validate(self) -> TrainConfig:
+        def bad(name: str, allowed: str) -> ValueError:
+            return ValueError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
+
+        choices = {
+            "task": tuple(TASK_PRESETS),
+            "algo": ("ddpg", "td3"),
+            "actor_loss": ("autograd", "keras"),
+            "noise": ("gaussian", "ou"),
+            "activation": ("tanh", "relu"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, ", ".join(allowed))
+        for name in (
+            "total_env_steps",
+            "num_envs",
+            "buffer_size",
+            "batch_size",
+            "policy_delay",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "threads",
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise bad(name, "an integer >= 1")
+        for name in ("actor_lr", "critic_lr", "updates_per_step"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise bad(name, "a finite number > 0")
+        for name in ("noise_sigma", "target_noise", "target_noise_clip", "max_minutes"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise bad(name, "a finite number >= 0")
+        if not 0 < self.gamma < 1:
+            raise bad("gamma", "a number in (0, 1)")
+        if not 0 < self.tau <= 1:
+            raise bad("tau", "a number in (0, 1]")
+        if not 0 < self.ou_theta <= 1:
+            raise bad("ou_theta", "a number in (0, 1]")
+        if not 0 <= self.stop_success <= 1:
+            raise bad("stop_success", "a number in [0, 1]")
+        if self.warmup_steps < 0 or self.obs_norm_steps < 0:
+            raise bad(
+                "warmup_steps" if self.warmup_steps < 0 else "obs_norm_steps", "an integer >= 0"
+            )
+        if self.batch_size > self.buffer_size:
+            raise bad("batch_size", f"at most buffer_size={self.buffer_size}")
+        if self.warmup_steps < self.batch_size and self.warmup_steps > 0:
+            raise bad("warmup_steps", f"0 or at least batch_size={self.batch_size}")
+        for name in ("actor_hidden", "critic_hidden"):
+            v = getattr(self, name)
+            if not v or not all(isinstance(h, int) and h >= 1 for h in v):
+                raise bad(name, "one or more integer widths >= 1, e.g. 64,64")
+        return self
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "hover": TrainConfig(),
+    "takeoff": TrainConfig(preset="takeoff", task="takeoff"),
+}
+
+
+def make_config(preset: str = "hover", **overrides) -> TrainConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r} is unknown; allowed: {', '.join(PRESETS)}")
+    known = {f.name for f in fields(TrainConfig)}
+    for key in overrides:
+        if key not in known:
+            raise ValueError(f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
+    return dataclasses.replace(PRESETS[preset], preset=preset, **overrides).validate()
+
+
+def _parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers, e.g. 64,64"
+        ) from exc
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """One option per field; defaults stay None so only what the user typed overrides."""
+    for f in fields(TrainConfig):
+        if f.name == "preset":
+            continue
+        kind = type(f.default)
+        conv = _parse_widths if kind is tuple else kind
+        ap.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=conv,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} (default {f.default!r})",
+        )
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if f.name != "preset" and getattr(args, f.name, None) is not None
+    }
+    preset = args.preset
+    if preset in PRESETS and "task" not in overrides:
+        overrides["task"] = PRESETS[preset].task
+    return make_config(preset, **overrides)

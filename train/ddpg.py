@@ -1,0 +1,124 @@
+"""DDPG (Lillicrap et al. 2016) and TD3 (Fujimoto et al. 2018): networks and one update.
+
+The update reads top to bottom: critic(s) toward the TD target, then the actor up the
+critic's slope, then the target networks. docs/actor-loss.md explains the actor step and
+why the critic must not move during it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train.config import TrainConfig
+from train.policy import Actor
+
+
+class Critic(nn.Module):
+    """Q(s, a) on normalised observations: an MLP over the concatenation [s, a]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = obs_dim + act_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs_n: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs_n, act], dim=-1))
+
+
+class Agent(nn.Module):
+    """The actor, one (DDPG) or two (TD3) critics, their targets and optimisers."""
+
+    def __init__(self, cfg: TrainConfig, obs_dim: int, act_dim: int):
+        super().__init__()
+        self.actor = Actor(obs_dim, act_dim, cfg.actor_hidden, cfg.activation)
+        n_critics = 2 if cfg.algo == "td3" else 1
+        self.critics = nn.ModuleList(
+            Critic(obs_dim, act_dim, cfg.critic_hidden) for _ in range(n_critics)
+        )
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_targets = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr, fused=True)
+        self.updates = 0
+
+
+def actor_loss(agent: Agent, obs: torch.Tensor, form: str) -> torch.Tensor:
+    """The loss whose gradient moves mu(s) toward higher Q(s, mu(s)).
+
+    "autograd": -Q(s, mu(s)).mean(). Backpropagation runs through the critic into the
+    actor, so d loss / d theta = -mean_b dQ/da(s_b, mu(s_b)) . dmu(s_b)/d theta.
+
+    "keras": the Udacity project's form. First g = dQ/da at a = mu(s), as a constant
+    (detached); then loss = -(g * mu(s)).mean() over batch x action elements. Its
+    gradient is the same chain rule divided by the action dimension (the element-wise
+    mean), so it is DDPG with the actor's learning rate scaled by 1 / act_dim.
+    """
+    obs_n = agent.actor.normalise(obs)
+    action = agent.actor.net(obs_n)
+    if form == "autograd":
+        return -agent.critics[0](obs_n, action).mean()
+    probe = action.detach().requires_grad_(True)
+    (dq_da,) = torch.autograd.grad(agent.critics[0](obs_n, probe).sum(), probe)
+    return -(dq_da * action).mean()
+
+
+def target_action(agent: Agent, next_n: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """mu'(s'); for TD3 plus clipped Gaussian noise (target policy smoothing)."""
+    next_act = agent.actor_target.net(next_n)
+    if cfg.algo == "td3":
+        noise = torch.randn_like(next_act) * cfg.target_noise
+        noise = noise.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+        next_act = (next_act + noise).clamp(-1.0, 1.0)
+    return next_act
+
+
+def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> dict:
+    """One gradient step on a replay batch (obs, action, reward, next_obs, terminal)."""
+    obs, act, rew, next_obs, terminal = batch
+    obs_n, next_n = agent.actor.normalise(obs), agent.actor.normalise(next_obs)
+
+    # 1. Critics regress onto r + gamma * Q'(s', mu'(s')); no bootstrap past a terminal
+    #    state (a crash), but through a time-limit truncation (stored as non-terminal).
+    with torch.no_grad():
+        next_act = target_action(agent, next_n, cfg)
+        next_q = torch.stack([c(next_n, next_act) for c in agent.critic_targets]).min(dim=0)[0]
+        target = rew + cfg.gamma * (1.0 - terminal) * next_q
+    critic_loss = sum(F.mse_loss(c(obs_n, act), target) for c in agent.critics)
+    agent.critic_opt.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    agent.critic_opt.step()
+    agent.updates += 1
+    stats = {"critic_loss": critic_loss.item()}
+
+    # 2. The actor climbs Q(s, mu(s)). The critic is frozen: gradients flow through it
+    #    to the action, but none of its parameters get a gradient or move.
+    if agent.updates % (cfg.policy_delay if cfg.algo == "td3" else 1) == 0:
+        agent.critics.requires_grad_(False)
+        loss = actor_loss(agent, obs, cfg.actor_loss)
+        agent.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        agent.actor_opt.step()
+        agent.critics.requires_grad_(True)
+        stats["actor_loss"] = loss.item()
+
+        # 3. Targets trail the online networks: theta' <- (1 - tau) theta' + tau theta.
+        soft_update(agent.actor_target, agent.actor, cfg.tau)
+        soft_update(agent.critic_targets, agent.critics, cfg.tau)
+    return stats
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging of parameters; buffers (normalisation statistics) are copied."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
+        tb.copy_(ob)

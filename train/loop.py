@@ -1,0 +1,385 @@
+"""The training run: collect from the vector env, update, evaluate, log, checkpoint.
+
+A run lives in ``runs/<name>/``: ``checkpoint.pt`` (everything needed to resume or to
+export), ``replay.pt`` (the replay buffer, for an exact resume), ``metrics.csv``,
+TensorBoard events and ``learning_curve.png``. ``runs/latest`` points at the newest run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import platform
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim import OBS_DIM, make_vec, policy_spec
+from sim.rollout import collect
+from sim.tasks import ACT_DIM, make_task
+from train import checkpoint as ckpt_io
+from train.config import TrainConfig
+from train.ddpg import Agent, update
+from train.noise import GaussianNoise, OUNoise
+from train.policy import RunningNorm
+from train.replay import ReplayBuffer
+
+METRIC_FIELDS = (
+    "env_steps",
+    "updates",
+    "wall_seconds",
+    "success_rate",
+    "final_error",
+    "episode_length",
+    "eval_return",
+    "train_return",
+    "critic_loss",
+    "actor_loss",
+)
+EVAL_SEED = 12345  # evaluation episodes are the same set for every run and every eval
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None):
+        self.cfg = cfg.validate()
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.task = make_task(cfg.task)
+        self.env = make_vec(self.task, num_envs=cfg.num_envs, seed=cfg.seed)
+        self.obs, _ = self.env.reset(seed=cfg.seed)
+        self.agent = Agent(cfg, OBS_DIM, ACT_DIM)
+        self.buffer = ReplayBuffer(cfg.buffer_size, OBS_DIM, ACT_DIM)
+        self.norm = RunningNorm(OBS_DIM)
+        shape = (cfg.num_envs, ACT_DIM)
+        self.noise = (
+            OUNoise(shape, cfg.noise_sigma, cfg.ou_theta)
+            if cfg.noise == "ou"
+            else GaussianNoise(shape, cfg.noise_sigma)
+        )
+        self.env_steps = 0
+        self.update_credit = 0.0
+        self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
+        self.metrics: list[dict] = []
+        self.recent_returns: list[float] = []
+        self.episode_return = np.zeros(cfg.num_envs)
+        self.last_stats: dict = {}
+        name = cfg.name or f"{cfg.preset}-{cfg.algo}-s{cfg.seed}-{datetime.now():%Y%m%d-%H%M%S}"
+        self.run_dir = Path(run_dir) if run_dir else Path(cfg.run_dir) / name
+
+    # Acting -----------------------------------------------------------------------------
+    def act(self) -> np.ndarray:
+        if self.env_steps < self.cfg.warmup_steps:
+            return self.rng.uniform(-1.0, 1.0, (self.cfg.num_envs, ACT_DIM)).astype(np.float32)
+        with torch.no_grad():
+            a = self.agent.actor(torch.from_numpy(self.obs)).numpy()
+        return np.clip(a + self.noise.sample(self.rng), -1.0, 1.0).astype(np.float32)
+
+    def collect_step(self) -> None:
+        cfg = self.cfg
+        action = self.act()
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        done = terminated | truncated
+        stored_next = next_obs
+        if done.any():  # the real last observation, not the next episode's first
+            stored_next = np.where(info["_final_obs"][:, None], info["final_obs"], next_obs)
+        self.buffer.add(self.obs, action, reward, stored_next, terminated)
+        if self.env_steps < cfg.obs_norm_steps:
+            self.norm.update(self.obs)
+            self.norm.freeze_into(self.agent.actor)
+            self.norm.freeze_into(self.agent.actor_target)
+        self.episode_return += reward
+        if done.any():
+            self.recent_returns = (self.recent_returns + self.episode_return[done].tolist())[-100:]
+            self.episode_return[done] = 0.0
+            self.noise.reset(done)
+        self.obs = next_obs
+        self.env_steps += cfg.num_envs
+
+    def learn(self) -> None:
+        if self.env_steps < max(self.cfg.warmup_steps, self.cfg.batch_size):
+            return
+        self.update_credit += self.cfg.updates_per_step
+        while self.update_credit >= 1.0:
+            self.update_credit -= 1.0
+            batch = self.buffer.sample(self.rng, self.cfg.batch_size)
+            self.last_stats = update(self.agent, batch, self.cfg)
+
+    # Evaluation -------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        self.agent.actor.eval()
+        r = collect(
+            self.agent.actor.act_numpy, self.task, episodes=self.cfg.eval_episodes, seed=EVAL_SEED
+        )
+        self.agent.actor.train()
+        return {
+            "success_rate": r.success_rate,
+            "final_error": float(r.final_error.mean()),
+            "episode_length": float(r.lengths.mean()),
+            "eval_return": float(r.returns.mean()),
+        }
+
+    # Checkpoints ------------------------------------------------------------------------
+    def payload(self, wall: float) -> dict:
+        a = self.agent
+        return {
+            "actor": {"config": a.actor.config(), "state_dict": a.actor.state_dict()},
+            "actor_target": a.actor_target.state_dict(),
+            "critics": a.critics.state_dict(),
+            "critic_targets": a.critic_targets.state_dict(),
+            "actor_opt": a.actor_opt.state_dict(),
+            "critic_opt": a.critic_opt.state_dict(),
+            "updates": a.updates,
+            "obs_norm": {k: torch.as_tensor(v) for k, v in self.norm.state_dict().items()},
+            "policy_spec": policy_spec(self.task),
+            "config": _plain(dataclasses.asdict(self.cfg)),
+            "step": self.env_steps,
+            "update_credit": self.update_credit,
+            "wall_seconds": wall,
+            "metrics": self.metrics,
+            "recent_returns": self.recent_returns,
+            "episode_return": torch.from_numpy(self.episode_return.copy()),
+            "noise": self.noise.state_dict(),
+            "env": _env_state(self.env),
+            "obs": torch.from_numpy(self.obs.copy()),
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+            },
+        }
+
+    def save(self, wall: float) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        replay = self.buffer.state_dict()
+        ckpt_io.atomic_write(self.run_dir / "replay.pt", lambda tmp: torch.save(replay, tmp))
+        ckpt_io.save(self.run_dir / "checkpoint.pt", self.payload(wall))
+
+    def restore(self, ckpt: dict, replay: dict) -> None:
+        a = self.agent
+        a.actor.load_state_dict(ckpt["actor"]["state_dict"])
+        a.actor_target.load_state_dict(ckpt["actor_target"])
+        a.critics.load_state_dict(ckpt["critics"])
+        a.critic_targets.load_state_dict(ckpt["critic_targets"])
+        a.actor_opt.load_state_dict(ckpt["actor_opt"])
+        a.critic_opt.load_state_dict(ckpt["critic_opt"])
+        a.updates = int(ckpt["updates"])
+        self.norm.load_state_dict(
+            {k: v.numpy() if torch.is_tensor(v) else v for k, v in ckpt["obs_norm"].items()}
+        )
+        self.env_steps = int(ckpt["step"])
+        self.update_credit = float(ckpt["update_credit"])
+        self.wall_before = float(ckpt["wall_seconds"])
+        self.metrics = list(ckpt["metrics"])
+        self.recent_returns = list(ckpt["recent_returns"])
+        self.episode_return = ckpt["episode_return"].numpy().copy()
+        self.noise.load_state_dict(ckpt["noise"])
+        _load_env_state(self.env, ckpt["env"])
+        self.obs = ckpt["obs"].numpy().copy()
+        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.buffer.load_state_dict(replay)
+
+    # The run ----------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _point_latest(self.run_dir)
+        writer = _tensorboard(self.run_dir)
+        start = time.perf_counter()
+        next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
+        next_ckpt = (self.env_steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        bar = tqdm(
+            total=cfg.total_env_steps,
+            initial=self.env_steps,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            desc=self.run_dir.name,
+        )
+        stop_reason = "total_env_steps reached"
+        try:
+            while self.env_steps < cfg.total_env_steps:
+                self.collect_step()
+                self.learn()
+                bar.update(cfg.num_envs)
+                wall = self.wall_before + time.perf_counter() - start
+                if self.env_steps >= next_eval:
+                    next_eval += cfg.eval_every
+                    row = self.log_eval(wall, writer)
+                    bar.set_postfix(
+                        success=f"{row['success_rate']:.0%}", ret=f"{row['train_return']:.0f}"
+                    )
+                    if cfg.stop_success and row["success_rate"] >= cfg.stop_success:
+                        stop_reason = f"evaluation success {row['success_rate']:.0%}"
+                        break
+                if self.env_steps >= next_ckpt:
+                    next_ckpt += cfg.checkpoint_every
+                    self.save(wall)
+                if cfg.max_minutes and wall > 60 * cfg.max_minutes:
+                    stop_reason = f"max_minutes={cfg.max_minutes} reached"
+                    break
+        except KeyboardInterrupt:
+            bar.close()
+            wall = self.wall_before + time.perf_counter() - start
+            self.save(wall)
+            print(
+                f"\ninterrupted at {self.env_steps:,} env steps; checkpoint saved in "
+                f"{self.run_dir}; continue with: python -m train --resume {self.run_dir}"
+            )
+            raise
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        wall = self.wall_before + time.perf_counter() - start
+        if not self.metrics or self.metrics[-1]["env_steps"] != self.env_steps:
+            self.log_eval(wall, None)
+        self.save(wall)
+        write_metrics_csv(self.run_dir / "metrics.csv", self.metrics)
+        plot_learning_curve(self.run_dir / "learning_curve.png", self.metrics, self.run_dir.name)
+        last = self.metrics[-1]
+        print(
+            f"done ({stop_reason}): {self.env_steps:,} env steps, {self.agent.updates:,} "
+            f"updates, {wall:.0f} s; eval success {last['success_rate']:.0%}, final error "
+            f"{last['final_error']:.3f} m -> {self.run_dir}"
+        )
+        return self.run_dir
+
+    def log_eval(self, wall: float, writer) -> dict:
+        row = {
+            "env_steps": self.env_steps,
+            "updates": self.agent.updates,
+            "wall_seconds": round(wall, 3),
+            **self.evaluate(),
+            "train_return": float(np.mean(self.recent_returns)) if self.recent_returns else 0.0,
+            "critic_loss": self.last_stats.get("critic_loss", float("nan")),
+            "actor_loss": self.last_stats.get("actor_loss", float("nan")),
+        }
+        self.metrics.append(row)
+        if writer is not None:
+            for k, v in row.items():
+                if k != "env_steps":
+                    writer.add_scalar(k, v, self.env_steps)
+            writer.flush()
+        write_metrics_csv(self.run_dir / "metrics.csv", self.metrics)
+        return row
+
+
+def resume(path: str | os.PathLike, **overrides) -> Trainer:
+    """A Trainer that continues the run at ``path`` exactly where its checkpoint left it."""
+    ckpt_file = ckpt_io.resolve(path)
+    ckpt = ckpt_io.load(ckpt_file)
+    replay_file = ckpt_file.parent / "replay.pt"
+    try:
+        replay = torch.load(replay_file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ckpt_io.CheckpointError(
+            f"{replay_file}: cannot resume without the replay buffer ({type(exc).__name__})"
+        ) from exc
+    saved = ckpt["config"]
+    try:
+        cfg = TrainConfig(
+            **{
+                **saved,
+                "actor_hidden": tuple(saved["actor_hidden"]),
+                "critic_hidden": tuple(saved["critic_hidden"]),
+                **overrides,
+            }
+        )
+    except TypeError as exc:
+        raise ckpt_io.CheckpointError(
+            f"{ckpt_file}: config incompatible with this version ({exc})"
+        ) from exc
+    trainer = Trainer(cfg, run_dir=ckpt_file.parent)
+    try:
+        trainer.restore(ckpt, replay)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ckpt_io.CheckpointError(f"{ckpt_file}: cannot restore ({exc})") from exc
+    return trainer
+
+
+# Helpers ----------------------------------------------------------------------------------
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _env_state(env) -> dict:
+    b = env.batch
+    return {
+        "state": torch.from_numpy(b.state.copy()),
+        "params": torch.from_numpy(b.params.copy()),
+        "steps": torch.from_numpy(b.steps.copy()),
+        "window_err": torch.from_numpy(b.window_err.copy()),
+        "rng": b.rng.bit_generator.state,
+    }
+
+
+def _load_env_state(env, s: dict) -> None:
+    b = env.batch
+    b.state[:] = s["state"].numpy()
+    b.params[:] = s["params"].numpy()
+    b.steps[:] = s["steps"].numpy()
+    b.window_err[:] = s["window_err"].numpy()
+    b.rng.bit_generator.state = s["rng"]
+    b.observe()
+
+
+def _point_latest(run_dir: Path) -> None:
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, latest)
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; degrade rather than fail a run
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"))
+
+
+def write_metrics_csv(path: Path, metrics: list[dict]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(metrics)
+
+    ckpt_io.atomic_write(path, write)
+
+
+def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([m["env_steps"] for m in metrics]) / 1e6
+    wall = np.array([m["wall_seconds"] for m in metrics])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(steps, [100 * m["success_rate"] for m in metrics], "o-", color="tab:green")
+    ax1.set_xlabel("environment steps (millions)")
+    ax1.set_ylabel("evaluation success (%)", color="tab:green")
+    ax1.set_ylim(-2, 102)
+    ax1.grid(alpha=0.3)
+    ax1b = ax1.twiny()
+    ax1b.set_xlim(*(np.interp(ax1.get_xlim(), steps, wall) if len(steps) > 1 else (0, 1)))
+    ax1b.set_xlabel("wall-clock seconds")
+    ax2.plot(steps, [m["eval_return"] for m in metrics], "o-", label="evaluation return")
+    ax2.plot(steps, [m["train_return"] for m in metrics], ".-", label="training return (last 100)")
+    ax2.set_xlabel("environment steps (millions)")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    ckpt_io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)

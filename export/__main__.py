@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     try:
         rep = run(args)
     except ExportError as exc:
-        print(f"export: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).split())  # torch's load errors span several lines
+        print(f"export: error: {one_line}", file=sys.stderr)
         return 2
     print(report.table(rep))
     return 0

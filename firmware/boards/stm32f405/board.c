@@ -56,6 +56,9 @@
 #define HSI_HZ 16000000u
 #define PLL_HZ 168000000u
 #define QEMU_SYSTICK_HZ 168000000u /* netduinoplus2 models SYSCLK at 168 MHz */
+#ifndef SYSTICK_PERIOD
+#define SYSTICK_PERIOD 0x1000000u /* counts per SysTick wrap (24-bit counter) */
+#endif
 #define READY_SPINS 200000u        /* ~0.1 s on HSI: far beyond a crystal's start-up */
 
 #ifndef QP_BUILD_ID
@@ -129,10 +132,10 @@ static uint32_t systick_ticks(void)
         down = SYST_CVR;
         pending = SCB_ICSR & ICSR_PENDSTSET;
     } while (wraps != systick_wraps);
-    if (pending != 0 && down > 0x7FFFFFu) {
+    if (pending != 0 && down > SYSTICK_PERIOD / 2) {
         wraps++;
     }
-    return (wraps << 24) + (0xFFFFFFu - down);
+    return wraps * SYSTICK_PERIOD + (SYSTICK_PERIOD - 1u - down);
 }
 
 static uint32_t board_ticks(void)
@@ -154,7 +157,7 @@ static uint8_t ticks_init(void)
     }
     /* No cycle counter: we are in QEMU, whose SysTick runs at its modelled 168 MHz. */
     core_hz = QEMU_SYSTICK_HZ;
-    SYST_RVR = 0xFFFFFFu;
+    SYST_RVR = SYSTICK_PERIOD - 1u;
     SYST_CVR = 0;
     SYST_CSR = 7u; /* CLKSOURCE = core, TICKINT, ENABLE */
     return QP_TICK_SYSTICK;

@@ -136,9 +136,9 @@ so instructions = ticks x 1e9 / 168e6 (+-1 tick of rounding per measurement). Th
 instruction count, not a cycle count: on silicon, multi-cycle loads, branches and flash
 wait states make the time longer; the "us at 168 MHz" column is the one-instruction-
 per-cycle lower bound. Round trips over QEMU are set by its emulated UART, which hands
-the guest one byte per main-loop wake-up (tens of microseconds per byte, mostly on the
-host-to-device side), not by the inference: the ECHO firmware, which answers the same
-frames without calling the policy, is no faster. The last column is what a real
+the guest one byte per main-loop wake-up (the per-byte column; it grows when the host's
+cores are busy), not by the inference: the ECHO firmware, which answers the same frames
+without calling the policy, is no faster. The last column is what a real
 921600-baud 8N1 link allows for the same bytes (10 bits per byte, no gaps).""",
         )
     return 0

@@ -57,3 +57,8 @@ def test_scheme_mismatch_is_a_build_error():
     )
     assert run.returncode != 0
     assert "does not match QP_SCHEME_ID" in run.stderr
+
+
+def test_cppcheck_is_clean():
+    require_tool("cppcheck")
+    make("cppcheck")

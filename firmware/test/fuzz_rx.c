@@ -47,7 +47,6 @@ static request_t inspect(const uint8_t *frame, size_t n, int overflow)
     static uint8_t packet[QP_MAX_ENCODED];
     request_t r = {0, 0, 0, 0};
     long len;
-    size_t i;
     if (overflow) {
         return r;
     }
@@ -61,6 +60,7 @@ static request_t inspect(const uint8_t *frame, size_t n, int overflow)
     r.seq = qp_get_u16(&packet[1]);
     if (r.type == QP_MSG_STEP && len == QP_MIN_PACKET + 1 + 4 * QP_OBS_DIM &&
         packet[3] == QP_OBS_DIM) {
+        size_t i;
         r.good_step = 1;
         for (i = 0; i < QP_OBS_DIM; i++) {
             r.good_step &= qp_is_finite(qp_get_f32(&packet[4 + 4 * i]));

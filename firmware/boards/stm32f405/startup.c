@@ -18,17 +18,22 @@ void Default_Handler(void);
 
 void Reset_Handler(void)
 {
-    uint32_t *src = &_sidata;
-    uint32_t *dst;
+    /* Sizes from addresses, so the loops never compare pointers to distinct objects. */
+    uint32_t data_words = (uint32_t)((uintptr_t)&_edata - (uintptr_t)&_sdata) / 4u;
+    uint32_t bss_words = (uint32_t)((uintptr_t)&_ebss - (uintptr_t)&_sbss) / 4u;
+    const uint32_t *src = &_sidata;
+    uint32_t *data = &_sdata;
+    uint32_t *bss = &_sbss;
+    uint32_t i;
 
     SCB_CPACR |= 0xFu << 20; /* CP10 and CP11: full access */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 
-    for (dst = &_sdata; dst < &_edata;) {
-        *dst++ = *src++;
+    for (i = 0; i < data_words; i++) {
+        data[i] = src[i];
     }
-    for (dst = &_sbss; dst < &_ebss;) {
-        *dst++ = 0;
+    for (i = 0; i < bss_words; i++) {
+        bss[i] = 0;
     }
     main();
     for (;;) {
@@ -46,8 +51,8 @@ typedef void (*handler_t)(void);
 
 /* Word 0 is the initial stack pointer, words 1-15 the system exception handlers. */
 typedef struct {
-    uint32_t *initial_sp;
-    handler_t handlers[15];
+    uint32_t *initial_sp;   /* cppcheck-suppress unusedStructMember ; read by the core */
+    handler_t handlers[15]; /* cppcheck-suppress unusedStructMember */
 } vector_table_t;
 
 __attribute__((section(".isr_vector"), used)) static const vector_table_t vectors = {

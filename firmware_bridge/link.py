@@ -200,9 +200,10 @@ class Link:
         deadline: float = 5.0,
         allow_echo: bool = False,
     ) -> codec.Info:
-        """Send HELLO until INFO arrives (bytes sent before the firmware's UART is
-        enabled are lost) and check it. ``expected_hash``: hex sha256 of the model, or
-        a prefix of at least 16 hex digits. Raises HandshakeError on a mismatch."""
+        """Send HELLO (every 0.25 s at most) until INFO arrives, because bytes sent
+        before the firmware enables its UART are lost, then check the INFO.
+        ``expected_hash``: hex sha256 of the model, or a prefix of at least 16 hex
+        digits. Raises HandshakeError on a mismatch."""
         end = time.monotonic() + deadline
         self.send_raw(b"\x00")  # terminate any partial frame in the device's receiver
         self.drain()
@@ -212,7 +213,8 @@ class Link:
                 raise LinkTimeout(f"no INFO from {self.url} within {deadline:.1f} s")
             seq = self.next_seq()
             self.send_raw(codec.encode(codec.Hello(), seq))
-            attempt_end = min(end, time.monotonic() + self.timeout)
+            # Resend often: until the firmware enables its UART, HELLOs vanish silently.
+            attempt_end = min(end, time.monotonic() + min(self.timeout, 0.25))
             reply = self._await_reply(seq, MsgType.INFO, attempt_end)
             info = reply if isinstance(reply, codec.Info) else None
         self._check_info(info, expected_hash, allow_echo)

@@ -40,7 +40,7 @@ def device(request):
         try:
             line = read_line(proc, timeout=10)
             assert line.startswith("PTY /dev/"), line
-            with Link(line.split()[1], timeout=0.5) as link:
+            with Link(line.split()[1], timeout=2.0) as link:
                 link.handshake(fixture_hash())
                 yield request.param, link
         finally:
@@ -48,7 +48,7 @@ def device(request):
     else:
         require_tool("arm-none-eabi-gcc")
         require_tool("qemu-system-arm")
-        with Emulator(expected_hash=fixture_hash()) as emu:
+        with Emulator(expected_hash=fixture_hash(), link_timeout=2.0) as emu:
             yield request.param, emu.link
 
 

@@ -88,7 +88,7 @@ def relay_link():
     make("BOARD=host")
     relay = CorruptingRelay()
     try:
-        with Link(f"socket://127.0.0.1:{relay.port}", timeout=0.3, retries=2) as link:
+        with Link(f"socket://127.0.0.1:{relay.port}", timeout=0.5, retries=2) as link:
             link.handshake(fixture_hash())
             yield relay, link
     finally:
@@ -112,7 +112,7 @@ def test_every_reply_corrupt_raises_after_bounded_retries(relay_link):
     start = time.monotonic()
     with pytest.raises(LinkTimeout, match="after 3 attempts"):
         link.step(np.zeros(OBS_DIM, dtype=np.float32))
-    assert time.monotonic() - start < 3 * 0.3 + 1.0
+    assert time.monotonic() - start < 3 * 0.5 + 1.0
     assert link.step(np.zeros(OBS_DIM, dtype=np.float32)).attempts == 1  # link recovered
 
 
@@ -122,7 +122,7 @@ def test_lost_reply_times_out_and_is_retried(relay_link):
     start = time.monotonic()
     result = link.step(np.ones(OBS_DIM, dtype=np.float32))
     assert result.attempts == 2
-    assert time.monotonic() - start >= 0.3  # waited out the first attempt
+    assert time.monotonic() - start >= 0.5  # waited out the first attempt
 
 
 def test_stale_reply_is_skipped(relay_link):

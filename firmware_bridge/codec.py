@@ -319,12 +319,14 @@ def _length_error(packet: Packet, why: str) -> FrameError:
 def parse(packet: Packet) -> Message:
     """Typed message from a CRC-checked packet; raises FrameError on a bad payload."""
     p, t = packet.payload, packet.type
-    if t in (MsgType.HELLO, MsgType.PING, MsgType.PONG):
-        if t == MsgType.HELLO and p:
+    if t == MsgType.HELLO:
+        if p:
             raise _length_error(packet, "HELLO carries no payload")
-        return {MsgType.HELLO: lambda: Hello(), MsgType.PING: lambda: Ping(p)}.get(
-            t, lambda: Pong(p)
-        )()
+        return Hello()
+    if t == MsgType.PING:
+        return Ping(p)
+    if t == MsgType.PONG:
+        return Pong(p)
     if t == MsgType.STEP:
         if len(p) < STEP_HEADER or len(p) != STEP_HEADER + 4 * p[0]:
             raise _length_error(packet, f"STEP payload of {len(p)} bytes")

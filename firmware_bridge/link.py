@@ -123,11 +123,13 @@ class Link:
             self._pending.extend(self._reader.feed(data))
         return self._pending.pop(0)
 
-    def drain(self, quiet: float = 0.05) -> int:
-        """Discard input until the line has been quiet for ``quiet`` seconds."""
+    def drain(self, quiet: float = 0.05, limit: float = 2.0) -> int:
+        """Discard input until the line has been quiet for ``quiet`` seconds (at most
+        ``limit`` seconds in all, in case the device never stops talking)."""
         dropped = len(self._pending)
         self._pending.clear()
-        while self.read_frame(quiet) is not None:
+        end = time.monotonic() + limit
+        while time.monotonic() < end and self.read_frame(quiet) is not None:
             dropped += 1
         self._pending.clear()
         return dropped

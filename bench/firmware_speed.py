@@ -91,12 +91,12 @@ def default_models() -> list[Path]:
     return [DEFAULT_MODEL, *sorted((ROOT / "artifacts").glob("policy*.h"))]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", type=Path, help="policy header (repeatable)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     models = [m.resolve() for m in args.model] if args.model else default_models()
     rows = [measure(m, args.steps) for m in models]
 

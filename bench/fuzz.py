@@ -63,11 +63,11 @@ def fuzz(seconds: int) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     build()
     r = fuzz(args.seconds)
     failed = r["returncode"] != 0 or r["crashes"]

@@ -11,7 +11,7 @@ PRESET ?= hover
 RUN    ?= runs/latest
 OUT    ?= artifacts
 
-.PHONY: all venv deps test lint train export bench hil flash clean help
+.PHONY: all venv deps test lint train export bench hil flash firmware clean help
 all: help
 
 help:
@@ -54,6 +54,16 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+BOARD ?= stm32f405
+MODEL ?= $(OUT)/policy.h
+firmware:
+	$(MAKE) -C firmware BOARD=$(BOARD) MODEL=$(abspath $(MODEL))
+
+# A real board: the HSE/PLL clock set-up on, then ST-LINK (see docs/hardware.md for DFU).
+flash:
+	$(MAKE) -C firmware BOARD=stm32f405 MODEL=$(abspath $(MODEL)) SCHEME=int8 REAL_CLOCK=1
+	st-flash --reset write firmware/build/stm32f405/policy-realclock/quadpilot.bin 0x08000000
 
 clean:
 	rm -rf firmware/build reports

@@ -34,9 +34,11 @@ MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature i
 TANH_OUT_SCALE = 1.0 / 128.0
 # tanh(x) * 128 >= 127.5 beyond this: the table's end codes; a wider range buys nothing.
 TANH_SATURATION = math.atanh(127.5 / 128.0)
-CALIBRATION = "minmax"
+CALIBRATION = "hybrid"
 RANGE_MARGIN = 1.25
-CALIBRATIONS = ("minmax", "mse")
+CALIBRATIONS = ("hybrid", "minmax", "mse")
+ROUNDING = "compensated"
+ROUNDINGS = ("compensated", "nearest")
 INPUT_MODES = ("int16", "int8-per-tensor", "int8-per-feature")
 
 
@@ -219,9 +221,11 @@ def quantize_layer(
     pre: np.ndarray,
     activation: str,
     calibration: str = CALIBRATION,
+    x_codes: np.ndarray | None = None,
 ) -> LayerQuant:
     """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;
-    ``pre`` holds the calibration pre-activations."""
+    ``pre`` holds the calibration pre-activations. With ``x_codes`` (the calibration
+    input codes) the weights are rounded with error compensation, else to nearest."""
     w = w.astype(np.float64)
     b = b.astype(np.float64)
     w_eff = w * in_scale[None, :]
@@ -229,7 +233,11 @@ def quantize_layer(
     acc_scale = np.maximum.reduce(
         [row_max / 127.0, np.abs(b) / BIAS_LIMIT, np.full_like(row_max, 1e-30)]
     )
-    wq = np.clip(round_half_away(w_eff / acc_scale[:, None]), -127, 127).astype(np.int64)
+    w_codes = w_eff / acc_scale[:, None]
+    if x_codes is None:
+        wq = np.clip(round_half_away(w_codes), -127, 127).astype(np.int64)
+    else:
+        wq = compensated_rounding(w_codes, x_codes - in_zero[None, :])
     bq = round_half_away(b / acc_scale).astype(np.int64) - wq @ in_zero.astype(np.int64)
     acc_bound = int((np.abs(bq) + in_max * np.abs(wq).sum(axis=1)).max())
     lo, hi = calibrate_range(pre, activation, calibration)
@@ -254,6 +262,25 @@ def quantize_layer(
         activation=activation,
         acc_bound=acc_bound,
     )
+
+
+def compensated_rounding(w: np.ndarray, x: np.ndarray, damp: float = 0.01) -> np.ndarray:
+    """int8 codes for real-valued weight codes ``w`` (out, in) that keep ``w @ x`` close on
+    the calibration inputs ``x`` (n, in): round one input column at a time and spread its
+    rounding error over the columns not yet rounded, weighted by the inverse of the inputs'
+    second-moment matrix (Optimal Brain Quantization / GPTQ, Frantar et al. 2022). Same
+    scales and format as rounding to nearest; only the choice of codes differs."""
+    x = np.asarray(x, dtype=np.float64)
+    h = x.T @ x / len(x)
+    h += damp * max(float(np.mean(np.diag(h))), 1e-12) * np.eye(len(h))
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper factor of H^-1
+    w = np.array(w, dtype=np.float64)
+    q = np.zeros_like(w)
+    for i in range(w.shape[1]):
+        q[:, i] = np.clip(round_half_away(w[:, i]), -127, 127)
+        err = (w[:, i] - q[:, i]) / u[i, i]
+        w[:, i + 1 :] -= np.outer(err, u[i, i + 1 :])
+    return q.astype(np.int64)
 
 
 def check_shapes(policy: FloatPolicy, input_mode: str) -> None:
@@ -294,6 +321,7 @@ def quantize(
     obs: np.ndarray,
     input_mode: str = "int16",
     calibration: str = CALIBRATION,
+    rounding: str = ROUNDING,
     max_samples: int = 20000,
     seed: int = 0,
 ) -> QuantParams:
@@ -321,7 +349,11 @@ def quantize(
         x_real = (codes.astype(np.float64) - in_zero) * in_scale
         pre = x_real @ w.astype(np.float64).T + b
         in_max = max(-inq.lo, inq.hi) if i == 0 else 128
-        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, calibration)
+        x = codes if rounding == "compensated" else None
+        method = calibration
+        if calibration == "hybrid":  # mse inside, minmax at the output (bounds the max error)
+            method = "minmax" if i == n_layers - 1 else "mse"
+        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, method, x)
         layers.append(layer)
         _, codes = ref.layer_forward(layer, codes)
         in_scale = np.full(w.shape[0], layer.out_scale)

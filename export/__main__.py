@@ -45,6 +45,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="input quantisation (default int16: see docs/quantization.md)",
     )
     p.add_argument(
+        "--ranges",
+        choices=quantize.CALIBRATIONS,
+        default=quantize.CALIBRATION,
+        help="activation range calibration (default hybrid: MSE-optimal hidden ranges, "
+        "min/max output range)",
+    )
+    p.add_argument(
+        "--rounding",
+        choices=quantize.ROUNDINGS,
+        default=quantize.ROUNDING,
+        help="weight rounding (default compensated: OBQ/GPTQ-style error compensation)",
+    )
+    p.add_argument(
         "--calibration-states",
         type=int,
         default=10000,
@@ -103,7 +116,9 @@ def run(args: argparse.Namespace) -> dict:
     spec, seed = policy.spec, args.seed
     calib = rollouts.policy_states(policy.act, spec, args.calibration_states, seed + 1000)
     test = rollouts.policy_states(policy.act, spec, args.test_states, seed + 2000)
-    params = quantize.quantize(policy, calib, args.input, max_samples=len(calib))
+    params = quantize.quantize(
+        policy, calib, args.input, args.ranges, args.rounding, max_samples=len(calib)
+    )
 
     onnx_bytes = onnx_export.to_onnx(policy)
     onnx_info = onnx_export.check(onnx_bytes, policy, test)

@@ -97,8 +97,8 @@ def table(report: dict) -> str:
     ]
     if c:
         lines.append(
-            f"  C check ({c['compiler']})    int8 codes differing from the numpy model: "
-            f"{c['int8_code_mismatches']} of {c['states']}; float32 header vs torch "
+            f"  {'C check (' + c['compiler'] + ')':18s}int8 codes differing from the numpy "
+            f"model: {c['int8_code_mismatches']} of {c['states']}; float32 header vs torch "
             f"max {c['f32_max_abs_diff_vs_torch']:.2e}"
         )
     else:

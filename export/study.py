@@ -1,0 +1,92 @@
+"""python -m export.study [CHECKPOINT ...]: int8 error of each quantisation choice.
+
+Prints a markdown table (the source of the figures in docs/quantization.md): for every
+checkpoint, the int8-vs-float action error on rollout states of the default scheme and
+of each alternative (input width, range calibration, weight rounding), and the floors
+set by int8 weights alone and by int8 hidden activations alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from export import int_reference as ref
+from export import model as model_mod
+from export import quantize, rollouts
+from export.model import ExportError
+
+VARIANTS = [
+    ("default: int16 input, hybrid ranges, compensated rounding", {}),
+    ("int8 input, per tensor", {"input_mode": "int8-per-tensor"}),
+    ("int8 input, per feature", {"input_mode": "int8-per-feature"}),
+    ("min/max ranges everywhere", {"calibration": "minmax"}),
+    ("MSE ranges everywhere", {"calibration": "mse"}),
+    ("round to nearest", {"rounding": "nearest"}),
+]
+
+
+def _float_forward(policy, obs, weights, act_step=None):
+    h = np.clip((obs - policy.mean) / policy.std, -policy.obs_clip, policy.obs_clip)
+    h = h.astype(np.float64)
+    n = len(weights)
+    for i, (w, b) in enumerate(zip(weights, policy.biases, strict=True)):
+        pre = h @ w.T + b
+        h = np.tanh(pre) if (i == n - 1 or policy.activation == "tanh") else np.maximum(pre, 0)
+        if act_step and i < n - 1:
+            h = np.round(h / act_step) * act_step
+    return h
+
+
+def floors(policy, obs, want) -> dict:
+    """Error of int8 weights alone (per channel, nearest) and of hidden outputs rounded to
+    1/128 alone: what no choice of activation ranges can remove."""
+    w8 = []
+    for w in policy.weights:
+        s = np.abs(w).max(axis=1, keepdims=True).astype(np.float64) / 127
+        w8.append(np.round(w / np.where(s > 0, s, 1)) * s)
+    floats = [w.astype(np.float64) for w in policy.weights]
+    return {
+        "int8 weights only (float activations)": _float_forward(policy, obs, w8),
+        "hidden outputs rounded to 1/128 only": _float_forward(policy, obs, floats, 1 / 128),
+    }
+
+
+def study(path: str, states: int = 10000) -> list[str]:
+    policy = model_mod.load(path)
+    calib = rollouts.policy_states(policy.act, policy.spec, states, 1000)
+    test = rollouts.policy_states(policy.act, policy.spec, states, 2000)
+    want = policy.act(test).astype(np.float64)
+    rows = []
+    for name, kw in VARIANTS:
+        params = quantize.quantize(policy, calib, max_samples=len(calib), **kw)
+        rows.append((name, ref.act(params, test)))
+    rows += list(floors(policy, test, want).items())
+    out = [
+        f"| {path} (step {policy.step}), {len(test)} test states | max | mean | p99 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, got in rows:
+        e = np.abs(got - want)
+        out.append(f"| {name} | {e.max():.4f} | {e.mean():.5f} | {np.quantile(e, 0.99):.4f} |")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.study", description=__doc__)
+    p.add_argument("checkpoints", nargs="*", default=["runs/latest"])
+    p.add_argument("--states", type=int, default=10000)
+    args = p.parse_args(argv)
+    try:
+        for path in args.checkpoints:
+            print("\n".join(study(path, args.states)) + "\n")
+    except ExportError as exc:
+        print(f"export.study: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

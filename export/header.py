@@ -188,8 +188,8 @@ def int8_header(
         f"#define QP_IN_MAX {inq.hi}",
     ]
     extra = [
-        f"input        {params.input_mode} codes (QP_IN_MIN..QP_IN_MAX), "
-        f"calibrated on {params.calibration_size} states",
+        f"input        {params.input_mode} codes (QP_IN_MIN..QP_IN_MAX); activation "
+        f"ranges calibrated on {params.calibration_size} states",
         f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
         f"buffers, {policy.macs} MACs per call",
         *notes,

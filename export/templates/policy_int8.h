@@ -47,7 +47,8 @@
  *   network      3 -> 5 -> 4; hidden tanh, output tanh; scheme int8
  *   model hash   99af258c0e73294fdabff1b30f25a25ef04a56ed61f09f08a1814a35a4073bf9
  *                (sha256 of the float weights: export/model.py weights_hash)
- *   input        int16 codes (QP_IN_MIN..QP_IN_MAX), calibrated on 512 states
+ *   input        int16 codes (QP_IN_MIN..QP_IN_MAX); activation ranges calibrated on 512
+ *                states
  *   memory       675 bytes of tables (flash), 32 bytes of stack buffers, 35 MACs per call
 <<< end generated: doc >>>
  */

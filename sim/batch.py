@@ -106,6 +106,7 @@ def _task_range(
         trunc = (not term) and steps[e] >= max_steps
         r = (
             tp[T.T_ALIVE]
+            + tp[T.T_PREC] * math.exp(-err / tp[T.T_PREC_SCALE])
             - tp[T.T_POS] * err
             - tp[T.T_VEL] * speed
             - tp[T.T_RATE] * rate

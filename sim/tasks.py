@@ -32,8 +32,8 @@ ACTION_MEANING = (
 
 # Packed reward/termination parameters for the compiled step (index constants).
 T_ALIVE, T_POS, T_VEL, T_RATE, T_TILT, T_ACT, T_TERM = range(7)
-T_MAX_ERR, T_MIN_UP, T_SUCCESS_R, T_HOVER_A = range(7, 11)
-N_TASK = 11
+T_MAX_ERR, T_MIN_UP, T_SUCCESS_R, T_HOVER_A, T_PREC, T_PREC_SCALE = range(7, 13)
+N_TASK = 13
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,12 @@ class TaskConfig:
     # Success at the episode's end: survived and within success_radius throughout the window.
     success_radius: float = 0.1
     success_window_s: float = 1.0
-    # Reward per step: alive - pos*|e| - vel*|v| - rate*|w| - tilt*(1-R22) - act*|a-a_hover|^2.
+    # Reward per step: alive + precision*exp(-|e|/precision_scale) - pos*|e| - vel*|v|
+    # - rate*|w| - tilt*(1-R22) - act*|a-a_hover|^2. The exponential term is steep near
+    # the target, where the linear one alone gives the learner too little to resolve.
     reward_alive: float = 1.0
+    reward_precision: float = 1.0
+    precision_scale: float = 0.1
     reward_position: float = 1.0
     reward_velocity: float = 0.1
     reward_rate: float = 0.02
@@ -123,6 +127,7 @@ class TaskConfig:
             "max_position_error",
             "success_radius",
             "success_window_s",
+            "precision_scale",
         ):
             positive(name)
         for name in (
@@ -132,6 +137,7 @@ class TaskConfig:
             "init_rate",
             "init_rotor",
             "reward_alive",
+            "reward_precision",
             "reward_position",
             "reward_velocity",
             "reward_rate",
@@ -186,6 +192,8 @@ class TaskConfig:
         tp[T_MIN_UP] = self.min_up
         tp[T_SUCCESS_R] = self.success_radius
         tp[T_HOVER_A] = self.body().hover_action()
+        tp[T_PREC] = self.reward_precision
+        tp[T_PREC_SCALE] = self.precision_scale
         return tp
 
 

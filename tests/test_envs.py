@@ -57,7 +57,7 @@ def test_reward_at_perfect_hover_and_its_terms():
     put_at_hover(b)
     a = np.full((1, 4), b.body.hover_action())
     b.step(a)
-    assert b.reward[0] == pytest.approx(task.reward_alive, abs=1e-6)
+    assert b.reward[0] == pytest.approx(task.reward_alive + task.reward_precision, abs=1e-6)
     # Offset by 0.2 m and a non-hover action: each term as documented.
     put_at_hover(b, offset=(0.2, 0.0, 0.0))
     a2 = a + 0.1
@@ -70,6 +70,7 @@ def test_reward_at_perfect_hover_and_its_terms():
     up = b.obs[0, 11]
     expected = (
         task.reward_alive
+        + task.reward_precision * np.exp(-err / task.precision_scale)
         - task.reward_position * err
         - task.reward_velocity * speed
         - task.reward_rate * rate

@@ -94,11 +94,16 @@ class RunningNorm:
         return np.maximum(np.sqrt(self.var), self.min_std)
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+        """float64 tensors and a float: exact, and loadable with weights_only=True."""
+        return {
+            "mean": torch.from_numpy(self.mean.copy()),
+            "var": torch.from_numpy(self.var.copy()),
+            "count": float(self.count),
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean = np.asarray(state["mean"], dtype=np.float64).copy()
-        self.var = np.asarray(state["var"], dtype=np.float64).copy()
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self.var = np.array(state["var"], dtype=np.float64)
         self.count = float(state["count"])
 
     def freeze_into(self, actor: Actor) -> None:

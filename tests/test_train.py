@@ -1,0 +1,201 @@
+"""Training runs: configuration errors, determinism, checkpoints, resume, Ctrl-C."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import checkpoint as ckpt_io
+from train.__main__ import main as train_cli
+from train.config import make_config
+from train.loop import Trainer, resume
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(
+    num_envs=8,
+    total_env_steps=1600,
+    warmup_steps=256,
+    batch_size=64,
+    buffer_size=5000,
+    eval_every=800,
+    eval_episodes=4,
+    checkpoint_every=800,
+    obs_norm_steps=1000,
+    critic_hidden=(32, 32),
+    actor_hidden=(16, 16),
+)
+
+
+def tiny(tmp_path, **overrides):
+    return make_config("hover", run_dir=str(tmp_path), **{**TINY, **overrides})
+
+
+def metrics_without_time(run_dir):
+    with open(Path(run_dir) / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in csv.DictReader(f)]
+
+
+def test_run_writes_checkpoint_metrics_curve_tensorboard_and_latest(tmp_path):
+    run = Trainer(tiny(tmp_path, name="a")).run()
+    for name in ("checkpoint.pt", "replay.pt", "metrics.csv", "learning_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert any((run / "tb").iterdir())
+    assert (tmp_path / "latest").resolve() == run.resolve()
+    actor, spec, ckpt = ckpt_io.load_actor(tmp_path / "latest")
+    assert ckpt["step"] == 1600 and spec["obs_dim"] == actor.obs_dim == 22
+    assert spec["task"] == "hover" and "obs_layout" in spec
+    assert ckpt["versions"]["torch"] == torch.__version__
+    # The deployed actor carries the frozen normalisation statistics.
+    assert not torch.equal(actor.obs_std, torch.ones_like(actor.obs_std))
+    rows = metrics_without_time(run)
+    assert [int(r["env_steps"]) for r in rows] == [800, 1600]
+
+
+def test_same_seed_same_metrics_and_weights(tmp_path):
+    a = Trainer(tiny(tmp_path, name="a", algo="td3")).run()
+    b = Trainer(tiny(tmp_path, name="b", algo="td3")).run()
+    c = Trainer(tiny(tmp_path, name="c", algo="td3", seed=2)).run()
+    assert metrics_without_time(a) == metrics_without_time(b)
+    wa, wb, wc = (ckpt_io.load(r)["actor"]["state_dict"] for r in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    full = Trainer(tiny(tmp_path, name="full")).run()
+    half = Trainer(tiny(tmp_path, name="half", total_env_steps=800)).run()
+    resume(half, total_env_steps=1600).run()
+    assert metrics_without_time(full) == metrics_without_time(half)
+    f, h = ckpt_io.load(full), ckpt_io.load(half)
+    for part in ("critics", "critic_targets", "actor_target"):
+        assert all(torch.equal(f[part][k], h[part][k]) for k in f[part]), part
+    assert all(
+        torch.equal(f["actor"]["state_dict"][k], h["actor"]["state_dict"][k])
+        for k in f["actor"]["state_dict"]
+    )
+
+
+def test_checkpoint_faults_name_the_file_and_the_problem(tmp_path):
+    run = Trainer(tiny(tmp_path, name="a", total_env_steps=800)).run()
+    good = run / "checkpoint.pt"
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ckpt_io.CheckpointError, match="truncated.pt: not a readable checkpoint"):
+        ckpt_io.load(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ckpt_io.CheckpointError, match="foreign.pt: not a quadpilot checkpoint"):
+        ckpt_io.load(foreign)
+    newer = tmp_path / "newer.pt"
+    ckpt = ckpt_io.load(good)
+    torch.save({**ckpt, "version": 99}, newer)
+    with pytest.raises(ckpt_io.CheckpointError, match="newer.pt: checkpoint version 99"):
+        ckpt_io.load(newer)
+    mismatched = tmp_path / "mismatched.pt"
+    ckpt["actor"]["config"]["hidden"] = [99]
+    torch.save(ckpt, mismatched)
+    with pytest.raises(ckpt_io.CheckpointError, match="mismatched.pt: actor does not match"):
+        ckpt_io.load_actor(mismatched)
+    with pytest.raises(ckpt_io.CheckpointError, match="nowhere.pt: no such checkpoint"):
+        ckpt_io.load(tmp_path / "nowhere.pt")
+    nan = tmp_path / "nan.pt"
+    ckpt = ckpt_io.load(good)
+    ckpt["actor"]["state_dict"]["net.0.weight"][0, 0] = float("nan")
+    torch.save(ckpt, nan)
+    with pytest.raises(ckpt_io.CheckpointError, match="non-finite"):
+        ckpt_io.load_actor(nan)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    target.write_text("old")
+
+    def failing(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        ckpt_io.atomic_write(target, failing)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--preset", "loop"], "preset"),
+        (["--actor-lr", "0"], "actor_lr"),
+        (["--critic-lr=-1e-3"], "critic_lr"),
+        (["--batch-size", "512", "--buffer-size", "100"], "batch_size"),
+        (["--gamma", "1.5"], "gamma"),
+        (["--algo", "sac"], "algo"),
+        (["--num-envs", "0"], "num_envs"),
+        (["--actor-hidden", "64,x"], "actor-hidden"),
+    ],
+)
+def test_bad_configuration_is_refused_before_training(args, field, tmp_path, capsys):
+    code = None
+    try:
+        code = train_cli([*args, "--run-dir", str(tmp_path)])
+    except SystemExit as exc:  # argparse type errors exit with 2
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert field in err
+    assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_unknown_field_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="unknown field 'learning_rate'; allowed: .*actor_lr"):
+        make_config("hover", learning_rate=1e-3)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "--run-dir",
+        str(tmp_path),
+        "--name",
+        "int",
+        "--total-env-steps",
+        "100000000",
+        "--num-envs",
+        "8",
+        "--warmup-steps",
+        "256",
+        "--batch-size",
+        "64",
+        "--buffer-size",
+        "20000",
+        "--eval-every",
+        "100000000",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.time() + 120
+    bar_seen = False
+    while time.time() < deadline and not bar_seen:  # wait until training has started
+        time.sleep(1)
+        bar_seen = (tmp_path / "int").exists() and (tmp_path / "int" / "tb").exists()
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "checkpoint saved" in out
+    ckpt = ckpt_io.load(tmp_path / "int")
+    assert ckpt["step"] > 0

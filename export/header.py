@@ -116,6 +116,13 @@ def shuffle_for_sxtb16(w: np.ndarray) -> np.ndarray:
     return groups[:, :, [0, 2, 1, 3]].reshape(out, -1)
 
 
+def unpack_weights(stored: np.ndarray, out: int, fan_in: int) -> np.ndarray:
+    """The (out, fan_in) int8 matrix back from a stored ``qp_w`` table (the HIL reads
+    headers with it): the inverse of the layout written by ``int8_header``."""
+    groups = np.asarray(stored).reshape(out, -1, 4)
+    return groups[:, :, [0, 2, 1, 3]].reshape(out, -1)[:, :fan_in]
+
+
 def _doc(lines: list[str]) -> str:
     return "\n".join((" *   " + line).rstrip() for line in lines)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .emulator import DEFAULT_MODEL, Emulator, EmulatorError
+from .hil import HEADER_FILES, HilError, HilOptions, run_hil
 from .link import LinkError
 
 
@@ -53,6 +55,55 @@ def run_emulate(args: argparse.Namespace) -> int:
         return 1
 
 
+def add_hil_arguments(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="pyserial URL of the board: /dev/ttyUSB0, socket://...")
+    where.add_argument(
+        "--emulator", action="store_true", help="build the firmware and run it in QEMU"
+    )
+    p.add_argument("--elf", type=Path, help="with --emulator: run this ELF, do not build")
+    p.add_argument("--checkpoint", default="runs/latest", help="default runs/latest")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="export output")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="hil.json, hil.png")
+    p.add_argument("--states", type=int, default=1000, help="open-loop rollout states (>= 1000)")
+    p.add_argument("--episodes", type=int, default=5, help="closed-loop episodes (default 5)")
+    p.add_argument("--scheme", choices=list(HEADER_FILES), default="int8")
+    p.add_argument("--seed", type=int, default=0, help="seed of the HIL's own rollouts")
+    p.add_argument(
+        "--timeout", type=float, default=1.0, help="seconds per request attempt (default 1)"
+    )
+    p.add_argument("--baud", type=int, default=921600, help="real serial ports (default 921600)")
+
+
+def run_hil_command(args: argparse.Namespace) -> int:
+    if args.states < 1000:
+        raise ValueError("--states must be >= 1000")
+    if args.episodes < 1 or args.timeout <= 0:
+        raise ValueError("--episodes must be >= 1 and --timeout > 0")
+    if args.elf and not args.emulator:
+        raise ValueError("--elf needs --emulator")
+    opts = HilOptions(
+        port=args.port,
+        emulator=args.emulator,
+        elf=args.elf,
+        checkpoint=args.checkpoint,
+        artifacts=args.artifacts,
+        reports=args.reports,
+        states=args.states,
+        episodes=args.episodes,
+        scheme=args.scheme,
+        seed=args.seed,
+        timeout=args.timeout,
+        baudrate=args.baud,
+    )
+    report = run_hil(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
+    from .hil_report import table
+
+    print(table(report))
+    print(f"wrote {args.reports / 'hil.json'} and {args.reports / 'hil.png'}")
+    return 0 if report["passed"] else 1
+
+
 COMMANDS = [
     (
         "emulate",
@@ -60,13 +111,19 @@ COMMANDS = [
         add_emulate_arguments,
         run_emulate,
     ),
+    (
+        "hil",
+        "hardware in the loop: the exported policy on the board vs the references",
+        add_hil_arguments,
+        run_hil_command,
+    ),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m firmware_bridge",
-        description="Talk to the quadpilot firmware: emulator, link checks.",
+        description="Talk to the quadpilot firmware: emulator, hardware in the loop.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, help_text, add_arguments, run in COMMANDS:
@@ -83,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
-    except (EmulatorError, LinkError, ValueError) as e:
+    except (EmulatorError, HilError, LinkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

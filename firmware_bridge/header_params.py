@@ -1,0 +1,160 @@
+"""Read a generated policy header back: its scheme, model hash and (int8) integer tables.
+
+The HIL compares the board with the numpy integer model (export/int_reference.py) fed
+with the tables of the very header the firmware was built from, so a board, a header
+and a reference can never silently disagree about which numbers they hold. The header
+format is whatever export/header.py writes; the weight layout is undone with that
+module's own inverse (``unpack_weights``), so it is defined in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.header import unpack_weights
+from firmware_bridge.protocol import Scheme
+
+_DEFINE = re.compile(r"^#define (QP_\w+) (.+)$", re.M)
+_TABLE = re.compile(r"static const (\w+) (qp_\w+)\[(\d+)\] = \{(.*?)\};", re.S)
+_LAYERS = re.compile(r"static const qp_layer_t qp_layers\[\w+\] = \{(.*?)\n\};", re.S)
+_DTYPES = {"float": np.float32, "int8_t": np.int8, "uint8_t": np.uint8}
+_DTYPES |= {"int16_t": np.int16, "int32_t": np.int32}
+
+
+class HeaderError(ValueError):
+    """The file is not a policy header this version of the bridge can read."""
+
+
+@dataclass(frozen=True)
+class HeaderInput:
+    """What export/int_reference.py reads of ``QuantParams.input``."""
+
+    mean: np.ndarray
+    div: np.ndarray
+    zero: np.ndarray
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class HeaderLayer:
+    """What export/int_reference.py reads of one ``LayerQuant``."""
+
+    weight: np.ndarray  # int8 (out, fan_in), in natural order
+    bias: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+    pre_zero: int
+    lut: np.ndarray
+
+
+@dataclass(frozen=True)
+class HeaderParams:
+    """The integer model held by an int8 policy.h, shaped for int_reference."""
+
+    input: HeaderInput
+    layers: tuple[HeaderLayer, ...]
+
+
+@dataclass(frozen=True)
+class PolicyHeader:
+    path: Path
+    defines: dict[str, str]
+    text: str
+
+    @property
+    def scheme(self) -> Scheme:
+        return Scheme(int(self.defines["QP_SCHEME_ID"]))
+
+    @property
+    def model_hash(self) -> str:
+        return self.defines["QP_MODEL_HASH"].strip('"')
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.defines["QP_OBS_DIM"])
+
+    @property
+    def macs(self) -> int:
+        return int(self.defines["QP_MACS"])
+
+    def int_param(self, name: str) -> int:
+        return int(self.defines[name].strip("()").replace(" ", ""))
+
+    def tables(self) -> dict[str, np.ndarray]:
+        out = {}
+        for ctype, name, size, body in _TABLE.findall(self.text):
+            if ctype not in _DTYPES:
+                continue
+            values = [_c_number(v) for v in body.replace("\n", " ").split(",") if v.strip()]
+            if len(values) != int(size):
+                raise HeaderError(f"{self.path}: {name} has {len(values)} values, not {size}")
+            out[name] = np.array(values, dtype=_DTYPES[ctype])
+        return out
+
+    def int8_params(self) -> HeaderParams:
+        """The tables of an int8 header as int_reference's parameters."""
+        if self.scheme != Scheme.INT8:
+            raise HeaderError(f"{self.path} is a {self.scheme.name.lower()} header, not int8")
+        t = self.tables()
+        rows = _layer_rows(self)
+        layers, fan_in = [], self.obs_dim
+        for i, pre_zero in enumerate(rows):
+            out = len(t[f"qp_b{i}"])
+            layers.append(
+                HeaderLayer(
+                    weight=unpack_weights(t[f"qp_w{i}"], out, fan_in),
+                    bias=t[f"qp_b{i}"],
+                    multiplier=t[f"qp_m{i}"],
+                    shift=t[f"qp_s{i}"].astype(np.int32),
+                    pre_zero=pre_zero,
+                    lut=t[f"qp_lut{i}"],
+                )
+            )
+            fan_in = out
+        inp = HeaderInput(
+            mean=t["qp_in_mean"],
+            div=t["qp_in_div"],
+            zero=t["qp_in_zero"].astype(np.int32),
+            lo=self.int_param("QP_IN_MIN"),
+            hi=self.int_param("QP_IN_MAX"),
+        )
+        return HeaderParams(inp, tuple(layers))
+
+
+def _c_number(token: str) -> float | int:
+    """A literal as export/header.py writes it: 12, -3, 1.5f, 1e-05f, (-2147483647 - 1)."""
+    s = token.strip()
+    if s == "(-2147483647 - 1)":
+        return -(2**31)
+    if s.endswith("f"):
+        return float(s[:-1])  # the literal is exact for its float32 (header.c_float)
+    return int(s)
+
+
+def _layer_rows(h: PolicyHeader) -> list[int]:
+    """pre_zero of each layer, from the qp_layers initialiser {in_pad, out, pre_zero, ...}."""
+    m = _LAYERS.search(h.text)
+    if m is None:
+        raise HeaderError(f"{h.path}: no qp_layers table")
+    rows = re.findall(r"\{\s*(\d+),\s*(\d+),\s*(-?\d+),", m.group(1))
+    if len(rows) != h.int_param("QP_N_LAYERS"):
+        raise HeaderError(f"{h.path}: qp_layers has {len(rows)} rows, QP_N_LAYERS differs")
+    return [int(r[2]) for r in rows]
+
+
+def read_header(path: str | Path) -> PolicyHeader:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise HeaderError(f"cannot read {path}: {e.strerror or e}") from None
+    defines = dict(_DEFINE.findall(text))
+    missing = {"QP_SCHEME_ID", "QP_MODEL_HASH", "QP_OBS_DIM", "QP_MACS"} - defines.keys()
+    if missing:
+        raise HeaderError(f"{path} is not a policy header (lacks {', '.join(sorted(missing))})")
+    return PolicyHeader(path, {k: v.strip() for k, v in defines.items()}, text)

@@ -1,0 +1,226 @@
+"""Hardware in the loop: the exported policy running on the board (or on the emulated
+STM32F405), checked against the numpy integer model and the float policy.
+
+    run_hil(HilOptions(emulator=True))     # what `python -m firmware_bridge hil` does
+
+1. Load the checkpoint's float policy and the exported header; their model hashes must
+   agree, and the board's INFO must carry the same hash (Link.handshake refuses it).
+2. Open loop: replay rollout states of the float policy (export.rollouts, as export
+   calibrates and tests on) through STEP; every board action is compared with the
+   reference (int8: export/int_reference.py on the header's own tables, bit for bit;
+   float32: the torch policy within the export's tolerance) and with the float policy.
+3. Closed loop: the sim flies the same episodes with the board in the loop, with the
+   reference and with the float policy; success rates are compared.
+
+The tolerances are export's own (export.report.TARGETS); nothing here restates them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export import int_reference
+from export.model import ExportError, FloatPolicy
+from export.model import load as load_policy
+from export.report import TARGETS
+from export.rollouts import policy_states
+
+from . import codec
+from .emulator import Emulator
+from .header_params import HeaderError, PolicyHeader, read_header
+from .link import Link, StepResult
+from .protocol import Scheme
+
+HEADER_FILES = {"int8": "policy.h", "float32": "policy_f32.h"}
+EXPORT_REPORT = "export_report.json"
+# Seeds of the HIL's own rollouts, apart from export's (1000 calibration, 2000 test,
+# 3000 closed loop) so the board is checked on states the quantiser never saw.
+STATES_SEED_OFFSET = 4000
+EPISODES_SEED_OFFSET = 5000
+HANDSHAKE_S = 10.0  # a real board may still be booting after the port opens
+
+
+class HilError(RuntimeError):
+    """The HIL cannot run (missing or inconsistent inputs); the message says why."""
+
+
+@dataclass
+class HilOptions:
+    port: str | None = None  # pyserial URL of a real board; None with emulator=True
+    emulator: bool = False
+    elf: Path | None = None  # emulator: run this ELF instead of building one
+    checkpoint: str = "runs/latest"
+    artifacts: Path = Path("artifacts")
+    reports: Path = Path("reports")
+    states: int = 1000
+    episodes: int = 5
+    scheme: str = "int8"
+    seed: int = 0
+    timeout: float = 1.0  # per request attempt
+    baudrate: int = 921600
+
+
+@dataclass
+class Reference:
+    """What the board's answers are held to."""
+
+    name: str
+    act: Callable[[np.ndarray], np.ndarray]
+    bit_exact: bool  # int8: the board must equal `act` exactly
+    max_vs_float: float  # export's tolerances for this scheme
+    mean_vs_float: float | None
+
+
+@dataclass
+class Inputs:
+    policy: FloatPolicy
+    header: PolicyHeader
+    reference: Reference
+
+
+def load_inputs(opts: HilOptions) -> Inputs:
+    """The float policy, the exported header and the reference; refuses mismatches."""
+    if opts.scheme not in HEADER_FILES:
+        raise HilError(f"scheme must be one of {', '.join(HEADER_FILES)}, not {opts.scheme!r}")
+    artifacts = Path(opts.artifacts)
+    path = artifacts / HEADER_FILES[opts.scheme]
+    if not path.is_file() or not (artifacts / EXPORT_REPORT).is_file():
+        raise HilError(
+            f"{path} or {artifacts / EXPORT_REPORT} is missing: export the checkpoint first "
+            f"(`python -m export {opts.checkpoint} --out {artifacts}`)"
+        )
+    try:
+        header = read_header(path)
+        policy = load_policy(opts.checkpoint)
+    except (HeaderError, ExportError) as e:
+        raise HilError(" ".join(str(e).split())) from None
+    if header.model_hash != policy.model_hash:
+        raise HilError(
+            f"{path} holds model {header.model_hash[:16]}..., checkpoint {opts.checkpoint} "
+            f"is {policy.model_hash[:16]}...: re-export it"
+        )
+    if header.scheme.name.lower() != opts.scheme:
+        raise HilError(f"{path} is a {header.scheme.name.lower()} header, not {opts.scheme}")
+    if opts.scheme == "int8":
+        params = header.int8_params()
+        ref = Reference(
+            "numpy integer model (export/int_reference.py)",
+            lambda obs: int_reference.act(params, obs),
+            True,
+            TARGETS["int8_max_abs_error"],
+            TARGETS["int8_mean_abs_error"],
+        )
+    else:
+        ref = Reference(
+            "float policy (torch)", policy.act, False, TARGETS["f32_header_max_abs_diff"], None
+        )
+    return Inputs(policy, header, ref)
+
+
+@contextlib.contextmanager
+def board(opts: HilOptions, header: PolicyHeader) -> Iterator[tuple[Link, bool]]:
+    """A handshaken link to the firmware running ``header``'s model, and whether it is
+    emulated. The emulator (and QEMU) is stopped however the block exits."""
+    if opts.emulator:
+        with Emulator(
+            header.path, elf=opts.elf, expected_hash=header.model_hash, link_timeout=opts.timeout
+        ) as emu:
+            yield emu.link, True
+        return
+    with Link(opts.port, baudrate=opts.baudrate, timeout=opts.timeout) as link:
+        link.handshake(header.model_hash, deadline=HANDSHAKE_S)
+        yield link, False
+
+
+@dataclass
+class BoardPolicy:
+    """The board as a batched policy for sim.rollout: one STEP per row, in order."""
+
+    link: Link
+    results: list[StepResult] = field(default_factory=list)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        out = np.empty((len(obs), self.link.info.act_dim), dtype=np.float32)
+        for i, o in enumerate(obs):
+            r = self.link.step(o)
+            out[i] = r.action
+            self.results.append(r)
+        return out
+
+
+def replay_states(policy: FloatPolicy, n: int, seed: int) -> np.ndarray:
+    """``n`` observations the float policy met in flight, drawn across whole episodes
+    (not just their first steps) from export.rollouts' states."""
+    states = policy_states(policy.act, policy.spec, n, seed)
+    pick = np.random.default_rng(seed).choice(len(states), size=n, replace=False)
+    return states[np.sort(pick)]
+
+
+def open_loop(link: Link, states: np.ndarray) -> dict:
+    board_policy = BoardPolicy(link)
+    start = time.monotonic()
+    actions = board_policy(states)
+    wall = time.monotonic() - start
+    return {"actions": actions, "results": board_policy.results, "wall_s": wall}
+
+
+def closed_loop(link: Link, inputs: Inputs, episodes: int, seed: int) -> dict:
+    """Rollouts on the same initial states: board in the loop, reference, float."""
+    from sim.rollout import collect
+    from sim.tasks import make_task
+
+    spec = inputs.policy.spec
+    task = make_task(spec["task"], **dict(spec.get("task_overrides") or {}))
+    board_policy = BoardPolicy(link)
+    runs = {
+        "board": collect(board_policy, task, episodes=episodes, seed=seed),
+        "reference": collect(inputs.reference.act, task, episodes=episodes, seed=seed),
+        "float": collect(inputs.policy.act, task, episodes=episodes, seed=seed),
+    }
+    return {"runs": runs, "results": board_policy.results, "task": spec["task"]}
+
+
+def bytes_per_step(obs: np.ndarray, act_dim: int) -> tuple[int, int]:
+    """Encoded STEP request and ACTION reply frames, delimiters included (COBS makes the
+    length independent of the values)."""
+    step = codec.encode(codec.Step(tuple(float(v) for v in obs)), 1)
+    action = codec.encode(codec.Action((0.0,) * act_dim, 0, 0), 1)
+    return len(step), len(action)
+
+
+def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
+    """Everything above; returns the report (see hil_report.build) after writing it."""
+    from . import hil_report
+
+    inputs = load_inputs(opts)
+    log(f"states: {opts.states} rollout states of the float policy (seed {opts.seed})")
+    states = replay_states(inputs.policy, opts.states, opts.seed + STATES_SEED_OFFSET)
+    with board(opts, inputs.header) as (link, emulated):
+        info = link.info
+        log(f"board: {info.describe()}")
+        if Scheme(info.scheme).name.lower() != opts.scheme:
+            raise HilError(f"the board runs the {Scheme(info.scheme).name} scheme")
+        log(f"open loop: {len(states)} STEPs")
+        ol = open_loop(link, states)
+        log(f"closed loop: {opts.episodes} episodes with the board in the loop")
+        cl = closed_loop(link, inputs, opts.episodes, opts.seed + EPISODES_SEED_OFFSET)
+        stats = link.stats
+    report = hil_report.build(
+        opts=opts,
+        inputs=inputs,
+        info=info,
+        emulated=emulated,
+        states=states,
+        open_loop=ol,
+        closed_loop=cl,
+        link_stats=stats,
+        wire=bytes_per_step(states[0], info.act_dim),
+    )
+    hil_report.write(report, ol, cl, inputs, states, Path(opts.reports))
+    return report

@@ -43,7 +43,9 @@ EXPORT_REPORT = "export_report.json"
 # 3000 closed loop) so the board is checked on states the quantiser never saw.
 STATES_SEED_OFFSET = 4000
 EPISODES_SEED_OFFSET = 5000
-HANDSHAKE_S = 10.0  # a real board may still be booting after the port opens
+# The handshake waits this many request timeouts: a real board may still be booting (or
+# resetting, as Arduino-style USB-serial adapters do) when the port opens.
+HANDSHAKE_TIMEOUTS = 10
 
 
 class HilError(RuntimeError):
@@ -134,7 +136,7 @@ def board(opts: HilOptions, header: PolicyHeader) -> Iterator[tuple[Link, bool]]
             yield emu.link, True
         return
     with Link(opts.port, baudrate=opts.baudrate, timeout=opts.timeout) as link:
-        link.handshake(header.model_hash, deadline=HANDSHAKE_S)
+        link.handshake(header.model_hash, deadline=HANDSHAKE_TIMEOUTS * opts.timeout)
         yield link, False
 
 

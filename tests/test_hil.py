@@ -1,0 +1,243 @@
+"""The HIL end to end: a fixture checkpoint exported into a temporary directory, the
+firmware built for its header, QEMU over a real loopback socket, and the CLI's report,
+refusals and error messages.
+
+Budget (2 cores): one export (~15 s), one full HIL run of 1,000 open-loop states and
+3 closed-loop episodes (~20 s), a few short runs for refusals and Ctrl-C. The fixture
+actor is untrained, so its episodes fail early; the closed-loop check is that the board
+flies exactly the reference's trajectories, not that it succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from firmware_support import ROOT, stop
+from toolchain import require_tool
+
+from export import header, quantize, rollouts
+from export import int_reference as ref
+from export import model as model_mod
+from export.__main__ import main as export_main
+from export.fixtures import make_checkpoint
+from export.report import TARGETS
+from firmware_bridge.emulator import Emulator
+from firmware_bridge.header_params import read_header
+
+OPEN_LOOP_STATES = 1000  # the CLI's minimum
+EPISODES = 3
+
+
+def hil(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "firmware_bridge", "hil", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("hil")
+    ckpt = make_checkpoint(d / "run" / "checkpoint.pt", step=7)
+    out = d / "artifacts"
+    argv = [str(ckpt), "--out", str(out), "--test-states", "2000", "--episodes", "10"]
+    assert export_main(argv) == 0
+    return {"dir": d, "ckpt": ckpt, "artifacts": out}
+
+
+def common_args(exported: dict, reports: Path) -> list[str]:
+    return [
+        "--checkpoint",
+        str(exported["ckpt"]),
+        "--artifacts",
+        str(exported["artifacts"]),
+        "--reports",
+        str(reports),
+    ]
+
+
+def test_header_is_read_back_into_the_exact_integer_model(tmp_path):
+    """The parser the HIL's reference depends on, against the parameters that wrote the
+    header (independent of any export run)."""
+    policy = model_mod.load(make_checkpoint(tmp_path / "c.pt", seed=3))
+    calib = rollouts.policy_states(policy.act, policy.spec, 1000, 11)
+    params = quantize.quantize(policy, calib)
+    path = tmp_path / "policy.h"
+    path.write_text(header.int8_header(policy, params).text)
+    h = read_header(path)
+    got = h.int8_params()
+    assert h.model_hash == policy.model_hash and h.scheme.name == "INT8"
+    for name in ("mean", "div", "zero", "lo", "hi"):
+        np.testing.assert_array_equal(getattr(got.input, name), getattr(params.input, name))
+    for a, b in zip(got.layers, params.layers, strict=True):
+        for name in ("weight", "bias", "multiplier", "shift", "pre_zero", "lut"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    test = rollouts.policy_states(policy.act, policy.spec, 500, 12)
+    np.testing.assert_array_equal(ref.forward_codes(got, test), ref.forward_codes(params, test))
+
+
+@pytest.fixture(scope="module")
+def emulated_run(exported, tmp_path_factory) -> dict:
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    reports = tmp_path_factory.mktemp("reports")
+    start = time.monotonic()
+    proc = hil(
+        "--emulator",
+        *common_args(exported, reports),
+        "--states",
+        str(OPEN_LOOP_STATES),
+        "--episodes",
+        str(EPISODES),
+    )
+    return {
+        "proc": proc,
+        "reports": reports,
+        "seconds": time.monotonic() - start,
+        "report": json.loads((reports / "hil.json").read_text())
+        if (reports / "hil.json").exists()
+        else None,
+    }
+
+
+def test_emulator_hil_passes_and_is_bit_exact(emulated_run):
+    proc, rep = emulated_run["proc"], emulated_run["report"]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "HIL passed" in proc.stdout
+    ol = rep["open_loop"]
+    assert ol["states"] == OPEN_LOOP_STATES
+    assert ol["bit_exact_fraction"] == 1.0 and ol["code_mismatches"] == 0
+    assert ol["vs_reference"]["max"] == 0.0
+    assert 0 < ol["vs_float"]["max"] <= TARGETS["int8_max_abs_error"]
+    assert ol["vs_float"]["mean"] <= TARGETS["int8_mean_abs_error"]
+    assert all(ok for _, _, ok in rep["checks"].values())
+
+
+def test_emulator_hil_closed_loop_matches_reference(emulated_run):
+    cl = emulated_run["report"]["closed_loop"]
+    assert cl["episodes"] == EPISODES and cl["board_steps"] > 0
+    assert cl["success_rate"]["board"] == cl["success_rate"]["reference"]
+    assert cl["board_identical_to_reference"]
+    assert cl["mean_final_error_m"]["board"] == cl["mean_final_error_m"]["reference"]
+
+
+def test_emulator_hil_reports_timing_and_files(emulated_run):
+    rep, reports = emulated_run["report"], emulated_run["reports"]
+    link, inf = rep["link"], rep["inference"]
+    assert link["steps"] == OPEN_LOOP_STATES + rep["closed_loop"]["board_steps"]
+    assert 0 < link["rtt_ms"]["p50"] <= link["rtt_ms"]["p99"]
+    assert link["round_trips_per_s"] > 0 and link["bytes_per_step"]["total"] > 0
+    assert inf["macs"] == 22 * 64 + 64 * 64 + 64 * 4
+    assert inf["ticks"]["min"] > 0 and inf["instructions_per_mac"] > 0
+    assert (reports / "hil.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in reports.iterdir()) == ["hil.json", "hil.png"]  # no temps
+
+
+def test_emulator_hil_within_budget(emulated_run):
+    assert emulated_run["seconds"] < 90, emulated_run["seconds"]
+
+
+def test_wrong_model_hash_is_refused(exported, tmp_path):
+    """A board running another model (the firmware's test fixture) over --port."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    with Emulator() as emu:
+        emu.link.close()  # QEMU takes the next client once this one leaves
+        emu.link = None
+        proc = hil("--port", emu.url, *common_args(exported, tmp_path / "r"), timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "model hash mismatch" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_clear_errors_without_traceback(exported, tmp_path):
+    args = common_args(exported, tmp_path / "r")
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        cases = {
+            "missing artifacts": (
+                ["--emulator", *args, "--artifacts", str(tmp_path / "none")],
+                "is missing",
+            ),
+            "missing checkpoint": (
+                ["--emulator", "--checkpoint", str(tmp_path / "no.pt"), *args[2:]],
+                "no such checkpoint",
+            ),
+            "no such port": (["--port", "/dev/ttyQP_NONE", *args], "cannot open"),
+            "timeout": (
+                ["--port", f"socket://127.0.0.1:{port}", "--timeout", "0.1", *args],
+                "no INFO",
+            ),
+            "too few states": (["--emulator", *args, "--states", "10"], ">= 1000"),
+        }
+        for name, (argv, message) in cases.items():
+            proc = hil(*argv, timeout=60)
+            assert proc.returncode == 2, (name, proc.stderr)
+            assert message in proc.stderr and "Traceback" not in proc.stderr, (name, proc.stderr)
+    assert not (tmp_path / "r").exists()
+
+
+def qemu_children(pid: int) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"qemu-system-arm" in cmd:
+            found.append(int(p))
+    return found
+
+
+def test_ctrl_c_stops_qemu(exported, tmp_path):
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_bridge", "hil", "--emulator"]
+        + common_args(exported, tmp_path / "r"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        qemu = []
+        while not qemu and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            qemu = qemu_children(proc.pid)
+        assert qemu, "QEMU never started"
+        time.sleep(1.0)  # let it get into the HIL proper
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 130
+        deadline = time.monotonic() + 5
+        while qemu_children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in qemu:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+    finally:
+        stop(proc)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -64,6 +64,12 @@ class TrainConfig:
     critic_hidden: tuple[int, ...] = field(
         default=(128, 128), metadata={"help": "critic hidden widths"}
     )
+    critic_layer_norm: bool = field(
+        default=False,
+        metadata={
+            "help": "LayerNorm after each critic hidden layer (stabilises single-critic DDPG)"
+        },
+    )
     activation: str = field(default="tanh", metadata={"help": "actor hidden activation"})
     noise: str = field(
         default="gaussian",
@@ -74,6 +80,16 @@ class TrainConfig:
     policy_delay: int = field(default=2, metadata={"help": "td3: critic updates per actor update"})
     target_noise: float = field(default=0.2, metadata={"help": "td3: target policy noise std"})
     target_noise_clip: float = field(default=0.5, metadata={"help": "td3: clip of that noise"})
+    smooth_spatial: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the spatial smoothness penalty |mu(s) - mu(s + noise)|^2 "
+            "(Mysore et al. 2021, CAPS); smoother actors also quantise better"
+        },
+    )
+    smooth_sigma: float = field(
+        default=0.05, metadata={"help": "std of that noise, in normalised observation units"}
+    )
     obs_norm_steps: int = field(
         default=200_000,
         metadata={
@@ -135,7 +151,14 @@ class TrainConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise bad(name, "a finite number > 0")
-        for name in ("noise_sigma", "target_noise", "target_noise_clip", "max_minutes"):
+        for name in (
+            "noise_sigma",
+            "target_noise",
+            "target_noise_clip",
+            "max_minutes",
+            "smooth_spatial",
+            "smooth_sigma",
+        ):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise bad(name, "a finite number >= 0")
@@ -187,13 +210,21 @@ def _parse_widths(text: str) -> tuple[int, ...]:
         ) from exc
 
 
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; allowed: true, false")
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """One option per field; defaults stay None so only what the user typed overrides."""
     for f in fields(TrainConfig):
         if f.name == "preset":
             continue
         kind = type(f.default)
-        conv = _parse_widths if kind is tuple else kind
+        conv = {tuple: _parse_widths, bool: _parse_bool}.get(kind, kind)
         ap.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,

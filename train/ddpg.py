@@ -20,12 +20,16 @@ from train.policy import Actor
 class Critic(nn.Module):
     """Q(s, a) on normalised observations: an MLP over the concatenation [s, a]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], layer_norm: bool = False
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = obs_dim + act_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            # LayerNorm keeps the critic's features bounded, which tames the value
+            # overestimation that makes single-critic DDPG unstable (Bjorck et al. 2022).
+            layers += [nn.Linear(width, h), *([nn.LayerNorm(h)] if layer_norm else []), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
@@ -42,7 +46,8 @@ class Agent(nn.Module):
         self.actor = Actor(obs_dim, act_dim, cfg.actor_hidden, cfg.activation)
         n_critics = 2 if cfg.algo == "td3" else 1
         self.critics = nn.ModuleList(
-            Critic(obs_dim, act_dim, cfg.critic_hidden) for _ in range(n_critics)
+            Critic(obs_dim, act_dim, cfg.critic_hidden, cfg.critic_layer_norm)
+            for _ in range(n_critics)
         )
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_targets = copy.deepcopy(self.critics).requires_grad_(False)
@@ -104,6 +109,10 @@ def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> d
     if agent.updates % (cfg.policy_delay if cfg.algo == "td3" else 1) == 0:
         agent.critics.requires_grad_(False)
         loss = actor_loss(agent, obs, cfg.actor_loss)
+        if cfg.smooth_spatial > 0:  # CAPS-style: nearby states should get nearby actions
+            near = obs_n + cfg.smooth_sigma * torch.randn_like(obs_n)
+            diff = agent.actor.net(obs_n) - agent.actor.net(near)
+            loss = loss + cfg.smooth_spatial * diff.pow(2).sum(dim=-1).mean()
         agent.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         agent.actor_opt.step()

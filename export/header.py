@@ -79,7 +79,11 @@ def c_int(v) -> str:
     return str(v)
 
 
-def c_array(ctype: str, name: str, values, fmt=c_int) -> str:
+def c_hex32(v) -> str:
+    return f"0x{int(v):08x}u"
+
+
+def c_array(ctype: str, name: str, values, fmt=c_int, per_line: int = PER_LINE) -> str:
     values = list(np.asarray(values).ravel())
     items = [fmt(v) for v in values]
     head = f"static const {ctype} {name}[{len(items)}] = {{"
@@ -87,17 +91,20 @@ def c_array(ctype: str, name: str, values, fmt=c_int) -> str:
     if len(one) <= 100:
         return one
     lines = [head]
-    for i in range(0, len(items), PER_LINE):
-        lines.append("    " + ", ".join(items[i : i + PER_LINE]) + ",")
+    for i in range(0, len(items), per_line):
+        lines.append("    " + ", ".join(items[i : i + per_line]) + ",")
     lines.append("};")
     return "\n".join(lines)
 
 
 CTYPE_BYTES = {"float": 4, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4}
+CTYPE_BYTES["uint32_t"] = 4
 
 
-def _table(tables: list[str], sizes: list[int], ctype: str, name: str, values, fmt=c_int):
-    tables.append(c_array(ctype, name, values, fmt))
+def _table(
+    tables: list[str], sizes: list[int], ctype: str, name: str, values, fmt=c_int, per_line=16
+):
+    tables.append(c_array(ctype, name, values, fmt, per_line))
     sizes.append(CTYPE_BYTES[ctype] * int(np.asarray(values).size))
 
 
@@ -116,11 +123,57 @@ def shuffle_for_sxtb16(w: np.ndarray) -> np.ndarray:
     return groups[:, :, [0, 2, 1, 3]].reshape(out, -1)
 
 
+# The int8 kernel's layout (templates/policy_int8.h: qp_layer_t) ---------------------------
+ROWS_PER_PASS = 4  # output rows per pass of the inner loop: QP_ROWS_PER_PASS in the template
+INPUTS_PER_STEP = 8  # inputs per iteration of the inner loop (four int16 pairs)
+
+
+def pad_rows(n: int) -> int:
+    return -(-n // ROWS_PER_PASS) * ROWS_PER_PASS
+
+
+def pad_inputs(n: int) -> int:
+    return -(-n // INPUTS_PER_STEP) * INPUTS_PER_STEP
+
+
+def interleave_rows(w: np.ndarray) -> np.ndarray:
+    """(out, fan_in) int8 weights -> uint32 words, the order the kernel reads them: rows
+    padded to a multiple of ROWS_PER_PASS and inputs to a multiple of 4 (zeros); for each
+    block of rows, for each input pair k, for each row r of the block, the int16 pair
+    (w[r, 2k] in the low half, w[r, 2k + 1] in the high half)."""
+    out, fan_in = w.shape
+    rows, cols = pad_rows(out), pad_inputs(fan_in)
+    padded = np.zeros((rows, cols), dtype=np.int16)
+    padded[:out, :fan_in] = w
+    halves = padded.view(np.uint16).astype(np.uint32)
+    pairs = halves[:, 0::2] | (halves[:, 1::2] << 16)  # (rows, cols / 2)
+    return pairs.reshape(rows // ROWS_PER_PASS, ROWS_PER_PASS, cols // 2).transpose(0, 2, 1).ravel()
+
+
 def unpack_weights(stored: np.ndarray, out: int, fan_in: int) -> np.ndarray:
     """The (out, fan_in) int8 matrix back from a stored ``qp_w`` table (the HIL reads
-    headers with it): the inverse of the layout written by ``int8_header``."""
-    groups = np.asarray(stored).reshape(out, -1, 4)
-    return groups[:, :, [0, 2, 1, 3]].reshape(out, -1)[:, :fan_in]
+    headers with it): the inverse of ``interleave_rows``."""
+    rows, words = pad_rows(out), pad_inputs(fan_in) // 2
+    blocks = np.asarray(stored, dtype=np.uint32).reshape(-1, words, ROWS_PER_PASS)
+    pairs = blocks.transpose(0, 2, 1).reshape(rows, words)
+    halves = np.stack([pairs & 0xFFFF, pairs >> 16], axis=2).astype(np.uint16).view(np.int16)
+    return halves.reshape(rows, 2 * words)[:out, :fan_in].astype(np.int8)
+
+
+def requant_table(multiplier: np.ndarray, shift: np.ndarray, rows: int) -> np.ndarray:
+    """Per row {2 * multiplier, 2^(shift - 1) or 0, shift} (uint32), padded with zero rows:
+    the constants of the template's qp_high_mul_shift, which derives why."""
+    m2 = multiplier.astype(np.uint64) * 2
+    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift, 1) - 1), 0).astype(np.uint64)
+    table = np.zeros((rows, 3), dtype=np.uint64)
+    table[: len(shift)] = np.stack([m2, half, shift.astype(np.uint64)], axis=1)
+    return table.astype(np.uint32).ravel()
+
+
+def unpack_requant(stored: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(multiplier int32, shift int32) of the first ``out`` rows of a ``qp_q`` table."""
+    table = np.asarray(stored, dtype=np.uint32).reshape(-1, 3)[:out]
+    return (table[:, 0] // 2).astype(np.int32), table[:, 2].astype(np.int32)
 
 
 def _doc(lines: list[str]) -> str:
@@ -175,19 +228,24 @@ def int8_header(
     _table(tables, sizes, "float", "qp_in_div", inq.div, c_float)
     _table(tables, sizes, "int16_t", "qp_in_zero", inq.zero)
     rows = []
+    template = INT8_TEMPLATE.read_text()
+    if f"#define QP_ROWS_PER_PASS {ROWS_PER_PASS}\n" not in template:
+        raise ValueError("ROWS_PER_PASS differs from QP_ROWS_PER_PASS in the int8 template")
     for i, layer in enumerate(params.layers):
-        w = shuffle_for_sxtb16(layer.weight)
-        _table(tables, sizes, "int8_t", f"qp_w{i}", w)
-        _table(tables, sizes, "int32_t", f"qp_b{i}", layer.bias)
-        _table(tables, sizes, "int32_t", f"qp_m{i}", layer.multiplier)
-        _table(tables, sizes, "uint8_t", f"qp_s{i}", layer.shift)
+        out, fan_in = layer.shape
+        bias = np.zeros(pad_rows(out), dtype=np.int64)
+        bias[:out] = layer.bias
+        _table(tables, sizes, "uint32_t", f"qp_w{i}", interleave_rows(layer.weight), c_hex32, 8)
+        _table(tables, sizes, "int32_t", f"qp_b{i}", bias)
+        q = requant_table(layer.multiplier, layer.shift, pad_rows(out))
+        _table(tables, sizes, "uint32_t", f"qp_q{i}", q, lambda v: f"{int(v)}u", 8)
         _table(tables, sizes, "int8_t", f"qp_lut{i}", layer.lut)
         rows.append(
-            f"    {{{w.shape[1]}, {w.shape[0]}, {layer.pre_zero}, qp_w{i}, qp_b{i}, "
-            f"qp_m{i}, qp_s{i}, qp_lut{i}}},"
+            f"    {{{pad_inputs(fan_in) // 2}, {out}, {pad_rows(out)}, {layer.pre_zero}, "
+            f"qp_w{i}, qp_b{i}, qp_q{i}, qp_lut{i}}},"
         )
     tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
-    buf_len = max(pad4(w) for w in policy.widths)
+    buf_len = max(max(pad_inputs(w), pad_rows(w)) for w in policy.widths)
     scratch = 2 * buf_len * 2
     weight_bytes = int(sum(sizes))
     defines = _defines(policy, len(params.layers), buf_len, weight_bytes, scratch) + [
@@ -203,7 +261,7 @@ def int8_header(
     ]
     doc = _doc(_wrap_doc(summary_lines(policy, "int8", extra)))
     text = render(
-        INT8_TEMPLATE.read_text(),
+        template,
         {"doc": doc, "defines": "\n".join(defines), "tables": "\n".join(tables)},
         keep_markers,
     )

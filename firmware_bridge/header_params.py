@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from export.header import unpack_weights
+from export.header import unpack_requant, unpack_weights
 from firmware_bridge.protocol import Scheme
 
 _DEFINE = re.compile(r"^#define (QP_\w+) (.+)$", re.M)
 _TABLE = re.compile(r"static const (\w+) (qp_\w+)\[(\d+)\] = \{(.*?)\};", re.S)
 _LAYERS = re.compile(r"static const qp_layer_t qp_layers\[\w+\] = \{(.*?)\n\};", re.S)
 _DTYPES = {"float": np.float32, "int8_t": np.int8, "uint8_t": np.uint8}
-_DTYPES |= {"int16_t": np.int16, "int32_t": np.int32}
+_DTYPES |= {"int16_t": np.int16, "int32_t": np.int32, "uint32_t": np.uint32}
 
 
 class HeaderError(ValueError):
@@ -103,14 +103,14 @@ class PolicyHeader:
         t = self.tables()
         rows = _layer_rows(self)
         layers, fan_in = [], self.obs_dim
-        for i, pre_zero in enumerate(rows):
-            out = len(t[f"qp_b{i}"])
+        for i, (out, pre_zero) in enumerate(rows):
+            multiplier, shift = unpack_requant(t[f"qp_q{i}"], out)
             layers.append(
                 HeaderLayer(
                     weight=unpack_weights(t[f"qp_w{i}"], out, fan_in),
-                    bias=t[f"qp_b{i}"],
-                    multiplier=t[f"qp_m{i}"],
-                    shift=t[f"qp_s{i}"].astype(np.int32),
+                    bias=t[f"qp_b{i}"][:out],
+                    multiplier=multiplier,
+                    shift=shift,
                     pre_zero=pre_zero,
                     lut=t[f"qp_lut{i}"],
                 )
@@ -127,24 +127,26 @@ class PolicyHeader:
 
 
 def _c_number(token: str) -> float | int:
-    """A literal as export/header.py writes it: 12, -3, 1.5f, 1e-05f, (-2147483647 - 1)."""
+    """A literal as export/header.py writes it: 12, -3, 7u, 0x00ff0001u, 1.5f, 1e-05f,
+    (-2147483647 - 1)."""
     s = token.strip()
     if s == "(-2147483647 - 1)":
         return -(2**31)
-    if s.endswith("f"):
+    if s.endswith("f") and not s.startswith("0x"):
         return float(s[:-1])  # the literal is exact for its float32 (header.c_float)
-    return int(s)
+    return int(s.rstrip("u"), 0)
 
 
-def _layer_rows(h: PolicyHeader) -> list[int]:
-    """pre_zero of each layer, from the qp_layers initialiser {in_pad, out, pre_zero, ...}."""
+def _layer_rows(h: PolicyHeader) -> list[tuple[int, int]]:
+    """(out, pre_zero) of each layer, from the initialiser of qp_layers:
+    {in_words, out, out_pad, pre_zero, ...} (qp_layer_t in export/templates/policy_int8.h)."""
     m = _LAYERS.search(h.text)
     if m is None:
         raise HeaderError(f"{h.path}: no qp_layers table")
-    rows = re.findall(r"\{\s*(\d+),\s*(\d+),\s*(-?\d+),", m.group(1))
+    rows = re.findall(r"\{\s*(\d+),\s*(\d+),\s*(\d+),\s*(-?\d+),", m.group(1))
     if len(rows) != h.int_param("QP_N_LAYERS"):
         raise HeaderError(f"{h.path}: qp_layers has {len(rows)} rows, QP_N_LAYERS differs")
-    return [int(r[2]) for r in rows]
+    return [(int(r[1]), int(r[3])) for r in rows]
 
 
 def read_header(path: str | Path) -> PolicyHeader:

@@ -33,9 +33,13 @@
  *           to int8; then a 256-entry table: tanh (output scale 1/128, zero 0) or ReLU.
  *   output  action = code / 128 (float). +1.0 is not representable: the largest
  *           action is 127/128.
- *   On Cortex-M4/M7 (__ARM_FEATURE_DSP) the dot product uses SMLAD on int16 pairs
- *   (weights are stored pre-shuffled for SXTB16); elsewhere a portable loop sums
- *   the same products. Both give identical results: integer sums cannot overflow.
+ *   Speed: weights are stored as int16 pairs (flash is cheap, decoding is not), four
+ *   output rows interleaved, so one pass of the inner loop loads two activation pairs
+ *   once and feeds them to eight SMLADs (Cortex-M4/M7, __ARM_FEATURE_DSP); elsewhere a
+ *   portable loop sums the same products. The high multiply and the rounding shift
+ *   are fused into one unsigned 64-bit multiply-add and one shift (qp_high_mul_shift)
+ *   that gives gemmlowp's result exactly. Integer sums cannot overflow, so both
+ *   paths give identical results.
  *   Bit-exact with export/int_reference.py on IEEE-754 targets that evaluate float
  *   expressions in float (FLT_EVAL_METHOD 0: x86-64, ARM hard float); do not build
  *   with -ffast-math if you need that agreement.
@@ -49,7 +53,7 @@
  *                (sha256 of the float weights: export/model.py weights_hash)
  *   input        int16 codes (QP_IN_MIN..QP_IN_MAX); activation ranges calibrated on 512
  *                states
- *   memory       675 bytes of tables (flash), 32 bytes of stack buffers, 35 MACs per call
+ *   memory       926 bytes of tables (flash), 32 bytes of stack buffers, 35 MACs per call
 <<< end generated: doc >>>
  */
 #ifndef QP_POLICY_INT8_H
@@ -64,7 +68,7 @@
 #define QP_MACS 35
 #define QP_N_LAYERS 2
 #define QP_BUF_LEN 8
-#define QP_WEIGHT_BYTES 675
+#define QP_WEIGHT_BYTES 926
 #define QP_SCRATCH_BYTES 32
 #define QP_IN_MIN (-32767)
 #define QP_IN_MAX 32767
@@ -72,6 +76,7 @@
 
 #define QP_SCHEME "int8"
 #define QP_SCHEME_ID 1
+#define QP_ROWS_PER_PASS 4
 #define QP_OK 0
 #define QP_ERR_NONFINITE 1
 
@@ -100,15 +105,32 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM]);
 #else
 #define QP_USE_SMLAD 0
 #endif
+/* On Thumb-2 (Cortex-M4/M7) with GCC or Clang the inner loop is four lines of inline
+ * assembly: C cannot ask for the LDRD/LDM multiple loads that make it short. */
+#if QP_USE_SMLAD && defined(__thumb2__) && defined(__GNUC__) && !defined(QP_NO_ASM)
+#define QP_USE_ASM 1
+#else
+#define QP_USE_ASM 0
+#endif
+/* The per-row helpers are called four times per pass; GCC would not inline them by
+ * itself at -O2, and the calls would cost as much as the work. */
+#if defined(__GNUC__)
+#define QP_INLINE __attribute__((always_inline)) inline
+#else
+#define QP_INLINE
+#endif
 
+/* One layer, in the order the kernel reads it. Rows are padded to a multiple of
+ * QP_ROWS_PER_PASS, inputs to a multiple of 8, both with zero weights. */
 typedef struct {
-    int in_pad;              /* row stride: fan-in rounded up to a multiple of 4 */
+    int in_words;            /* int16 input pairs per row: fan-in padded to 8, halved */
     int out;                 /* output channels */
+    int out_pad;             /* output rows computed: out rounded up to QP_ROWS_PER_PASS */
     int pre_zero;            /* zero point of the pre-activation code */
-    const int8_t *weight;    /* out x in_pad; each group of 4 stored as w0 w2 w1 w3 */
-    const int32_t *bias;     /* out, int32, input zero points folded in */
-    const int32_t *mult;     /* out, Q31 multipliers */
-    const uint8_t *shift;    /* out, right shifts, 0..31 */
+    const uint32_t *weight;  /* per block of 4 rows, per input pair k, per row r: the
+                              * int16 pair (w[r][2k] low half, w[r][2k+1] high half) */
+    const int32_t *bias;     /* out_pad, int32, input zero points folded in */
+    const uint32_t *requant; /* out_pad x {2 * multiplier, 2^(shift-1) or 0, shift} */
     const int8_t *lut;       /* 256 entries: output code = lut[pre code + 128] */
 } qp_layer_t;
 
@@ -118,13 +140,18 @@ static const float qp_in_div[3] = {
     0.00015259254723787308f, 0.00030518509447574615f, 7.629627361893654e-05f,
 };
 static const int16_t qp_in_zero[3] = {0, 0, 0};
-static const int8_t qp_w0[20] = {
-    -1, -127, 83, 0, -127, 46, -66, 0, -3, -14, 127, 0, 111, -83, -127, 0,
-    -127, -55, -88, 0,
+static const uint32_t qp_w0[32] = {
+    0x0053ffffu, 0xffbeff81u, 0x007ffffdu, 0xff81006fu, 0x0000ff81u, 0x0000002eu, 0x0000fff2u, 0x0000ffadu,
+    0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u,
+    0xffa8ff81u, 0x00000000u, 0x00000000u, 0x00000000u, 0x0000ffc9u, 0x00000000u, 0x00000000u, 0x00000000u,
+    0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u,
 };
-static const int32_t qp_b0[5] = {37459, 447089, 629833, -1867021, -379367};
-static const int32_t qp_m0[5] = {1146481784, 2050290212, 1104475640, 1683901659, 1330777129};
-static const uint8_t qp_s0[5] = {14, 15, 14, 16, 14};
+static const int32_t qp_b0[8] = {37459, 447089, 629833, -1867021, -379367, 0, 0, 0};
+static const uint32_t qp_q0[24] = {
+    2292963568u, 8192u, 14u, 4100580424u, 16384u, 15u, 2208951280u, 8192u,
+    14u, 3367803318u, 32768u, 16u, 2661554258u, 8192u, 14u, 0u,
+    0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u,
+};
 static const int8_t qp_lut0[256] = {
     -125, -125, -125, -125, -125, -124, -124, -124, -124, -124, -124, -124, -124, -123, -123, -123,
     -123, -123, -123, -122, -122, -122, -122, -121, -121, -121, -121, -121, -120, -120, -120, -119,
@@ -143,13 +170,15 @@ static const int8_t qp_lut0[256] = {
     120, 120, 120, 121, 121, 121, 121, 121, 122, 122, 122, 122, 123, 123, 123, 123,
     123, 123, 124, 124, 124, 124, 124, 124, 124, 124, 125, 125, 125, 125, 125, 125,
 };
-static const int8_t qp_w1[32] = {
-    56, -32, 127, 114, -25, 0, 0, 0, 14, -126, 124, -85, -35, 0, 0, 0,
-    -57, -96, 127, -68, -103, 0, 0, 0, -127, 117, -79, 61, 66, 0, 0, 0,
+static const uint32_t qp_w1[16] = {
+    0x007f0038u, 0x007c000eu, 0x007fffc7u, 0xffb1ff81u, 0x0072ffe0u, 0xffabff82u, 0xffbcffa0u, 0x003d0075u,
+    0x0000ffe7u, 0x0000ffddu, 0x0000ff99u, 0x00000042u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u,
 };
 static const int32_t qp_b1[4] = {1030, -8984, 3183, -16206};
-static const int32_t qp_m1[4] = {1468907858, 1640994809, 1528366987, 1656721723};
-static const uint8_t qp_s1[4] = {8, 8, 8, 8};
+static const uint32_t qp_q1[12] = {
+    2937815716u, 128u, 8u, 3281989618u, 128u, 8u, 3056733974u, 128u,
+    8u, 3313443446u, 128u, 8u,
+};
 static const int8_t qp_lut1[256] = {
     -89, -89, -88, -88, -87, -86, -86, -85, -85, -84, -83, -83, -82, -81, -81, -80,
     -79, -79, -78, -77, -77, -76, -75, -75, -74, -73, -72, -72, -71, -70, -69, -69,
@@ -169,8 +198,8 @@ static const int8_t qp_lut1[256] = {
     106, 107, 107, 107, 108, 108, 108, 109, 109, 109, 109, 110, 110, 110, 111, 111,
 };
 static const qp_layer_t qp_layers[QP_N_LAYERS] = {
-    {4, 5, -1, qp_w0, qp_b0, qp_m0, qp_s0, qp_lut0},
-    {8, 4, -27, qp_w1, qp_b1, qp_m1, qp_s1, qp_lut1},
+    {4, 5, 8, -1, qp_w0, qp_b0, qp_q0, qp_lut0},
+    {4, 4, 4, -27, qp_w1, qp_b1, qp_q1, qp_lut1},
 };
 /* <<< end generated: tables >>> */
 
@@ -183,55 +212,80 @@ static int qp_isfinite(float x)
     return (bits & 0x7f800000u) != 0x7f800000u;
 }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul for b > 0: a * b / 2^31 to nearest, ties
- * toward +infinity. Integer division truncates toward zero (C99), as gemmlowp relies on. */
-static int32_t qp_high_mul(int32_t a, int32_t b)
+/* gemmlowp's SaturatingRoundingDoublingHighMul(acc, m) (a * m / 2^31, ties toward
+ * +infinity) followed by RoundingDivideByPOT(., s) (ties away from zero), exactly, in one
+ * multiply-add and one shift. With n = (acc < 0) and h = s > 0 ? 2^(s-1) : 0, both
+ * roundings together are
+ *     sign(acc) * floor((|acc| * 2m + 2^31 - 2n + h * 2^32) / 2^(32 + s))
+ * (derivation: docs/hardware.md, "Inference speed"). q = {2m, h, s}; 2m < 2^32 and the
+ * sum stays below 2^64, so the unsigned arithmetic is exact: one UMLAL on Arm. */
+QP_INLINE static int32_t qp_high_mul_shift(int32_t acc, const uint32_t *q)
 {
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    const int32_t sign = -(int32_t)(acc < 0); /* 0 or -1: int32_t is two's complement */
+    const uint32_t mag = ((uint32_t)acc ^ (uint32_t)sign) - (uint32_t)sign;
+    const uint64_t start = ((uint64_t)q[1] << 32) | (0x80000000u + 2u * (uint32_t)sign);
+    const int32_t r = (int32_t)((uint32_t)((start + (uint64_t)mag * q[0]) >> 32) >> q[2]);
+    return (r ^ sign) - sign; /* r < 2^31: |result| <= |acc| */
 }
 
-/* gemmlowp RoundingDivideByPOT: x / 2^shift, ties away from zero, on the magnitude so
- * that no negative value is shifted. |x| < 2^31 here (see qp_high_mul). */
-static int32_t qp_shift_round(int32_t x, unsigned shift)
-{
-    const uint32_t mag = x < 0 ? 0u - (uint32_t)x : (uint32_t)x;
-    const uint32_t half = shift > 0u ? (1u << (shift - 1u)) : 0u;
-    const int32_t r = (int32_t)((mag + half) >> shift);
-    return x < 0 ? -r : r;
-}
-
-/* acc + sum over k < n of w[k] * x[k] in the stored weight order (n % 4 == 0). */
-static int32_t qp_dot(const int8_t *w, const int16_t *x, int n, int32_t acc)
-{
-    int k;
-#if QP_USE_SMLAD
-    for (k = 0; k < n; k += 4) {
-        uint32_t wv, x01, x23;
-        memcpy(&wv, w + k, 4u);
-        memcpy(&x01, x + k, 4u);
-        memcpy(&x23, x + k + 2, 4u);
-        /* SXTB16 picks bytes 0 and 2 (w0 w1), then after a rotate bytes 1 and 3 (w2 w3). */
-        acc = __smlad((int16x2_t)__sxtb16((int8x4_t)wv), (int16x2_t)x01, acc);
-        acc = __smlad((int16x2_t)__sxtb16((int8x4_t)((wv >> 8) | (wv << 24))), (int16x2_t)x23,
-                      acc);
-    }
+/* Requantise, saturate and look up one output code; q: the row's requant constants,
+ * lut: the layer's table shifted by 128 so that it is indexed by the signed code. The
+ * code comes back as its table byte: signed, or raw for SXTB16 to sign-extend in pairs. */
+#if QP_USE_ASM
+typedef uint8_t qp_code_byte_t;
+/* SXTB16 sign-extends bytes 0 and 2 into the two int16 halves in one instruction. */
+#define QP_PACK_CODES(a, b) ((uint32_t)__sxtb16((int8x4_t)((uint32_t)(a) | ((uint32_t)(b) << 16))))
 #else
-    for (k = 0; k < n; k += 4) {
-        acc += (int32_t)w[k] * x[k] + (int32_t)w[k + 2] * x[k + 1] + (int32_t)w[k + 1] * x[k + 2] +
-               (int32_t)w[k + 3] * x[k + 3];
-    }
+typedef int8_t qp_code_byte_t;
+#define QP_PACK_CODES(a, b) QP_PACK(a, b)
 #endif
-    return acc;
+QP_INLINE static int32_t qp_activate(const uint32_t *q, int32_t acc, int32_t zero,
+                                     const qp_code_byte_t *lut)
+{
+    const int32_t pre = qp_high_mul_shift(acc, q) + zero;
+#if QP_USE_ASM
+    return lut[__ssat(pre, 8)];
+#else
+    return lut[pre < -128 ? -128 : (pre > 127 ? 127 : pre)];
+#endif
+}
+
+/* The signed low and high halves of a word holding an int16 pair (portable: no
+ * implementation-defined conversion of an unsigned value to a signed type). */
+#define QP_LO16(v) ((int32_t)((v) & 0xffffu) - (int32_t)(((v) & 0x8000u) << 1))
+#define QP_HI16(v) QP_LO16((v) >> 16)
+
+/* acc + w_lo * x_lo + w_hi * x_hi for two int16 pairs packed in words. */
+#if QP_USE_SMLAD
+#define QP_MAC2(w, x, acc) __smlad((int16x2_t)(w), (int16x2_t)(x), (acc))
+#else
+#define QP_MAC2(w, x, acc) ((acc) + QP_LO16(w) * QP_LO16(x) + QP_HI16(w) * QP_HI16(x))
+#endif
+
+/* Two codes as the int16 pair (a low, b high) the next layer's kernel reads. */
+#define QP_PACK(a, b) ((uint32_t)(uint16_t)(a) | ((uint32_t)(uint16_t)(b) << 16))
+
+/* One input code: float32 normalisation, rounding half away from zero, saturation. */
+QP_INLINE static int32_t qp_input_code(const float obs[QP_OBS_DIM], int i)
+{
+    float u = (obs[i] - qp_in_mean[i]) / qp_in_div[i];
+    int32_t code;
+    if (u > 65536.0f) {
+        u = 65536.0f;
+    } else if (u < -65536.0f) {
+        u = -65536.0f;
+    }
+    code = (int32_t)(u >= 0.0f ? u + 0.5f : u - 0.5f) + qp_in_zero[i];
+    return code < QP_IN_MIN ? QP_IN_MIN : (code > QP_IN_MAX ? QP_IN_MAX : code);
 }
 
 int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
 {
-    int16_t buf_a[QP_BUF_LEN];
-    int16_t buf_b[QP_BUF_LEN];
-    int16_t *x = buf_a;
-    int16_t *y = buf_b;
+    /* Activations as int16 pairs in words: aligned, so pairs load in one instruction. */
+    uint32_t buf_a[QP_BUF_LEN / 2];
+    uint32_t buf_b[QP_BUF_LEN / 2];
+    uint32_t *x = buf_a;
+    uint32_t *y = buf_b;
     int i;
     int l;
 
@@ -240,41 +294,93 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
             return QP_ERR_NONFINITE;
         }
     }
-    for (i = 0; i < QP_OBS_DIM; ++i) {
-        float u = (obs[i] - qp_in_mean[i]) / qp_in_div[i];
-        int32_t code;
-        if (u > 65536.0f) {
-            u = 65536.0f;
-        } else if (u < -65536.0f) {
-            u = -65536.0f;
-        }
-        code = (int32_t)(u >= 0.0f ? u + 0.5f : u - 0.5f) + qp_in_zero[i];
-        x[i] = (int16_t)(code < QP_IN_MIN ? QP_IN_MIN : (code > QP_IN_MAX ? QP_IN_MAX : code));
+    for (i = 0; i + 1 < QP_OBS_DIM; i += 2) {
+        x[i / 2] = QP_PACK(qp_input_code(obs, i), qp_input_code(obs, i + 1));
     }
-    for (; i < QP_BUF_LEN; ++i) {
-        x[i] = 0;
+    if (QP_OBS_DIM % 2) {
+        x[QP_OBS_DIM / 2] = QP_PACK(qp_input_code(obs, QP_OBS_DIM - 1), 0);
+    }
+    /* Zero inputs up to the padded fan-in (their weights are zero too): a layer reads
+     * in_words words, and nothing beyond them. */
+    for (i = (QP_OBS_DIM + 1) / 2; i < qp_layers[0].in_words; ++i) {
+        x[i] = 0u;
     }
     for (l = 0; l < QP_N_LAYERS; ++l) {
         const qp_layer_t *layer = &qp_layers[l];
-        int16_t *t;
+        const uint32_t *w = layer->weight;
+        const int32_t zero = layer->pre_zero;
+        const qp_code_byte_t *lut = (const qp_code_byte_t *)layer->lut + 128;
+        uint32_t *t;
         int j;
-        for (j = 0; j < layer->out; ++j) {
-            const int32_t acc = qp_dot(layer->weight + j * layer->in_pad, x, layer->in_pad,
-                                       layer->bias[j]);
-            int32_t pre = qp_shift_round(qp_high_mul(acc, layer->mult[j]), layer->shift[j]) +
-                          layer->pre_zero;
-            pre = pre < -128 ? -128 : (pre > 127 ? 127 : pre);
-            y[j] = layer->lut[pre + 128];
+        for (j = 0; j < layer->out_pad; j += QP_ROWS_PER_PASS) {
+            /* Four rows per pass: each activation pair is loaded once for four SMLADs. */
+            int32_t acc0 = layer->bias[j];
+            int32_t acc1 = layer->bias[j + 1];
+            int32_t acc2 = layer->bias[j + 2];
+            int32_t acc3 = layer->bias[j + 3];
+            const uint32_t *q = layer->requant + 3 * j;
+#if QP_USE_ASM
+            /* Per iteration: four activation pairs (two LDRDs), the four rows' weight
+             * pairs for each (LDM), sixteen SMLADs. in_words is a multiple of 4. */
+            const uint32_t *xp = x;
+            uint32_t n = (uint32_t)layer->in_words / 4u;
+            uint32_t x0, x1;
+            __asm__ volatile(
+                "1:\n\t"
+                "ldrd   %[x0], %[x1], [%[xp]], #8\n\t"
+                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                "smlad  %[a0], r8, %[x0], %[a0]\n\t"
+                "smlad  %[a1], r9, %[x0], %[a1]\n\t"
+                "smlad  %[a2], r10, %[x0], %[a2]\n\t"
+                "smlad  %[a3], r11, %[x0], %[a3]\n\t"
+                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                "smlad  %[a0], r8, %[x1], %[a0]\n\t"
+                "smlad  %[a1], r9, %[x1], %[a1]\n\t"
+                "smlad  %[a2], r10, %[x1], %[a2]\n\t"
+                "smlad  %[a3], r11, %[x1], %[a3]\n\t"
+                "ldrd   %[x0], %[x1], [%[xp]], #8\n\t"
+                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                "smlad  %[a0], r8, %[x0], %[a0]\n\t"
+                "smlad  %[a1], r9, %[x0], %[a1]\n\t"
+                "smlad  %[a2], r10, %[x0], %[a2]\n\t"
+                "smlad  %[a3], r11, %[x0], %[a3]\n\t"
+                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                "smlad  %[a0], r8, %[x1], %[a0]\n\t"
+                "smlad  %[a1], r9, %[x1], %[a1]\n\t"
+                "smlad  %[a2], r10, %[x1], %[a2]\n\t"
+                "smlad  %[a3], r11, %[x1], %[a3]\n\t"
+                "subs   %[n], %[n], #1\n\t"
+                "bne    1b\n\t"
+                : [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3),
+                  [w] "+r"(w), [xp] "+r"(xp), [n] "+r"(n), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                : "m"(*(const uint32_t(*)[QP_BUF_LEN / 2])x)
+                : "r8", "r9", "r10", "r11", "cc");
+#else
+            int k;
+            for (k = 0; k < layer->in_words; ++k, w += QP_ROWS_PER_PASS) {
+                acc0 = QP_MAC2(w[0], x[k], acc0);
+                acc1 = QP_MAC2(w[1], x[k], acc1);
+                acc2 = QP_MAC2(w[2], x[k], acc2);
+                acc3 = QP_MAC2(w[3], x[k], acc3);
+            }
+#endif
+            y[j / 2] = QP_PACK_CODES(qp_activate(q, acc0, zero, lut),
+                                     qp_activate(q + 3, acc1, zero, lut));
+            y[j / 2 + 1] = QP_PACK_CODES(qp_activate(q + 6, acc2, zero, lut),
+                                         qp_activate(q + 9, acc3, zero, lut));
         }
-        for (; j < QP_BUF_LEN; ++j) {
-            y[j] = 0;
+        /* Padding rows produced codes too: the next layer's zero weights ignore them.
+         * Inputs it pads beyond those are cleared (the same zero weights meet them). */
+        for (j = layer->out_pad / 2; l + 1 < QP_N_LAYERS && j < qp_layers[l + 1].in_words; ++j) {
+            y[j] = 0u;
         }
         t = x;
         x = y;
         y = t;
     }
     for (i = 0; i < QP_ACT_DIM; ++i) {
-        action[i] = (float)x[i] * (1.0f / 128.0f);
+        const int32_t code = (i % 2) ? QP_HI16(x[i / 2]) : QP_LO16(x[i / 2]);
+        action[i] = (float)code * (1.0f / 128.0f);
     }
     return QP_OK;
 }

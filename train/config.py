@@ -77,6 +77,8 @@ class TrainConfig:
     )
     noise_sigma: float = field(default=0.1, metadata={"help": "exploration noise scale"})
     ou_theta: float = field(default=0.15, metadata={"help": "OU mean-reversion rate per step"})
+    smooth_targets: bool = field(default=False, metadata={
+        "help": "ddpg: add TD3's clipped noise to the target action (td3 always does)"})
     policy_delay: int = field(default=2, metadata={"help": "td3: critic updates per actor update"})
     target_noise: float = field(default=0.2, metadata={"help": "td3: target policy noise std"})
     target_noise_clip: float = field(default=0.5, metadata={"help": "td3: clip of that noise"})

@@ -77,9 +77,13 @@ def actor_loss(agent: Agent, obs: torch.Tensor, form: str) -> torch.Tensor:
 
 
 def target_action(agent: Agent, next_n: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """mu'(s'); for TD3 plus clipped Gaussian noise (target policy smoothing)."""
+    """mu'(s'); for TD3 (or DDPG with smooth_targets) plus clipped Gaussian noise.
+
+    Target policy smoothing averages the critic's target over nearby actions, so a narrow
+    spike in Q cannot be learned as the value of mu'(s').
+    """
     next_act = agent.actor_target.net(next_n)
-    if cfg.algo == "td3":
+    if cfg.algo == "td3" or cfg.smooth_targets:
         noise = torch.randn_like(next_act) * cfg.target_noise
         noise = noise.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
         next_act = (next_act + noise).clamp(-1.0, 1.0)

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/firmware_speed.py [--model H ...] [--steps 300] [--no-write]
 
-For each policy header (default: the test fixture plus artifacts/policy*.h when they
-exist) this builds the STM32F405 firmware and its ECHO variant, runs them in QEMU
+For each policy header (default: policy.h and policy_f32.h exported from a 22-64-64-4
+fixture checkpoint (export.fixtures) into a temporary directory, then the firmware's
+test fixture) this builds the STM32F405 firmware and its ECHO variant, runs them in QEMU
 (netduinoplus2, -icount shift=0) and reports:
 - inference ticks per STEP from the firmware's SysTick (168 MHz virtual clock), and
   instructions = ticks x 1e9 / 168e6, because with -icount shift=0 QEMU advances virtual
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +34,10 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine, write_section  # noqa: E402
 from firmware_bridge import codec  # noqa: E402
 from firmware_bridge.emulator import DEFAULT_MODEL, Emulator  # noqa: E402
+from firmware_bridge.hil_report import instructions_from_ticks, line_rate_bound  # noqa: E402
 from firmware_bridge.protocol import Scheme  # noqa: E402
 
-QEMU_TICK_HZ = 168e6
 BAUD = 921600
-BITS_PER_BYTE = 10  # 8N1
 
 
 def run_steps(emu: Emulator, steps: int) -> tuple[list[int], float]:
@@ -69,26 +70,43 @@ def measure(model: Path, steps: int) -> dict:
     action = codec.encode(codec.Action((0.5,) * info.act_dim, 1, 1), 1)
     wire = len(step) + len(action)
     median = statistics.median(ticks)
-    instructions = median * 1e9 / QEMU_TICK_HZ
+    instructions = instructions_from_ticks(median, info.tick_hz)
     return {
-        "model": model.relative_to(ROOT) if model.is_relative_to(ROOT) else model,
+        "model": label(model),
         "scheme": Scheme(info.scheme).name.lower(),
         "dims": f"{info.obs_dim}/{info.act_dim}",
         "macs": info.macs,
         "ticks": f"{median:.0f} ({min(ticks)}-{max(ticks)})",
         "instructions": instructions,
         "per_mac": instructions / info.macs if info.macs else float("nan"),
-        "us_168": instructions / 168,  # at one instruction per cycle
+        "us_168": median / info.tick_hz * 1e6,  # SysTick time: one instruction per cycle
         "wire": f"{len(step)} + {len(action)}",
         "rtt_ms": rtt * 1e3,
         "echo_rtt_ms": echo_rtt * 1e3,
         "byte_us": byte_cost * 1e6,
-        "line_bound": BAUD / BITS_PER_BYTE / wire,
+        "echo_steps_s": 1 / echo_rtt,
+        "steps_s": 1 / rtt,
+        "line_bound": line_rate_bound(wire, BAUD),
     }
 
 
-def default_models() -> list[Path]:
-    return [DEFAULT_MODEL, *sorted((ROOT / "artifacts").glob("policy*.h"))]
+def label(model: Path) -> str:
+    if model.is_relative_to(ROOT):
+        return str(model.relative_to(ROOT))
+    return f"fixture 22-64-64-4 actor: {model.name}"
+
+
+def export_fixture(out: Path) -> list[Path]:
+    """policy.h and policy_f32.h of a freshly initialised 22-64-64-4 actor (the shape of
+    the trained policy; speed does not depend on the weights' values)."""
+    from export.__main__ import main as export_main
+    from export.fixtures import make_checkpoint
+
+    ckpt = make_checkpoint(out / "run" / "checkpoint.pt", hidden=(64, 64))
+    argv = [str(ckpt), "--out", str(out / "artifacts"), "--test-states", "1000"]
+    if export_main([*argv, "--episodes", "5", "--no-c-check"]) != 0:
+        raise SystemExit("export of the fixture checkpoint failed")
+    return [out / "artifacts" / "policy.h", out / "artifacts" / "policy_f32.h"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,20 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     args = ap.parse_args(argv)
-    models = [m.resolve() for m in args.model] if args.model else default_models()
-    rows = [measure(m, args.steps) for m in models]
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+        models = [m.resolve() for m in args.model] if args.model else []
+        if not models:
+            models = [*export_fixture(Path(tmp)), DEFAULT_MODEL]
+        rows = [measure(m, args.steps) for m in models]
 
     header = (
         "| model | scheme | obs/act | MACs | inference ticks, median (min-max) "
         "| instructions | instr./MAC | us at 168 MHz, 1 instr./cycle | bytes STEP + ACTION "
-        "| QEMU STEP round trip, median ms (policy / ECHO) | QEMU us per byte "
-        "| 921600-baud bound STEP/s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| QEMU STEP round trip, median ms (policy / ECHO) | QEMU round trips/s "
+        "(policy / ECHO) | QEMU us per byte | 921600-baud bound STEP/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [
         f"| `{r['model']}` | {r['scheme']} | {r['dims']} | {r['macs']} | {r['ticks']} "
-        f"| {r['instructions']:.0f} | {r['per_mac']:.1f} | {r['us_168']:.1f} | {r['wire']} "
-        f"| {r['rtt_ms']:.2f} / {r['echo_rtt_ms']:.2f} | {r['byte_us']:.0f} "
+        f"| {r['instructions']:.0f} | {r['per_mac']:.2f} | {r['us_168']:.1f} | {r['wire']} "
+        f"| {r['rtt_ms']:.2f} / {r['echo_rtt_ms']:.2f} "
+        f"| {r['steps_s']:.0f} / {r['echo_steps_s']:.0f} | {r['byte_us']:.0f} "
         f"| {r['line_bound']:.0f} |"
         for r in rows
     ]
@@ -132,14 +154,18 @@ netduinoplus2 -icount shift=0`, USART1 on a loopback TCP socket). Machine: {mach
 
 Inference ticks come from the firmware's own SysTick around the policy call; with
 `-icount shift=0` one instruction is 1 ns of virtual time and SysTick counts at 168 MHz,
-so instructions = ticks x 1e9 / 168e6 (+-1 tick of rounding per measurement). That is an
-instruction count, not a cycle count: on silicon, multi-cycle loads, branches and flash
-wait states make the time longer; the "us at 168 MHz" column is the one-instruction-
-per-cycle lower bound. Round trips over QEMU are set by its emulated UART, which hands
-the guest one byte per main-loop wake-up (the per-byte column; it grows when the host's
-cores are busy), not by the inference: the ECHO firmware, which answers the same frames
-without calling the policy, is no faster. The last column is what a real
-921600-baud 8N1 link allows for the same bytes (10 bits per byte, no gaps).""",
+so instructions = ticks x 1e9 / 168e6 (+-1 tick of rounding per measurement). Without
+`--model`, the first two rows are a freshly exported 22-64-64-4 actor (the trained
+policy's shape; the count does not depend on the weights' values). Target for the int8
+header: <= 1.5 instructions per MAC, including input quantisation, requantisation and
+the table lookups (docs/hardware.md, "Inference speed"). That is an instruction count,
+not a cycle count: on silicon, multi-cycle loads (LDM of n words takes n + 1 cycles),
+branches and flash wait states make the time longer; the "us at 168 MHz" column is the
+one-instruction-per-cycle lower bound. Round trips over QEMU are set by its emulated
+UART, which hands the guest one byte per main-loop wake-up (the per-byte column; it
+grows when the host's cores are busy), not by the inference: the ECHO firmware, which
+answers the same frames without calling the policy, is no faster. The last column is
+what a real 921600-baud 8N1 link allows for the same bytes (10 bits per byte, no gaps).""",
         )
     return 0
 

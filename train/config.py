@@ -8,17 +8,26 @@ and what is allowed.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 from sim.tasks import PRESETS as TASK_PRESETS
+from sim.tasks import make_task
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = field(default="hover", metadata={"help": "preset this config started from"})
     task: str = field(default="hover", metadata={"help": "sim task: hover or takeoff"})
+    task_overrides: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "sim TaskConfig fields to change, as KEY=VALUE[,KEY=VALUE], e.g. "
+            "init_position=0.2,randomise=True (see docs/sim.md)"
+        },
+    )
     algo: str = field(
         default="ddpg",
         metadata={
@@ -77,8 +86,10 @@ class TrainConfig:
     )
     noise_sigma: float = field(default=0.1, metadata={"help": "exploration noise scale"})
     ou_theta: float = field(default=0.15, metadata={"help": "OU mean-reversion rate per step"})
-    smooth_targets: bool = field(default=False, metadata={
-        "help": "ddpg: add TD3's clipped noise to the target action (td3 always does)"})
+    smooth_targets: bool = field(
+        default=False,
+        metadata={"help": "ddpg: add TD3's clipped noise to the target action (td3 always does)"},
+    )
     policy_delay: int = field(default=2, metadata={"help": "td3: critic updates per actor update"})
     target_noise: float = field(default=0.2, metadata={"help": "td3: target policy noise std"})
     target_noise_clip: float = field(default=0.5, metadata={"help": "td3: clip of that noise"})
@@ -180,6 +191,9 @@ class TrainConfig:
             raise bad("batch_size", f"at most buffer_size={self.buffer_size}")
         if self.warmup_steps < self.batch_size and self.warmup_steps > 0:
             raise bad("warmup_steps", f"0 or at least batch_size={self.batch_size}")
+        if not isinstance(self.task_overrides, dict):
+            raise bad("task_overrides", "a mapping of sim TaskConfig fields to values")
+        make_task(self.task, **self.task_overrides)  # names the bad task field, if any
         for name in ("actor_hidden", "critic_hidden"):
             v = getattr(self, name)
             if not v or not all(isinstance(h, int) and h >= 1 for h in v):
@@ -212,6 +226,20 @@ def _parse_widths(text: str) -> tuple[int, ...]:
         ) from exc
 
 
+def _parse_mapping(text: str) -> dict:
+    """KEY=VALUE[,KEY=VALUE]; values are Python literals (numbers, True, tuples) or text."""
+    out: dict = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -226,14 +254,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         if f.name == "preset":
             continue
         kind = type(f.default)
-        conv = {tuple: _parse_widths, bool: _parse_bool}.get(kind, kind)
+        kind = dict if f.default_factory is dict else kind
+        conv = {tuple: _parse_widths, bool: _parse_bool, dict: _parse_mapping}.get(kind, kind)
         ap.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             type=conv,
             default=None,
             metavar=f.name.upper(),
-            help=f"{f.metadata['help']} (default {f.default!r})",
+            help=f"{f.metadata['help']} (default {f.default_factory() if f.default is MISSING else f.default!r})",
         )
 
 

@@ -253,8 +253,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         if f.name == "preset":
             continue
-        kind = type(f.default)
-        kind = dict if f.default_factory is dict else kind
+        default = f.default_factory() if f.default is MISSING else f.default
+        kind = type(default)
         conv = {tuple: _parse_widths, bool: _parse_bool, dict: _parse_mapping}.get(kind, kind)
         ap.add_argument(
             f"--{f.name.replace('_', '-')}",
@@ -262,7 +262,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
             type=conv,
             default=None,
             metavar=f.name.upper(),
-            help=f"{f.metadata['help']} (default {f.default_factory() if f.default is MISSING else f.default!r})",
+            help=f"{f.metadata['help']} (default {default!r})",
         )
 
 

@@ -183,8 +183,8 @@ def table(rep: dict) -> str:
         f"  {'open loop':24s}{ol['states']} rollout states",
         f"  {'  vs reference':24s}max {ol['vs_reference']['max']:.3g}  mean "
         f"{ol['vs_reference']['mean']:.3g}  ({ol['reference']})",
-        f"  {'  vs float policy':24s}max {ol['vs_float']['max']:.4f}  mean "
-        f"{ol['vs_float']['mean']:.5f}  p99 {ol['vs_float']['p99']:.4f}",
+        f"  {'  vs float policy':24s}max {ol['vs_float']['max']:.3g}  mean "
+        f"{ol['vs_float']['mean']:.3g}  p99 {ol['vs_float']['p99']:.3g}",
         f"  {'closed loop':24s}{cl['episodes']} {cl['task']} episodes, {cl['board_steps']} "
         "board steps",
         f"  {'  success rate':24s}board {sr['board']:.1%}  reference {sr['reference']:.1%}  "

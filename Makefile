@@ -17,6 +17,7 @@ all: help
 help:
 	@echo "make train export   train the default preset into runs/, export artifacts/"
 	@echo "make test           every test (Python, C, emulator); installs what it needs"
+	@echo "make hil            emulator HIL of $(OUT)/ vs $(RUN): reports/hil.json, reports/hil.png"
 	@echo "make bench          refresh docs/benchmarks.md"
 	@echo "make deps           install the Debian packages: $(DEB_PACKAGES)"
 	@echo "make lint           ruff"
@@ -54,6 +55,9 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+hil: $(STAMP) deps
+	$(PY) -m firmware_bridge hil --emulator --checkpoint $(RUN) --artifacts $(OUT) $(HIL_ARGS)
 
 BOARD ?= stm32f405
 MODEL ?= $(OUT)/policy.h

@@ -102,8 +102,8 @@ class RunningNorm:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self.var = np.array(state["var"], dtype=np.float64)
+        self.mean = torch.as_tensor(state["mean"]).double().numpy().copy()
+        self.var = torch.as_tensor(state["var"]).double().numpy().copy()
         self.count = float(state["count"])
 
     def freeze_into(self, actor: Actor) -> None:

@@ -112,17 +112,6 @@ def pad4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def shuffle_for_sxtb16(w: np.ndarray) -> np.ndarray:
-    """Rows padded with zeros to a multiple of 4, each group [w0 w1 w2 w3] stored as
-    [w0 w2 w1 w3]: SXTB16 of the little-endian word then yields the int16 pair (w0, w1),
-    and SXTB16 of the word rotated by 8 yields (w2, w3), matching x pairs (x0, x1), (x2, x3)."""
-    out, fan_in = w.shape
-    padded = np.zeros((out, pad4(fan_in)), dtype=w.dtype)
-    padded[:, :fan_in] = w
-    groups = padded.reshape(out, -1, 4)
-    return groups[:, :, [0, 2, 1, 3]].reshape(out, -1)
-
-
 # The int8 kernel's layout (templates/policy_int8.h: qp_layer_t) ---------------------------
 ROWS_PER_PASS = 4  # output rows per pass of the inner loop: QP_ROWS_PER_PASS in the template
 INPUTS_PER_STEP = 8  # inputs per iteration of the inner loop (four int16 pairs)

@@ -234,9 +234,3 @@ def test_templates_hold_the_current_demo():
         == header.INT8_TEMPLATE.read_text()
     )
     assert header.f32_header(policy, keep_markers=True).text == header.F32_TEMPLATE.read_text()
-
-
-def test_weight_shuffle_pairs_for_sxtb16():
-    w = np.arange(1, 11, dtype=np.int8).reshape(2, 5)
-    s = header.shuffle_for_sxtb16(w)
-    assert s.tolist() == [[1, 3, 2, 4, 5, 0, 0, 0], [6, 8, 7, 9, 10, 0, 0, 0]]

@@ -21,19 +21,11 @@ inelastic, high-friction ground: on contact the vehicle stops.
 from __future__ import annotations
 
 import math
-import os
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from sim import layout as L
-
-# numba's default OpenMP pool keeps its threads spinning after a parallel kernel, which
-# slowed torch's updates in the same process tenfold when measured here; the workqueue
-# pool sleeps. A user's NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 # Environments handled by one parallel work item; scratch arrays are allocated per chunk.
 CHUNK = 64

@@ -41,13 +41,14 @@ def collect(
     task: str | TaskConfig = "hover",
     episodes: int = 100,
     seed: int = 0,
+    parallel: bool | None = None,
     **overrides,
 ) -> Rollout:
     """Run ``policy`` (float32 (n, obs_dim) -> (n, 4) in [-1, 1]) for ``episodes`` episodes."""
     cfg = (
         task.replace(**overrides) if isinstance(task, TaskConfig) else make_task(task, **overrides)
     )
-    batch = QuadBatch(cfg, episodes, seed=seed)
+    batch = QuadBatch(cfg, episodes, seed=seed, parallel=parallel)
     batch.reset()
     active = np.ones(episodes, dtype=bool)
     success = np.zeros(episodes, dtype=bool)

@@ -116,8 +116,14 @@ class Trainer:
     # Evaluation -------------------------------------------------------------------------
     def evaluate(self) -> dict:
         self.agent.actor.eval()
+        # Serial sim kernels: numba's OpenMP threads, once started, spin between kernels
+        # and compete with torch for the cores on a busy machine.
         r = collect(
-            self.agent.actor.act_numpy, self.task, episodes=self.cfg.eval_episodes, seed=EVAL_SEED
+            self.agent.actor.act_numpy,
+            self.task,
+            episodes=self.cfg.eval_episodes,
+            seed=EVAL_SEED,
+            parallel=False,
         )
         self.agent.actor.train()
         return {

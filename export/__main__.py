@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import cbuild, header, onnx_export, quantize, report, rollouts
+from export import cbuild, finetune, header, onnx_export, quantize, report, rollouts
 from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
@@ -58,6 +58,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="weight rounding (default compensated: OBQ/GPTQ-style error compensation)",
     )
     p.add_argument(
+        "--finetune",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fine-tune the int8 header's weights on the calibration states so that the "
+        "int8 policy matches the float one (default on, int16 input only; --no-finetune "
+        "quantises the trained weights as they are)",
+    )
+    p.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=finetune.STEPS,
+        help=f"Adam steps of the fine-tuning (default {finetune.STEPS})",
+    )
+    p.add_argument(
         "--calibration-states",
         type=int,
         default=10000,
@@ -80,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--cc", default=None, help="host C compiler for the check (default cc)")
     args = p.parse_args(argv)
-    for name in ("calibration_states", "test_states", "episodes"):
+    for name in ("calibration_states", "test_states", "episodes", "finetune_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
@@ -116,9 +130,15 @@ def run(args: argparse.Namespace) -> dict:
     spec, seed = policy.spec, args.seed
     calib = rollouts.policy_states(policy.act, spec, args.calibration_states, seed + 1000)
     test = rollouts.policy_states(policy.act, spec, args.test_states, seed + 2000)
-    params = quantize.quantize(
-        policy, calib, args.input, args.ranges, args.rounding, max_samples=len(calib)
-    )
+    ft_info = None
+    if args.finetune and args.input == "int16":
+        params, ft_info = finetune.quantize_finetuned(
+            policy, calib, args.ranges, args.rounding, args.finetune_steps, seed
+        )
+    else:
+        params = quantize.quantize(
+            policy, calib, args.input, args.ranges, args.rounding, max_samples=len(calib)
+        )
 
     onnx_bytes = onnx_export.to_onnx(policy)
     onnx_info = onnx_export.check(onnx_bytes, policy, test)
@@ -141,6 +161,8 @@ def run(args: argparse.Namespace) -> dict:
         f"accuracy     int8 vs float on {errors['states']} rollout states: max "
         f"{errors['max']:.4f}, mean {errors['mean']:.5f}"
     ]
+    if ft_info and ft_info["best_step"] is not None:
+        notes.append("weights      fine-tuned for int8 on the calibration states (finetune.py)")
     h8 = header.int8_header(policy, params, notes)
     hf = header.f32_header(policy)
     texts = {"policy.h": h8.text, "policy_f32.h": hf.text}
@@ -167,6 +189,7 @@ def run(args: argparse.Namespace) -> dict:
             "scratch_bytes": h8.scratch_bytes,
             "input_mode": params.input_mode,
             "calibration_states": params.calibration_size,
+            "finetune": ft_info,
             "test_states": int(len(test)),
             "error_vs_float": errors,
             "layers": report.layer_table(params, test),

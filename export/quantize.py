@@ -222,10 +222,12 @@ def quantize_layer(
     activation: str,
     calibration: str = CALIBRATION,
     x_codes: np.ndarray | None = None,
+    pre_range: tuple[float, float] | None = None,
 ) -> LayerQuant:
     """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;
     ``pre`` holds the calibration pre-activations. With ``x_codes`` (the calibration
-    input codes) the weights are rounded with error compensation, else to nearest."""
+    input codes) the weights are rounded with error compensation, else to nearest.
+    ``pre_range`` fixes the pre-activation range instead of calibrating it on ``pre``."""
     w = w.astype(np.float64)
     b = b.astype(np.float64)
     w_eff = w * in_scale[None, :]
@@ -240,7 +242,7 @@ def quantize_layer(
         wq = compensated_rounding(w_codes, x_codes - in_zero[None, :])
     bq = round_half_away(b / acc_scale).astype(np.int64) - wq @ in_zero.astype(np.int64)
     acc_bound = int((np.abs(bq) + in_max * np.abs(wq).sum(axis=1)).max())
-    lo, hi = calibrate_range(pre, activation, calibration)
+    lo, hi = pre_range if pre_range is not None else calibrate_range(pre, activation, calibration)
     pre_scale, pre_zero = affine_range(lo, hi)
     # Keep every requantisation multiplier below 1 (a right shift only): widen the
     # pre-activation range if a channel's accumulator unit exceeds one output code.
@@ -324,8 +326,10 @@ def quantize(
     rounding: str = ROUNDING,
     max_samples: int = 20000,
     seed: int = 0,
+    ranges: list[tuple[float, float]] | None = None,
 ) -> QuantParams:
-    """Quantise ``policy`` with calibration observations ``obs`` (n, obs_dim) float32."""
+    """Quantise ``policy`` with calibration observations ``obs`` (n, obs_dim) float32.
+    ``ranges``, if given, fixes each layer's pre-activation range (see ``finetune``)."""
     check_shapes(policy, input_mode)
     obs = np.asarray(obs, dtype=np.float32)
     if obs.ndim != 2 or obs.shape[1] != policy.obs_dim or obs.shape[0] == 0:
@@ -353,7 +357,8 @@ def quantize(
         method = calibration
         if calibration == "hybrid":  # mse inside, minmax at the output (bounds the max error)
             method = "minmax" if i == n_layers - 1 else "mse"
-        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, method, x)
+        fixed = None if ranges is None else ranges[i]
+        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, method, x, fixed)
         layers.append(layer)
         _, codes = ref.layer_forward(layer, codes)
         in_scale = np.full(w.shape[0], layer.out_scale)

@@ -73,6 +73,21 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
 
 
+def _finetune_line(info: dict | None) -> str:
+    if info is None:
+        return "trained weights as they are (no fine-tuning)"
+    if info["best_step"] is None:
+        return (
+            f"fine-tuning ({info['steps']} steps) did not beat the trained weights; "
+            "trained weights kept"
+        )
+    return (
+        f"fine-tuned for int8 ({info['best_step']} of {info['steps']} Adam steps, "
+        f"{info['states']} states): calibration loss {info['loss_before']:.3g} -> "
+        f"{info['loss_after']:.3g}"
+    )
+
+
 def table(report: dict) -> str:
     i8, f32, cl = report["int8"], report["float32"], report["closed_loop"]
     err = i8["error_vs_float"]
@@ -89,6 +104,7 @@ def table(report: dict) -> str:
         f"{cl['float']['success_rate']:>25.1%}",
         "",
         f"  calibration set   {i8['calibration_states']} rollout states (input {i8['input_mode']})",
+        f"  int8 weights      {_finetune_line(i8.get('finetune'))}",
         f"  int8 vs float     max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
         f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",

@@ -1,9 +1,10 @@
 """python -m export.study [CHECKPOINT ...]: int8 error of each quantisation choice.
 
 Prints a markdown table (the source of the figures in docs/quantization.md): for every
-checkpoint, the int8-vs-float action error on rollout states of the default scheme and
-of each alternative (input width, range calibration, weight rounding), and the floors
-set by int8 weights alone and by int8 hidden activations alone.
+checkpoint, the int8-vs-float action error on rollout states of the default scheme
+(fine-tuned weights), of the trained weights quantised as they are, and of each
+alternative to the latter (input width, range calibration, weight rounding), and the
+floors set by int8 weights alone and by int8 hidden activations alone.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import sys
 
 import numpy as np
 
+from export import finetune, quantize, rollouts
 from export import int_reference as ref
 from export import model as model_mod
-from export import quantize, rollouts
 from export.model import ExportError
 
 VARIANTS = [
-    ("default: int16 input, hybrid ranges, compensated rounding", {}),
+    ("no fine-tuning: int16 input, hybrid ranges, compensated rounding", {}),
     ("int8 input, per tensor", {"input_mode": "int8-per-tensor"}),
     ("int8 input, per feature", {"input_mode": "int8-per-feature"}),
     ("min/max ranges everywhere", {"calibration": "minmax"}),
@@ -59,7 +60,8 @@ def study(path: str, states: int = 10000) -> list[str]:
     calib = rollouts.policy_states(policy.act, policy.spec, states, 1000)
     test = rollouts.policy_states(policy.act, policy.spec, states, 2000)
     want = policy.act(test).astype(np.float64)
-    rows = []
+    params, _ = finetune.quantize_finetuned(policy, calib)
+    rows = [("default: fine-tuned weights, otherwise as below", ref.act(params, test))]
     for name, kw in VARIANTS:
         params = quantize.quantize(policy, calib, max_samples=len(calib), **kw)
         rows.append((name, ref.act(params, test)))

@@ -78,6 +78,8 @@ def test_report_figures(exported):
     assert i8["scratch_bytes"] > 0
     err = i8["error_vs_float"]
     assert err["max"] <= 0.03 and err["mean"] <= 0.005
+    ft = i8["finetune"]  # on by default; never worse than the trained weights on calibration
+    assert ft["steps"] > 0 and ft["loss_after"] <= ft["loss_before"]
     for layer in i8["layers"]:
         assert layer["acc_max_seen"] <= layer["acc_bound_proved"] < 2**31
     cl = rep["closed_loop"]
@@ -88,6 +90,20 @@ def test_report_figures(exported):
     assert rep["c_check"]["int8_code_mismatches"] == 0
     assert rep["c_check"]["f32_max_abs_diff_vs_torch"] <= 1e-5
     assert all(ok for _, _, ok in rep["checks"].values())
+
+
+def test_no_finetune_quantises_the_trained_weights(tmp_path, exported):
+    out = tmp_path / "out"
+    proc = run_cli(
+        str(exported["ckpt"]),
+        *("--out", str(out), "--no-finetune", "--no-c-check", "--episodes", "1"),
+        *("--calibration-states", "1", "--test-states", "1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no fine-tuning" in proc.stdout
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["int8"]["finetune"] is None
+    assert report["model_hash"] == exported["report"]["model_hash"]
 
 
 def test_onnx_structure_and_metadata(exported):

@@ -1,0 +1,213 @@
+"""Quantisation-aware fine-tuning of the weights that go into the int8 header.
+
+The float policy is never changed: a copy of its layers is fine-tuned on the calibration
+rollout states so that its *fake-quantised* forward pass matches the original float
+actions. The fake-quantised pass follows the integer pipeline of ``quantize`` (int16
+input):
+
+- input: the int16 input grid (scale obs_clip / 32767);
+- weights: symmetric int8 per output row (scale max|row| / 127), rounded to nearest;
+- pre-activations: snapped to the int8 grid of the range ``quantize`` calibrates for the
+  current weights (re-calibrated every ``RANGE_EVERY`` steps) and clipped to it;
+- hidden outputs: tanh snapped to its 1/128 output grid (ReLU: the pre-activation grid).
+
+Rounding uses the straight-through estimator (the gradient passes a rounding as if it
+were the identity; clipping stops it). The loss is the mean squared action error plus
+``TOP_WEIGHT`` times the mean of the worst 1 % of the squared errors, so rare large errors
+are pulled in too. Fine-tuning starts from the error-compensated int8 weights (the plain
+export), runs ``STEPS`` Adam steps with a cosine-decaying learning rate, and every
+``RANGE_EVERY`` steps scores the weights as the export would deploy them (snapped to their
+grid, ranges calibrated, through ``int_reference``). The best-scoring weights are kept; if
+none beats the plain export, the plain export is kept.
+
+The weights returned are quantised by ``quantize.quantize`` with the same machinery as
+trained weights, with the ranges fixed to those they were scored with. ONNX,
+``policy_f32.h`` and every accuracy figure stay against the original float policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from export import int_reference as ref
+from export import quantize
+from export.model import FloatPolicy
+
+STEPS = 600  # Adam steps (about 20 s on one CPU core for the 22-64-64-4 actor)
+LR = 1e-4  # learning rate, relative to each tensor's largest entry
+BATCH = 2048
+TOP_WEIGHT = 0.1  # weight of the mean of the worst 1 % squared errors in the loss
+RANGE_EVERY = 100  # steps between re-calibrations of the activation ranges (and scores)
+MAX_SAMPLES = 20000  # calibration states used for the fine-tuning
+
+
+@dataclasses.dataclass(frozen=True)
+class Finetuned:
+    """What ``finetune`` found: ``policy`` (the original if nothing beat it) and the fixed
+    pre-activation ranges to quantise it with (None: calibrate as usual)."""
+
+    policy: FloatPolicy
+    ranges: list[tuple[float, float]] | None
+    info: dict
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def _fake_weight(w: torch.Tensor) -> torch.Tensor:
+    scale = (w.detach().abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-30)
+    return _ste_round(w / scale) * scale
+
+
+def _fake_pre(pre: torch.Tensor, grid: tuple[float, int]) -> torch.Tensor:
+    scale, zero = grid
+    code = torch.clamp(_ste_round(pre / scale) + zero, -128, 127)
+    return (code - zero) * scale
+
+
+class _FakeQuant(torch.nn.Module):
+    """The layers of a policy, evaluated as the int8 pipeline does (up to rounding ties)."""
+
+    def __init__(self, policy: FloatPolicy):
+        super().__init__()
+        self.w = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.tensor(w, dtype=torch.float64)) for w in policy.weights]
+        )
+        self.b = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.tensor(b, dtype=torch.float64)) for b in policy.biases]
+        )
+        self.hidden = policy.activation
+
+    def forward(self, z: torch.Tensor, grids: list[tuple[float, int]]) -> torch.Tensor:
+        h, n = z, len(self.w)
+        for i in range(n):
+            pre = _fake_pre(h @ _fake_weight(self.w[i]).T + self.b[i], grids[i])
+            if i == n - 1:
+                return torch.tanh(pre)
+            if self.hidden == "tanh":
+                h = _ste_round(torch.tanh(pre) * 128.0) / 128.0
+            else:
+                h = torch.relu(pre)  # already on the pre-activation grid
+        return h
+
+    def snapshot(self, policy: FloatPolicy) -> FloatPolicy:
+        """``policy`` with these weights, each snapped to its int8 grid."""
+        with torch.no_grad():
+            weights = tuple(_fake_weight(w).numpy().astype(np.float32) for w in self.w)
+            biases = tuple(b.detach().numpy().astype(np.float32) for b in self.b)
+        return dataclasses.replace(policy, weights=weights, biases=biases)
+
+
+def _dequantized(params: quantize.QuantParams, policy: FloatPolicy) -> FloatPolicy:
+    """``policy`` with the real values of the int8 weights and int32 biases of ``params``."""
+    in_scale, in_zero = params.input.scale, params.input.zero
+    weights, biases = [], []
+    for layer in params.layers:
+        wq = layer.weight.astype(np.float64)
+        weights.append((wq * layer.acc_scale[:, None] / in_scale[None, :]).astype(np.float32))
+        biases.append(((layer.bias + wq @ in_zero) * layer.acc_scale).astype(np.float32))
+        in_scale = np.full(len(wq), layer.out_scale)
+        in_zero = np.full(len(wq), layer.out_zero)
+    return dataclasses.replace(policy, weights=tuple(weights), biases=tuple(biases))
+
+
+def _quantized(policy: FloatPolicy, obs: np.ndarray, calibration: str, rounding: str, ranges=None):
+    """``quantize``'s parameters for ``policy`` and each layer's pre-activation range."""
+    params = quantize.quantize(
+        policy, obs, "int16", calibration, rounding, max_samples=len(obs), ranges=ranges
+    )
+    ranges = [
+        ((-128 - layer.pre_zero) * layer.pre_scale, (127 - layer.pre_zero) * layer.pre_scale)
+        for layer in params.layers
+    ]
+    return params, ranges
+
+
+def _score(params: quantize.QuantParams, obs: np.ndarray, target: np.ndarray) -> float:
+    """The loss of the integer model itself on ``obs`` (what the export would deploy)."""
+    err = np.sort(((ref.act(params, obs).astype(np.float64) - target) ** 2).ravel())
+    return float(err.mean() + TOP_WEIGHT * err[-max(1, err.size // 100) :].mean())
+
+
+def finetune(
+    policy: FloatPolicy,
+    obs: np.ndarray,
+    steps: int = STEPS,
+    calibration: str = quantize.CALIBRATION,
+    rounding: str = quantize.ROUNDING,
+    seed: int = 0,
+    max_samples: int = MAX_SAMPLES,
+) -> Finetuned:
+    """Weights for the int8 header of ``policy``, fine-tuned on the states ``obs``.
+
+    The policy returned has the original's hash, normalisation and metadata; only its
+    ``weights`` (each on its int8 grid) and ``biases`` differ. ``info`` holds the
+    calibration-set loss of the plain export (``rounding``) and of the result.
+    """
+    rng = np.random.default_rng(seed)
+    obs = np.asarray(obs, dtype=np.float32)
+    if len(obs) > max_samples:
+        obs = obs[np.sort(rng.choice(len(obs), max_samples, replace=False))]
+    target_np = policy.act(obs).astype(np.float64)
+    target = torch.tensor(target_np)
+    params, ranges = _quantized(policy, obs, calibration, rounding)
+    z = torch.tensor(ref.quantize_input(params, obs) * params.input.scale)
+    before = _score(params, obs, target_np)
+    best = (before, None, policy, None)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = _FakeQuant(_dequantized(params, policy))
+        groups = [
+            {"params": [p], "lr": LR * max(float(p.detach().abs().max()), 1e-12)}
+            for p in list(net.w) + list(net.b)
+        ]
+        opt = torch.optim.Adam(groups)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+        gen = torch.Generator().manual_seed(seed)
+        grids = [quantize.affine_range(lo, hi) for lo, hi in ranges]
+        for step in range(1, steps + 1):
+            idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
+            err = ((net(z[idx], grids) - target[idx]) ** 2).flatten()
+            top = torch.topk(err, max(1, err.numel() // 100)).values
+            opt.zero_grad()
+            (err.mean() + TOP_WEIGHT * top.mean()).backward()
+            opt.step()
+            sched.step()
+            if step % RANGE_EVERY == 0 or step == steps:
+                snap = net.snapshot(policy)
+                params, ranges = _quantized(snap, obs, calibration, "nearest")
+                grids = [quantize.affine_range(lo, hi) for lo, hi in ranges]
+                score = _score(params, obs, target_np)
+                if score < best[0]:
+                    best = (score, step, snap, ranges)
+    score, best_step, tuned, ranges = best
+    info = {
+        "steps": steps,
+        "states": int(len(obs)),
+        "loss_before": before,
+        "loss_after": score,
+        "best_step": best_step,
+    }
+    return Finetuned(tuned, ranges, info)
+
+
+def quantize_finetuned(
+    policy: FloatPolicy,
+    obs: np.ndarray,
+    calibration: str = quantize.CALIBRATION,
+    rounding: str = quantize.ROUNDING,
+    steps: int = STEPS,
+    seed: int = 0,
+) -> tuple[quantize.QuantParams, dict]:
+    """``quantize.quantize`` (int16 input) of the weights ``finetune`` finds for ``policy``,
+    calibrated on all of ``obs``; and the fine-tuning summary."""
+    ft = finetune(policy, obs, steps, calibration, rounding, seed)
+    params = quantize.quantize(
+        ft.policy, obs, "int16", calibration, rounding, max_samples=len(obs), ranges=ft.ranges
+    )
+    return params, ft.info

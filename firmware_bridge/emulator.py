@@ -78,7 +78,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate, then kill after 3 s: a child never outlives its owner."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -162,10 +163,10 @@ class Emulator:
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-            self._finalizer = weakref.finalize(self, _stop, self.proc)
+            self._finalizer = weakref.finalize(self, stop_process, self.proc)
             if self._wait_listening():
                 return
-            _stop(self.proc)
+            stop_process(self.proc)
         raise EmulatorError(f"QEMU did not start: {self._stderr()}")
 
     def _wait_listening(self) -> bool:
@@ -205,7 +206,7 @@ class Emulator:
             self.link.close()
             self.link = None
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
             if self.proc.stderr:
                 self.proc.stderr.close()
             self._finalizer.detach()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_bridge.emulator import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 FIXTURE_HEADER = FIRMWARE / "test" / "policy_fixture.h"
@@ -63,11 +65,4 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
     return proc.stdout.readline().decode().strip()
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=3)
+stop = stop_process  # the bridge's own: terminate, then kill after 3 s

@@ -137,8 +137,11 @@ def _rk4_env(s, cmd, p, fr, dt, n_sub, floor_z, k1, k2, k3, k4, tmp):
         for j in range(L.N_STATE):
             s[j] += h6 * (k1[j] + 2.0 * (k2[j] + k3[j]) + k4[j])
         norm = math.sqrt(s[6] * s[6] + s[7] * s[7] + s[8] * s[8] + s[9] * s[9])
-        for j in range(6, 10):
-            s[j] /= norm
+        if norm > 1e-150:
+            for j in range(6, 10):
+                s[j] /= norm
+        else:  # a vehicle spun up without bound (e.g. held after a crash): keep it finite
+            s[6], s[7], s[8], s[9] = 1.0, 0.0, 0.0, 0.0
         if s[2] < floor_z:
             s[2] = floor_z
             for j in range(3, 6):

@@ -193,3 +193,15 @@ def test_floor_stops_the_vehicle():
     traj = fly(body, s0, 0.0, 0.01, 100, floor=0.0)
     assert traj[-1][0, L.POS + 2] == 0.0
     assert np.all(traj[-1][0, L.VEL : L.VEL + 3] == 0.0)
+
+
+def test_degenerate_quaternion_is_reset_not_divided_by_zero():
+    # A crashed vehicle held for hundreds of steps in an evaluation can spin up until its
+    # quaternion underflows; the step must stay finite instead of raising.
+    body = get_airframe("crazyflie")
+    s0 = rest_state(2, body)
+    s0[0, L.QUAT : L.QUAT + 4] = 0.0
+    s0[1, L.QUAT : L.QUAT + 4] = 1e-200
+    traj = fly(body, s0, body.hover_rotor_speed(), 0.01, 3)
+    assert np.all(np.isfinite(traj[-1]))
+    assert np.allclose(np.linalg.norm(traj[-1][:, L.QUAT : L.QUAT + 4], axis=1), 1.0)

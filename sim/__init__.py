@@ -5,8 +5,12 @@ Importing ``sim`` registers ``quadpilot/Hover-v0`` and ``quadpilot/Takeoff-v0``.
 
 import gymnasium as gym
 
-from sim.envs import QuadEnv, QuadVectorEnv
-from sim.tasks import OBS_DIM, OBS_LAYOUT, TaskConfig, make_task, policy_spec
+from sim import kernel_cache
+
+kernel_cache.drop_if_stale()  # before any kernel is loaded from the cache
+
+from sim.envs import QuadEnv, QuadVectorEnv  # noqa: E402
+from sim.tasks import OBS_DIM, OBS_LAYOUT, TaskConfig, make_task, policy_spec  # noqa: E402
 
 __all__ = [
     "OBS_DIM",

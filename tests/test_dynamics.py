@@ -205,3 +205,17 @@ def test_degenerate_quaternion_is_reset_not_divided_by_zero():
     traj = fly(body, s0, body.hover_rotor_speed(), 0.01, 3)
     assert np.all(np.isfinite(traj[-1]))
     assert np.allclose(np.linalg.norm(traj[-1][:, L.QUAT : L.QUAT + 4], axis=1), 1.0)
+
+
+def test_kernel_cache_is_dropped_when_a_source_changes(tmp_path, monkeypatch):
+    from sim import kernel_cache
+
+    (tmp_path / "batch.cpython-311.nbi").write_bytes(b"index")
+    (tmp_path / "batch._step-1.py311.nbc").write_bytes(b"code")
+    assert kernel_cache.drop_if_stale(tmp_path)  # no stamp yet: stale
+    assert not list(tmp_path.glob("*.nb?"))
+    (tmp_path / "batch.cpython-311.nbi").write_bytes(b"index")
+    assert not kernel_cache.drop_if_stale(tmp_path)  # same sources: kept
+    monkeypatch.setattr(kernel_cache, "sources_hash", lambda: "edited")
+    assert kernel_cache.drop_if_stale(tmp_path)
+    assert not (tmp_path / "batch.cpython-311.nbi").exists()

@@ -1,8 +1,9 @@
-"""Training really learns: an easy hover task goes from never solved to mostly solved.
+"""Training really learns: DDPG on the hover preset goes from never solved to mostly solved.
 
-The easy task starts close to the target and asks for 0.3 m in the last second. Before
-training (and with the constant hover action) no episode succeeds; after about a minute
-of DDPG most do. The bar is set where chance cannot reach it.
+Before training (and with the constant hover action) no episode of the preset succeeds
+(survive 5 s, within 0.1 m of the target for the whole last second). DDPG gets there in
+about half a million environment steps (about a minute on one core); the run stops at
+the first evaluation at or above 90%. The bar (60%) is set where chance cannot reach it.
 """
 
 import numpy as np
@@ -12,26 +13,16 @@ from sim.tasks import make_task
 from train.config import make_config
 from train.loop import EVAL_SEED, Trainer
 
-EASY = dict(
-    init_position=0.1,
-    init_tilt_deg=5.0,
-    init_speed=0.1,
-    init_rate=0.2,
-    success_radius=0.3,
-    episode_seconds=3.0,
-)
 
-
-def test_ddpg_learns_easy_hover(tmp_path):
-    task = make_task("hover", **EASY)
+def test_ddpg_learns_to_hover(tmp_path):
+    task = make_task("hover")
     hover = np.full((1, 4), task.body().hover_action(), dtype=np.float32)
     constant = collect(lambda o: np.repeat(hover, len(o), axis=0), task, 100, EVAL_SEED)
     cfg = make_config(
         "hover",
-        task_overrides=EASY,
-        total_env_steps=400_000,
-        warmup_steps=10_000,
-        eval_every=100_000,
+        total_env_steps=900_000,
+        eval_every=50_000,
+        stop_success=0.9,
         checkpoint_every=10**9,
         run_dir=str(tmp_path),
         name="learn",
@@ -42,4 +33,4 @@ def test_ddpg_learns_easy_hover(tmp_path):
     trainer.run()
     after = trainer.metrics[-1]["success_rate"]
     assert constant.success_rate <= 0.05 and before <= 0.05
-    assert after >= 0.6, trainer.metrics
+    assert after >= 0.6, [(m["env_steps"], m["success_rate"]) for m in trainer.metrics]

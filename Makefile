@@ -12,7 +12,8 @@ PRESET ?= hover
 # DDPG (python -m train's default algorithm) does not yet. The smoothness penalty halved
 # TD3's time to 98% in our runs and halves the int8 export's error (docs/benchmarks.md).
 TRAIN_ARGS ?= --algo td3 --smooth-spatial 3 --stop-success 0.98 --max-minutes 15
-RUN    ?= runs/latest
+# The best evaluation of the newest run (a run can get worse after its best point).
+RUN    ?= runs/latest/best.pt
 OUT    ?= artifacts
 
 .PHONY: all venv deps test lint train export bench hil flash firmware clean help

@@ -199,3 +199,20 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "checkpoint saved" in out
     ckpt = ckpt_io.load(tmp_path / "int")
     assert ckpt["step"] > 0
+
+
+def test_best_evaluation_is_kept_as_a_policy_checkpoint(tmp_path):
+    trainer = Trainer(tiny(tmp_path, name="best", eval_every=400))
+    run = trainer.run()
+    best_row = max(trainer.metrics, key=lambda m: (m["success_rate"], -m["final_error"]))
+    actor, spec, best = ckpt_io.load_actor(run / "best.pt")
+    assert best["step"] == best_row["env_steps"] and best["evaluation"] == best_row
+    assert spec == ckpt_io.load(run)["policy_spec"]
+    with pytest.raises(ckpt_io.CheckpointError, match="policy only.*--resume"):
+        resume(run / "best.pt")
+    # An evaluation that is not better leaves best.pt alone.
+    before = (run / "best.pt").stat().st_mtime_ns
+    worse = {**best_row, "success_rate": -1.0}
+    trainer.metrics.append(worse)
+    assert not trainer.is_best(worse)
+    assert (run / "best.pt").stat().st_mtime_ns == before

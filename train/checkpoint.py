@@ -17,6 +17,7 @@ from train.policy import Actor
 FORMAT = "quadpilot-checkpoint"
 VERSION = 1
 REQUIRED = ("format", "version", "actor", "obs_norm", "policy_spec", "config", "step")
+POLICY_ONLY = "policy"  # "kind" of best.pt: enough to export or evaluate, not to resume
 
 
 class CheckpointError(ValueError):

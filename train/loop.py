@@ -170,6 +170,29 @@ class Trainer:
         ckpt_io.atomic_write(self.run_dir / "replay.pt", lambda tmp: torch.save(replay, tmp))
         ckpt_io.save(self.run_dir / "checkpoint.pt", self.payload(wall))
 
+    def is_best(self, row: dict) -> bool:
+        """Higher success than every earlier evaluation; on a tie, lower final error."""
+        key = (row["success_rate"], -row["final_error"])
+        return all(key > (m["success_rate"], -m["final_error"]) for m in self.metrics[:-1])
+
+    def save_best(self, row: dict) -> None:
+        """``best.pt``: the policy of the best evaluation so far (what export wants when a
+        run got worse later). Policy only: a run resumes from ``checkpoint.pt``."""
+        a = self.agent
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.save(
+            self.run_dir / "best.pt",
+            {
+                "kind": ckpt_io.POLICY_ONLY,
+                "actor": {"config": a.actor.config(), "state_dict": a.actor.state_dict()},
+                "obs_norm": self.norm.state_dict(),
+                "policy_spec": policy_spec(self.task),
+                "config": _plain(dataclasses.asdict(self.cfg)),
+                "step": self.env_steps,
+                "evaluation": dict(row),
+            },
+        )
+
     def restore(self, ckpt: dict, replay: dict) -> None:
         a = self.agent
         a.actor.load_state_dict(ckpt["actor"]["state_dict"])
@@ -252,10 +275,13 @@ class Trainer:
         write_metrics_csv(self.run_dir / "metrics.csv", self.metrics)
         plot_learning_curve(self.run_dir / "learning_curve.png", self.metrics, self.run_dir.name)
         last = self.metrics[-1]
+        best = max(self.metrics, key=lambda m: (m["success_rate"], -m["final_error"]))
         print(
             f"done ({stop_reason}): {self.env_steps:,} env steps, {self.agent.updates:,} "
             f"updates, {wall:.0f} s; eval success {last['success_rate']:.0%}, final error "
-            f"{last['final_error']:.3f} m -> {self.run_dir}"
+            f"{last['final_error']:.3f} m -> {self.run_dir}\n"
+            f"best evaluation: {best['success_rate']:.0%} at {best['env_steps']:,} env steps "
+            f"-> {self.run_dir / 'best.pt'}"
         )
         return self.run_dir
 
@@ -270,6 +296,8 @@ class Trainer:
             "actor_loss": self.last_stats.get("actor_loss", float("nan")),
         }
         self.metrics.append(row)
+        if self.is_best(row):
+            self.save_best(row)
         if writer is not None:
             for k, v in row.items():
                 if k != "env_steps":
@@ -283,6 +311,11 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
     """A Trainer that continues the run at ``path`` exactly where its checkpoint left it."""
     ckpt_file = ckpt_io.resolve(path)
     ckpt = ckpt_io.load(ckpt_file)
+    if ckpt.get("kind") == ckpt_io.POLICY_ONLY:
+        raise ckpt_io.CheckpointError(
+            f"{ckpt_file}: holds a policy only (the best evaluation); resume from the run's "
+            f"checkpoint.pt: python -m train --resume {ckpt_file.parent}"
+        )
     replay_file = ckpt_file.parent / "replay.pt"
     try:
         replay = torch.load(replay_file, map_location="cpu", weights_only=True)

@@ -138,6 +138,9 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         (["--algo", "sac"], "algo"),
         (["--num-envs", "0"], "num_envs"),
         (["--actor-hidden", "64,x"], "actor-hidden"),
+        (["--task-overrides", "init_position"], "task-overrides"),
+        (["--train-task-overrides", "init_position=-1"], "init_position"),
+        (["--train-task-overrides", "mass=2"], "mass"),
     ],
 )
 def test_bad_configuration_is_refused_before_training(args, field, tmp_path, capsys):
@@ -216,3 +219,18 @@ def test_best_evaluation_is_kept_as_a_policy_checkpoint(tmp_path):
     trainer.metrics.append(worse)
     assert not trainer.is_best(worse)
     assert (run / "best.pt").stat().st_mtime_ns == before
+
+
+def test_training_task_overrides_change_training_starts_only(tmp_path):
+    from sim.tasks import make_task, policy_spec
+    from train.config import _parse_mapping
+
+    spread = _parse_mapping("start_offset=(0,0,-5),init_position=5.0")
+    assert spread == {"start_offset": (0, 0, -5), "init_position": 5.0}
+    trainer = Trainer(tiny(tmp_path, name="spread", task="takeoff", train_task_overrides=spread))
+    heights = trainer.env.batch.state[:, 2]
+    assert heights.max() > 1.0  # training envs start mid-air, on or above the ground
+    # Evaluation and the exported spec see the takeoff task itself: every start on the ground.
+    assert trainer.task == make_task("takeoff")
+    assert policy_spec(trainer.task)["task_overrides"] == {}
+    assert trainer.evaluate()["episode_length"] > 0

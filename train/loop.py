@@ -53,8 +53,9 @@ class Trainer:
         torch.set_flush_denormal(True)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.task = make_task(cfg.task, **cfg.task_overrides)
-        self.env = make_vec(self.task, num_envs=cfg.num_envs, seed=cfg.seed)
+        self.task = make_task(cfg.task, **cfg.task_overrides)  # evaluated and exported
+        train_task = self.task.replace(**cfg.train_task_overrides)
+        self.env = make_vec(train_task, num_envs=cfg.num_envs, seed=cfg.seed)
         self.obs, _ = self.env.reset(seed=cfg.seed)
         self.agent = Agent(cfg, OBS_DIM, ACT_DIM)
         self.buffer = ReplayBuffer(cfg.buffer_size, OBS_DIM, ACT_DIM)

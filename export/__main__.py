@@ -1,7 +1,8 @@
 """python -m export [CHECKPOINT] --out artifacts/
 
 Turns a checkpoint into what the firmware and the HIL bridge use: actor.onnx, policy.h
-(int8), policy_f32.h (float32) and export_report.json. Everything is computed and
+(fixed point: int8 weights, int16 or int8 activations), policy_f32.h (float32) and
+export_report.json. Everything is computed and
 checked in memory first; only then is each artifact written to a temporary file in the
 output directory and renamed, so a failed export leaves nothing behind.
 """
@@ -28,8 +29,8 @@ ARTIFACTS = ("actor.onnx", "policy.h", "policy_f32.h", "export_report.json")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a trained actor to ONNX and to int8 / float32 C headers, with "
-        "accuracy and closed-loop checks (docs/quantization.md).",
+        description="Export a trained actor to ONNX and to fixed-point (int8 weights) / "
+        "float32 C headers, with accuracy and closed-loop checks (docs/quantization.md).",
     )
     p.add_argument(
         "checkpoint",
@@ -45,11 +46,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="input quantisation (default int16: see docs/quantization.md)",
     )
     p.add_argument(
+        "--activations",
+        choices=list(quantize.ACTIVATIONS),
+        default="int16",
+        help="width of policy.h's activations (default int16: int16 activations with int8 "
+        "weights, TFLite's 16x8 mode; int8: int8 activations too; see "
+        "docs/quantization.md)",
+    )
+    p.add_argument(
         "--ranges",
         choices=quantize.CALIBRATIONS,
         default=quantize.CALIBRATION,
-        help="activation range calibration (default hybrid: MSE-optimal hidden ranges, "
-        "min/max output range)",
+        help="activation range calibration with --activations int8 (default hybrid: "
+        "MSE-optimal hidden ranges, min/max output range); int16 activations always use "
+        "min/max ranges",
     )
     p.add_argument(
         "--rounding",
@@ -61,9 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--finetune",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="fine-tune the int8 header's weights on the calibration states so that the "
-        "int8 policy matches the float one (default on, int16 input only; --no-finetune "
-        "quantises the trained weights as they are)",
+        help="fine-tune policy.h's int8 weights on the calibration states so that the "
+        "integer policy matches the float one (default on, int16 input only; "
+        "--no-finetune quantises the trained weights as they are)",
     )
     p.add_argument(
         "--finetune-steps",
@@ -101,7 +111,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> dict:
-    """Compile both headers on the host; the int8 one must match the numpy model exactly."""
+    """Compile both headers on the host; policy.h must match the numpy model exactly."""
     with tempfile.TemporaryDirectory(prefix="qp-export-") as tmp:
         d = Path(tmp)
         for name in ("policy.h", "policy_f32.h"):
@@ -110,7 +120,8 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
         rcf, actf = cbuild.run(cbuild.build(d / "policy_f32.h", d / "drvf", cc), obs)
     if rc8.any() or rcf.any():
         raise ExportError("a compiled header rejected a finite rollout state")
-    mismatches = int((cbuild.codes_of(act8) != ref.forward_codes(params, obs)).any(axis=1).sum())
+    codes = cbuild.codes_of(act8, params.act_bits)
+    mismatches = int((codes != ref.forward_codes(params, obs)).any(axis=1).sum())
     if mismatches:
         raise ExportError(
             f"policy.h differs from the numpy integer model on {mismatches} of "
@@ -126,18 +137,25 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
 
 def run(args: argparse.Namespace) -> dict:
     policy = model_mod.load(args.checkpoint)
-    quantize.check_shapes(policy, args.input)
+    act_bits = quantize.ACTIVATIONS[args.activations]
+    quantize.check_shapes(policy, args.input, act_bits)
     spec, seed = policy.spec, args.seed
     calib = rollouts.policy_states(policy.act, spec, args.calibration_states, seed + 1000)
     test = rollouts.policy_states(policy.act, spec, args.test_states, seed + 2000)
     ft_info = None
     if args.finetune and args.input == "int16":
         params, ft_info = finetune.quantize_finetuned(
-            policy, calib, args.ranges, args.rounding, args.finetune_steps, seed
+            policy, calib, args.ranges, args.rounding, args.finetune_steps, seed, act_bits
         )
     else:
         params = quantize.quantize(
-            policy, calib, args.input, args.ranges, args.rounding, max_samples=len(calib)
+            policy,
+            calib,
+            args.input,
+            args.ranges,
+            args.rounding,
+            max_samples=len(calib),
+            act_bits=act_bits,
         )
 
     onnx_bytes = onnx_export.to_onnx(policy)
@@ -158,11 +176,13 @@ def run(args: argparse.Namespace) -> dict:
         gap_pp=abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100,
     )
     notes = [
-        f"accuracy     int8 vs float on {errors['states']} rollout states: max "
+        f"accuracy     {params.scheme} vs float on {errors['states']} rollout states: max "
         f"{errors['max']:.4f}, mean {errors['mean']:.5f}"
     ]
     if ft_info and ft_info["best_step"] is not None:
-        notes.append("weights      fine-tuned for int8 on the calibration states (finetune.py)")
+        notes.append(
+            f"weights      fine-tuned for {params.scheme} on the calibration states (finetune.py)"
+        )
     h8 = header.int8_header(policy, params, notes)
     hf = header.f32_header(policy)
     texts = {"policy.h": h8.text, "policy_f32.h": hf.text}
@@ -187,7 +207,10 @@ def run(args: argparse.Namespace) -> dict:
         "int8": {
             "weight_bytes": h8.weight_bytes,
             "scratch_bytes": h8.scratch_bytes,
+            "scheme": params.scheme,
+            "activations": f"int{params.act_bits}",
             "input_mode": params.input_mode,
+            "ranges": args.ranges if params.act_bits == 8 else "minmax",
             "calibration_states": params.calibration_size,
             "finetune": ft_info,
             "test_states": int(len(test)),

@@ -1,7 +1,7 @@
 """Compile a generated header with a small C driver and run it on observations.
 
-Used by export's own check (the int8 header must match the numpy model bit for bit),
-by the tests and by bench/export_speed.py.
+Used by export's own check (policy.h must match the numpy model bit for bit), by the
+tests and by bench/export_speed.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export import int_reference
 from export.header import TEMPLATES
 from export.model import ExportError
 
@@ -68,10 +69,10 @@ def run(exe: Path, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rec["rc"].copy(), rec["action"].copy()
 
 
-def codes_of(actions: np.ndarray) -> np.ndarray:
-    """int8 action codes from int8-header actions (code / 128 is exact in float32)."""
-    scaled = np.asarray(actions, dtype=np.float32) * np.float32(128.0)
-    codes = np.rint(scaled)
-    if not np.array_equal(codes, scaled):
-        raise ExportError("int8 header produced an action that is not a multiple of 1/128")
-    return codes.astype(np.int16)
+def codes_of(actions: np.ndarray, act_bits: int) -> np.ndarray:
+    """Output codes from the actions of a policy.h with ``act_bits``-wide activations
+    (action = code / int_reference.out_one(act_bits), exact in float32)."""
+    try:
+        return int_reference.codes_of(actions, act_bits)
+    except ValueError as e:
+        raise ExportError(f"policy.h produced an action that is not a code: {e}") from None

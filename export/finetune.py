@@ -1,15 +1,19 @@
-"""Quantisation-aware fine-tuning of the weights that go into the int8 header.
+"""Quantisation-aware fine-tuning of the weights that go into ``policy.h``.
 
 The float policy is never changed: a copy of its layers is fine-tuned on the calibration
 rollout states so that its *fake-quantised* forward pass matches the original float
 actions. The fake-quantised pass follows the integer pipeline of ``quantize`` (int16
-input):
+input) for the activation width ``act_bits``:
 
 - input: the int16 input grid (scale obs_clip / 32767);
 - weights: symmetric int8 per output row (scale max|row| / 127), rounded to nearest;
-- pre-activations: snapped to the int8 grid of the range ``quantize`` calibrates for the
-  current weights (re-calibrated every ``RANGE_EVERY`` steps) and clipped to it;
-- hidden outputs: tanh snapped to its 1/128 output grid (ReLU: the pre-activation grid).
+- pre-activations: snapped to the grid (int16 symmetric, or int8 with a zero point) of
+  the range ``quantize`` calibrates for the current weights (re-calibrated every
+  ``RANGE_EVERY`` steps) and clipped to it;
+- tanh outputs, int16: the interpolated int16 table itself (``int_reference.interpolate``,
+  exact for the snapped pre-activation code), hidden and output layers alike;
+- hidden outputs, int8: tanh snapped to its 1/128 output grid; output layer: float tanh;
+- ReLU: the pre-activation grid.
 
 Rounding uses the straight-through estimator (the gradient passes a rounding as if it
 were the identity; clipping stops it). The loss is the mean squared action error plus
@@ -63,16 +67,31 @@ def _fake_weight(w: torch.Tensor) -> torch.Tensor:
     return _ste_round(w / scale) * scale
 
 
-def _fake_pre(pre: torch.Tensor, grid: tuple[float, int]) -> torch.Tensor:
+def _fake_pre(pre: torch.Tensor, grid: tuple[float, int], act_bits: int) -> torch.Tensor:
     scale, zero = grid
-    code = torch.clamp(_ste_round(pre / scale) + zero, -128, 127)
+    lo, hi = quantize.code_range(act_bits)
+    code = torch.clamp(_ste_round(pre / scale) + zero, lo, hi)
     return (code - zero) * scale
 
 
-class _FakeQuant(torch.nn.Module):
-    """The layers of a policy, evaluated as the int8 pipeline does (up to rounding ties)."""
+def _fake_tanh16(pre: torch.Tensor, scale: float) -> torch.Tensor:
+    """The int16 tanh of a pre-activation on its grid (zero 0, ``scale``): the value of
+    the interpolated table in the forward pass, tanh's gradient in the backward pass."""
+    code = torch.round(pre.detach() / scale).long()
+    lut = torch.tensor(quantize.tanh_table16(scale), dtype=torch.int64)
+    a = code + 32768
+    idx, frac = a >> 8, a & 255
+    v = lut[idx] * (256 - frac) + lut[torch.clamp(idx + 1, max=256)] * frac
+    out = ((v + 128) >> 8).to(pre.dtype) * quantize.TANH16_OUT_SCALE
+    exact = torch.tanh(pre)
+    return exact + (out - exact).detach()
 
-    def __init__(self, policy: FloatPolicy):
+
+class _FakeQuant(torch.nn.Module):
+    """The layers of a policy, evaluated as the integer pipeline does (up to rounding
+    ties)."""
+
+    def __init__(self, policy: FloatPolicy, act_bits: int):
         super().__init__()
         self.w = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.tensor(w, dtype=torch.float64)) for w in policy.weights]
@@ -81,11 +100,16 @@ class _FakeQuant(torch.nn.Module):
             [torch.nn.Parameter(torch.tensor(b, dtype=torch.float64)) for b in policy.biases]
         )
         self.hidden = policy.activation
+        self.act_bits = act_bits
 
     def forward(self, z: torch.Tensor, grids: list[tuple[float, int]]) -> torch.Tensor:
         h, n = z, len(self.w)
         for i in range(n):
-            pre = _fake_pre(h @ _fake_weight(self.w[i]).T + self.b[i], grids[i])
+            pre = _fake_pre(h @ _fake_weight(self.w[i]).T + self.b[i], grids[i], self.act_bits)
+            tanh = i == n - 1 or self.hidden == "tanh"
+            if self.act_bits == 16:
+                h = _fake_tanh16(pre, grids[i][0]) if tanh else torch.relu(pre)
+                continue
             if i == n - 1:
                 return torch.tanh(pre)
             if self.hidden == "tanh":
@@ -115,16 +139,26 @@ def _dequantized(params: quantize.QuantParams, policy: FloatPolicy) -> FloatPoli
     return dataclasses.replace(policy, weights=tuple(weights), biases=tuple(biases))
 
 
-def _quantized(policy: FloatPolicy, obs: np.ndarray, calibration: str, rounding: str, ranges=None):
+def _quantized(
+    policy: FloatPolicy,
+    obs: np.ndarray,
+    calibration: str,
+    rounding: str,
+    act_bits: int,
+    ranges=None,
+):
     """``quantize``'s parameters for ``policy`` and each layer's pre-activation range."""
     params = quantize.quantize(
-        policy, obs, "int16", calibration, rounding, max_samples=len(obs), ranges=ranges
+        policy,
+        obs,
+        "int16",
+        calibration,
+        rounding,
+        max_samples=len(obs),
+        ranges=ranges,
+        act_bits=act_bits,
     )
-    ranges = [
-        ((-128 - layer.pre_zero) * layer.pre_scale, (127 - layer.pre_zero) * layer.pre_scale)
-        for layer in params.layers
-    ]
-    return params, ranges
+    return params, [quantize.layer_range(layer, act_bits) for layer in params.layers]
 
 
 def _score(params: quantize.QuantParams, obs: np.ndarray, target: np.ndarray) -> float:
@@ -141,8 +175,10 @@ def finetune(
     rounding: str = quantize.ROUNDING,
     seed: int = 0,
     max_samples: int = MAX_SAMPLES,
+    act_bits: int = quantize.ACT_BITS,
 ) -> Finetuned:
-    """Weights for the int8 header of ``policy``, fine-tuned on the states ``obs``.
+    """Weights for ``policy.h`` (activations ``act_bits`` wide) of ``policy``, fine-tuned
+    on the states ``obs``.
 
     The policy returned has the original's hash, normalisation and metadata; only its
     ``weights`` (each on its int8 grid) and ``biases`` differ. ``info`` holds the
@@ -154,14 +190,14 @@ def finetune(
         obs = obs[np.sort(rng.choice(len(obs), max_samples, replace=False))]
     target_np = policy.act(obs).astype(np.float64)
     target = torch.tensor(target_np)
-    params, ranges = _quantized(policy, obs, calibration, rounding)
+    params, ranges = _quantized(policy, obs, calibration, rounding, act_bits)
     z = torch.tensor(ref.quantize_input(params, obs) * params.input.scale)
     before = _score(params, obs, target_np)
     best = (before, None, policy, None)
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = _FakeQuant(_dequantized(params, policy))
+        net = _FakeQuant(_dequantized(params, policy), act_bits)
         groups = [
             {"params": [p], "lr": LR * max(float(p.detach().abs().max()), 1e-12)}
             for p in list(net.w) + list(net.b)
@@ -169,7 +205,7 @@ def finetune(
         opt = torch.optim.Adam(groups)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
         gen = torch.Generator().manual_seed(seed)
-        grids = [quantize.affine_range(lo, hi) for lo, hi in ranges]
+        grids = [quantize.pre_grid(lo, hi, act_bits) for lo, hi in ranges]
         for step in range(1, steps + 1):
             idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
             err = ((net(z[idx], grids) - target[idx]) ** 2).flatten()
@@ -180,8 +216,8 @@ def finetune(
             sched.step()
             if step % RANGE_EVERY == 0 or step == steps:
                 snap = net.snapshot(policy)
-                params, ranges = _quantized(snap, obs, calibration, "nearest")
-                grids = [quantize.affine_range(lo, hi) for lo, hi in ranges]
+                params, ranges = _quantized(snap, obs, calibration, "nearest", act_bits)
+                grids = [quantize.pre_grid(lo, hi, act_bits) for lo, hi in ranges]
                 score = _score(params, obs, target_np)
                 if score < best[0]:
                     best = (score, step, snap, ranges)
@@ -203,11 +239,20 @@ def quantize_finetuned(
     rounding: str = quantize.ROUNDING,
     steps: int = STEPS,
     seed: int = 0,
+    act_bits: int = quantize.ACT_BITS,
 ) -> tuple[quantize.QuantParams, dict]:
-    """``quantize.quantize`` (int16 input) of the weights ``finetune`` finds for ``policy``,
-    calibrated on all of ``obs``; and the fine-tuning summary."""
-    ft = finetune(policy, obs, steps, calibration, rounding, seed)
+    """``quantize.quantize`` (int16 input, ``act_bits`` activations) of the weights
+    ``finetune`` finds for ``policy``, calibrated on all of ``obs``; and the fine-tuning
+    summary."""
+    ft = finetune(policy, obs, steps, calibration, rounding, seed, act_bits=act_bits)
     params = quantize.quantize(
-        ft.policy, obs, "int16", calibration, rounding, max_samples=len(obs), ranges=ft.ranges
+        ft.policy,
+        obs,
+        "int16",
+        calibration,
+        rounding,
+        max_samples=len(obs),
+        ranges=ft.ranges,
+        act_bits=act_bits,
     )
     return params, ft.info

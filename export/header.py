@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from export import int_reference as ref
 from export.model import FloatPolicy
-from export.quantize import QuantParams
+from export.quantize import INTERVALS, QuantParams
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 INT8_TEMPLATE = TEMPLATES / "policy_int8.h"
@@ -165,6 +166,47 @@ def unpack_requant(stored: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray
     return (table[:, 0] // 2).astype(np.int32), table[:, 2].astype(np.int32)
 
 
+# The int16 tanh as the kernel evaluates it (templates/policy_int8.h: qp_activate16) -------
+def interp_table(lut: np.ndarray) -> np.ndarray:
+    """The 257-entry int16 tanh table (``int_reference.interpolate``) as the kernel reads
+    it: uint32 (512,), per interval k a pair {C_k, S_k} with S_k = 256 (lut[k+1] - lut[k])
+    and C_k = 256 (256 lut[k] + (lut[k+1] - lut[k]) (32768 - 256 k) + 128), both mod 2^32,
+    stored at pair index k ^ 128 (the interval of a code p is bits 15..8 of p in two's
+    complement, whose top bit is flipped relative to k = (p + 32768) >> 8). Then
+        t = C_k + S_k * p (mod 2^32) = 65536 * out + r, 0 <= r < 65536,
+    for every code p in interval k: the output code is the top half of t (exactly
+    interpolate's rounding), which is where the next layer's int16 pair wants it."""
+    lut = np.asarray(lut, dtype=np.int64)
+    k = np.arange(INTERVALS, dtype=np.int64)
+    slope = lut[1:] - lut[:-1]
+    c = 256 * (256 * lut[:-1] + slope * (32768 - 256 * k) + 128)
+    table = np.zeros((INTERVALS, 2), dtype=np.uint32)
+    table[k ^ 128, 0] = np.mod(c, 2**32).astype(np.uint32)
+    table[k ^ 128, 1] = np.mod(256 * slope, 2**32).astype(np.uint32)
+    return table.ravel()
+
+
+def kernel_activation16(table: np.ndarray, pre: np.ndarray) -> np.ndarray:
+    """The kernel's arithmetic on an ``interp_table``: output codes (int32) for saturated
+    pre-activation codes ``pre`` in [-32768, 32767]."""
+    p = np.asarray(pre, dtype=np.int64)
+    k = (p.astype(np.uint64) >> np.uint64(8)) & np.uint64(255)  # bits 15..8, two's complement
+    pairs = np.asarray(table, dtype=np.uint64).reshape(-1, 2)
+    t = (pairs[k, 0] + pairs[k, 1] * p.astype(np.uint64)) & np.uint64(0xFFFFFFFF)
+    return (t >> np.uint64(16)).astype(np.uint16).view(np.int16).astype(np.int32)
+
+
+def lut_of_interp_table(table: np.ndarray) -> np.ndarray:
+    """The int16 (257,) table back from an ``interp_table`` (the HIL reads headers with
+    it): at the first code of each interval the interpolation is the table entry itself."""
+    ends = np.arange(INTERVALS, dtype=np.int64) * 256 - 32768
+    lut = np.zeros(INTERVALS + 1, dtype=np.int64)
+    lut[:-1] = kernel_activation16(table, ends)
+    last_slope = np.asarray(table, dtype=np.uint32).reshape(-1, 2)[255 ^ 128, 1].view(np.int32)
+    lut[-1] = lut[-2] + int(last_slope) // 256
+    return lut.astype(np.int16)
+
+
 def _doc(lines: list[str]) -> str:
     return "\n".join((" *   " + line).rstrip() for line in lines)
 
@@ -228,10 +270,16 @@ def int8_header(
         _table(tables, sizes, "int32_t", f"qp_b{i}", bias)
         q = requant_table(layer.multiplier, layer.shift, pad_rows(out))
         _table(tables, sizes, "uint32_t", f"qp_q{i}", q, lambda v: f"{int(v)}u", 8)
-        _table(tables, sizes, "int8_t", f"qp_lut{i}", layer.lut)
+        lut = f"qp_lut{i}"
+        if params.act_bits == 8:
+            _table(tables, sizes, "int8_t", lut, layer.lut)
+        elif layer.activation == "tanh":
+            _table(tables, sizes, "uint32_t", lut, interp_table(layer.lut), c_hex32, 8)
+        else:  # int16 ReLU: max(pre, 0), no table
+            lut = "NULL"
         rows.append(
             f"    {{{pad_inputs(fan_in) // 2}, {out}, {pad_rows(out)}, {layer.pre_zero}, "
-            f"qp_w{i}, qp_b{i}, qp_q{i}, qp_lut{i}}},"
+            f"qp_w{i}, qp_b{i}, qp_q{i}, {lut}}},"
         )
     tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
     buf_len = max(max(pad_inputs(w), pad_rows(w)) for w in policy.widths)
@@ -240,15 +288,21 @@ def int8_header(
     defines = _defines(policy, len(params.layers), buf_len, weight_bytes, scratch) + [
         f"#define QP_IN_MIN ({inq.lo})" if inq.lo < 0 else f"#define QP_IN_MIN {inq.lo}",
         f"#define QP_IN_MAX {inq.hi}",
+        f'#define QP_SCHEME "{params.scheme}"',
+        f"#define QP_ACT_BITS {params.act_bits}",
+        f"#define QP_OUT_ONE {ref.out_one(params.act_bits)}",
+        f"#define QP_HIDDEN_RELU {int(policy.activation == 'relu')}",
     ]
+    widths = {16: "int16 activations (int8 weights)", 8: "int8 activations and weights"}
     extra = [
+        f"codes        {widths[params.act_bits]}; action = code / QP_OUT_ONE",
         f"input        {params.input_mode} codes (QP_IN_MIN..QP_IN_MAX); activation "
         f"ranges calibrated on {params.calibration_size} states",
         f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
         f"buffers, {policy.macs} MACs per call",
         *notes,
     ]
-    doc = _doc(_wrap_doc(summary_lines(policy, "int8", extra)))
+    doc = _doc(_wrap_doc(summary_lines(policy, params.scheme, extra)))
     text = render(
         template,
         {"doc": doc, "defines": "\n".join(defines), "tables": "\n".join(tables)},
@@ -306,8 +360,9 @@ def _defines(
 
 # The templates' demo model --------------------------------------------------------------
 def demo():
-    """A tiny deterministic policy (3 -> 5 -> 4) and its int8 parameters, calibrated on
-    synthetic states: only the placeholder that keeps the templates compilable."""
+    """A tiny deterministic policy (3 -> 5 -> 4) and its integer parameters (the default
+    scheme: int16 activations), calibrated on synthetic states: only the placeholder that
+    keeps the templates compilable."""
     import torch
 
     from export.model import from_actor

@@ -1,9 +1,16 @@
-"""The int8 pipeline in numpy, bit for bit what ``policy.h`` computes.
+"""The integer pipeline in numpy, bit for bit what ``policy.h`` computes.
 
 Every step mirrors a line of ``templates/policy_int8.h``: float32 input quantisation
 (the same IEEE operations in the same order), exact integer accumulation, gemmlowp-style
-requantisation and the tanh lookup. Tests compare this model with the compiled header
-on rollout states and require identical int8 output codes.
+requantisation and the activation: with int16 activations (``act_bits`` 16) the
+interpolated tanh table or max(pre, 0), with int8 activations a 256-entry table. Tests
+compare this model with the compiled header on rollout states and require identical
+output codes.
+
+Parameters are read from ``params.act_bits`` and ``params.layers[i]`` (``weight``,
+``bias``, ``multiplier``, ``shift``, ``pre_zero``, ``lut``, ``activation``):
+``quantize.QuantParams`` or the same tables read back from a header
+(``firmware_bridge.header_params``).
 """
 
 from __future__ import annotations
@@ -49,33 +56,69 @@ def quantize_input(params: QuantParams, obs: np.ndarray) -> np.ndarray:
     return np.clip(r + q.zero, q.lo, q.hi).astype(np.int32)
 
 
-def layer_forward(layer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 codes in -> (int32 accumulators, int8 codes out) for one layer."""
+def out_one(act_bits: int) -> int:
+    """The output code of the action 1.0: action = code / out_one (exact in float32).
+    128 for int8 activations, 32768 for int16 (the header's QP_OUT_ONE)."""
+    return 1 << (act_bits - 1)
+
+
+def codes_of(actions: np.ndarray, act_bits: int) -> np.ndarray:
+    """Output codes (int32) back from actions written by ``policy.h``; ValueError if an
+    action is not a multiple of 1 / out_one(act_bits)."""
+    scaled = np.asarray(actions, dtype=np.float32) * np.float32(out_one(act_bits))
+    codes = np.rint(scaled)
+    if not np.array_equal(codes, scaled):
+        raise ValueError(f"an action is not a multiple of 1/{out_one(act_bits)}")
+    return codes.astype(np.int32)
+
+
+def interpolate(lut: np.ndarray, pre: np.ndarray) -> np.ndarray:
+    """The int16 tanh: ``lut`` (257,) holds the output codes at the pre-activation codes
+    256 k - 32768; for a code ``pre`` in [-32768, 32767], with a = pre + 32768,
+    idx = a >> 8 and frac = a & 255,
+        out = floor((lut[idx] * (256 - frac) + lut[idx + 1] * frac + 128) / 256),
+    the interpolation rounded to nearest, ties toward +infinity. (policy.h evaluates the
+    same formula as one multiply-add per code: header.interp_table.)"""
+    a = np.asarray(pre, dtype=np.int64) + 32768
+    idx, frac = a >> 8, a & 255
+    lut = np.asarray(lut, dtype=np.int64)
+    v = lut[idx] * (256 - frac) + lut[np.minimum(idx + 1, 256)] * frac
+    return ((v + 128) >> 8).astype(np.int32)  # numpy >> on int64 is floor division
+
+
+def layer_forward(layer, x: np.ndarray, act_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input codes -> (int32 accumulators, output codes) for one layer."""
     acc = x.astype(np.int64) @ layer.weight.T.astype(np.int64) + layer.bias.astype(np.int64)
     scaled = rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(acc, layer.multiplier), layer.shift
     )
-    pre = np.clip(scaled + layer.pre_zero, -128, 127)
-    return acc, layer.lut[pre + 128]
+    if act_bits == 8:
+        pre = np.clip(scaled + layer.pre_zero, -128, 127)
+        return acc, layer.lut[pre + 128]
+    pre = np.clip(scaled + layer.pre_zero, -32767, 32767)  # int16: the zero point is 0
+    if layer.activation == "relu":
+        return acc, np.maximum(pre, 0).astype(np.int32)
+    return acc, interpolate(layer.lut, pre)
 
 
 def forward_codes(params: QuantParams, obs: np.ndarray) -> np.ndarray:
-    """float32 obs (n, obs_dim) -> int8 action codes (n, act_dim); action = code / 128."""
+    """float32 obs (n, obs_dim) -> action codes (n, act_dim); action = code / out_one."""
     x = quantize_input(params, obs)
     for layer in params.layers:
-        _, x = layer_forward(layer, x)
+        _, x = layer_forward(layer, x, params.act_bits)
     return x
 
 
 def act(params: QuantParams, obs: np.ndarray) -> np.ndarray:
-    """Dequantised int8 actions (float32), what ``qp_policy_act`` writes."""
-    return forward_codes(params, obs).astype(np.float32) * np.float32(1.0 / 128.0)
+    """Dequantised actions (float32), what ``qp_policy_act`` writes."""
+    scale = np.float32(1.0 / out_one(params.act_bits))
+    return forward_codes(params, obs).astype(np.float32) * scale
 
 
 def accumulators(params: QuantParams, obs: np.ndarray) -> list[np.ndarray]:
     """The int32 accumulators of every layer (for the overflow margin in the report)."""
     x, out = quantize_input(params, obs), []
     for layer in params.layers:
-        acc, x = layer_forward(layer, x)
+        acc, x = layer_forward(layer, x, params.act_bits)
         out.append(acc)
     return out

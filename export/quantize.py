@@ -1,21 +1,32 @@
-"""int8 quantisation of the float policy: one ``QuantParams`` object, computed here, that
-the numpy integer model (``int_reference``) and the C header generator (``header``) read.
+"""Quantisation of the float policy for ``policy.h``: one ``QuantParams`` object, computed
+here, that the numpy integer model (``int_reference``) and the C header generator
+(``header``) read.
 
-Scheme (TFLite Micro's int8 scheme, with the choices documented in docs/quantization.md):
+Scheme (TFLite Micro's fully connected layers, with the choices documented in
+docs/quantization.md); ``QuantParams.act_bits`` selects the width of the activations:
 
 - real = (q - zero) * scale for every activation tensor;
-- input: normalise in float, then quantise once (per feature or per tensor, asymmetric);
+- input: normalise in float, then quantise once (int16 symmetric, or int8 per feature or
+  per tensor, asymmetric);
 - weights: int8 in [-127, 127], symmetric, one scale per output channel; the input scale
   is folded into the weights, so one formula covers per-feature and per-tensor inputs;
 - bias: int32 at scale in_scale * w_scale, with the input zero points folded in, so the
-  inner loop is a plain sum of int8 x int8 products;
+  inner loop is a plain sum of products of codes;
 - requantisation: an int32 multiplier in [2^30, 2^31) and a right shift (gemmlowp);
-- activation: a 256-entry table from the int8 pre-activation code to the int8 output
-  code; tanh's output is fixed at scale 1/128, zero 0; ReLU's table is a clamp.
+- activations, ``act_bits == 16`` (the default; TFLite's "16x8" mode: int16 activations,
+  int8 weights): the pre-activation code is int16, symmetric, zero 0, saturated to
+  [-32767, 32767]; tanh is a 257-entry int16 table of tanh at the ends of 256 intervals,
+  linearly interpolated (``int_reference.interpolate``), output scale 1/32768, zero 0;
+  ReLU is max(pre, 0) at the pre-activation scale;
+- activations, ``act_bits == 8``: a 256-entry table from the int8 pre-activation code to
+  the int8 output code; tanh's output is fixed at scale 1/128, zero 0; ReLU's table is a
+  clamp.
 
 Pre-activation ranges are calibrated on rollout states layer by layer through the
-already-quantised layers before them, choosing the clipping range that minimises the
-mean squared error of the activation's output on the calibration set.
+already-quantised layers before them. int8: the clipping range that minimises the mean
+squared error of the activation's output on the calibration set (``hybrid``: all but
+the output layer). int16: the observed range with a margin (65,535 codes leave nothing
+to gain from clipping).
 """
 
 from __future__ import annotations
@@ -31,9 +42,15 @@ from export.model import ExportError, FloatPolicy
 ACC_LIMIT = 2**31  # every int32 accumulator must stay strictly inside +-2^31
 BIAS_LIMIT = 2**24  # a channel's weight scale is widened so |bias code| stays below this
 MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature is given
-TANH_OUT_SCALE = 1.0 / 128.0
+TANH_OUT_SCALE = 1.0 / 128.0  # int8 activations
 # tanh(x) * 128 >= 127.5 beyond this: the table's end codes; a wider range buys nothing.
 TANH_SATURATION = math.atanh(127.5 / 128.0)
+ACTIVATIONS = {"int16": 16, "int8": 8}  # --activations: name -> QuantParams.act_bits
+ACT_BITS = 16  # the default: int16 activations, int8 weights
+PRE16_MAX = 32767  # int16 pre-activation codes saturate to [-PRE16_MAX, PRE16_MAX]
+TANH16_OUT_SCALE = 1.0 / 32768.0  # int16 activations: tanh output codes <= 32767
+TANH16_SATURATION = math.atanh(1.0 - 0.5 / 32768.0)  # tanh * 32768 >= 32767.5 beyond: ~5.55
+INTERVALS = 256  # int16 tanh: pieces of the interpolated table, 256 codes each
 CALIBRATION = "hybrid"
 RANGE_MARGIN = 1.25
 CALIBRATIONS = ("hybrid", "minmax", "mse")
@@ -71,9 +88,11 @@ class LayerQuant:
     pre_zero: int
     out_scale: float
     out_zero: int
-    lut: np.ndarray  # int8 (256,): out code = lut[pre code + 128]
+    # int8 activations: int8 (256,), out code = lut[pre code + 128]. int16: tanh's int16
+    # (257,) table of tanh at the interval ends (int_reference.interpolate); None for ReLU.
+    lut: np.ndarray | None
     activation: str  # "tanh" or "relu"
-    acc_bound: int  # proved: |accumulator| <= acc_bound for every int8 input
+    acc_bound: int  # proved: |accumulator| <= acc_bound for every possible input
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -87,6 +106,7 @@ class QuantParams:
     input_mode: str
     calibration_size: int
     model_hash: str
+    act_bits: int  # 16: int16 activations (int8 weights); 8: int8 activations
     notes: dict = field(default_factory=dict)
 
     @property
@@ -96,6 +116,21 @@ class QuantParams:
     @property
     def act_dim(self) -> int:
         return int(self.layers[-1].weight.shape[0])
+
+    @property
+    def scheme(self) -> str:
+        """The header's QP_SCHEME: "int8w-int16a" (int8 weights, int16 activations) or
+        "int8"."""
+        return scheme_name(self.act_bits)
+
+
+def scheme_name(act_bits: int) -> str:
+    return {16: "int8w-int16a", 8: "int8"}[act_bits]
+
+
+def hidden_code_max(act_bits: int) -> int:
+    """The largest |code| a hidden layer can output (the next layer's max|x|)."""
+    return PRE16_MAX if act_bits == 16 else 128
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -126,8 +161,45 @@ def affine_range(lo: float, hi: float) -> tuple[float, int]:
     return scale, zero
 
 
-def activation_lut(activation: str, pre_scale: float, pre_zero: int) -> tuple:
-    """(lut int8[256], out_scale, out_zero) for codes -128..127 of the pre-activation."""
+def symmetric_range(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, 0) mapping [-R, R], R = max(|lo|, |hi|), onto int16 codes [-32767, 32767]."""
+    return max(abs(lo), abs(hi), 1e-30) / PRE16_MAX, 0
+
+
+def pre_grid(lo: float, hi: float, act_bits: int) -> tuple[float, int]:
+    """(scale, zero) of the pre-activation codes for the range [lo, hi]."""
+    return symmetric_range(lo, hi) if act_bits == 16 else affine_range(lo, hi)
+
+
+def code_range(act_bits: int) -> tuple[int, int]:
+    """The saturation limits of a pre-activation code."""
+    return (-PRE16_MAX, PRE16_MAX) if act_bits == 16 else (-128, 127)
+
+
+def layer_range(layer: LayerQuant, act_bits: int) -> tuple[float, float]:
+    """The real pre-activation range a layer's codes cover (its saturation points)."""
+    lo, hi = code_range(act_bits)
+    return (lo - layer.pre_zero) * layer.pre_scale, (hi - layer.pre_zero) * layer.pre_scale
+
+
+def tanh_table16(pre_scale: float) -> np.ndarray:
+    """int16 (257,): tanh at the ends of the 256 intervals of 256 pre-activation codes
+    (code 256 k - 32768), at output scale 1/32768, rounded half away from zero and capped
+    at +-32767 (so +1.0 is not representable, as with int8)."""
+    ends = (np.arange(INTERVALS + 1, dtype=np.float64) * 256 - 32768) * pre_scale
+    codes = round_half_away(np.tanh(ends) / TANH16_OUT_SCALE)
+    return np.clip(codes, -PRE16_MAX, PRE16_MAX).astype(np.int16)
+
+
+def activation_lut(activation: str, pre_scale: float, pre_zero: int, act_bits: int = 8) -> tuple:
+    """(lut, out_scale, out_zero). int8: lut int8[256] for codes -128..127 of the
+    pre-activation. int16: tanh's int16[257] interpolation table, or None for ReLU."""
+    if act_bits == 16:
+        if activation == "tanh":
+            return tanh_table16(pre_scale), TANH16_OUT_SCALE, 0
+        if activation == "relu":
+            return None, pre_scale, 0
+        raise ValueError(f"activation {activation!r}")
     codes = np.arange(-128, 128)
     if activation == "tanh":
         y = np.tanh((codes - pre_zero) * pre_scale)
@@ -142,21 +214,28 @@ def _apply(activation: str, x: np.ndarray) -> np.ndarray:
     return np.tanh(x) if activation == "tanh" else np.maximum(x, 0.0)
 
 
-def calibrate_range(pre: np.ndarray, activation: str, method: str = CALIBRATION) -> tuple:
+def calibrate_range(
+    pre: np.ndarray, activation: str, method: str = CALIBRATION, act_bits: int = 8
+) -> tuple:
     """The clipping range [lo, hi] of a pre-activation tensor.
 
-    ``minmax``: the observed range widened by RANGE_MARGIN, cut at +-TANH_SATURATION for
-    tanh (beyond it every input maps to the end codes anyway, so the cut loses nothing).
-    ``mse``: the cut that minimises the mean squared error of the activation's dequantised
-    output on ``pre``.
+    ``minmax``: the observed range widened by RANGE_MARGIN, cut for tanh at its
+    saturation point (+-TANH_SATURATION for int8, +-TANH16_SATURATION for int16: beyond
+    it every input maps to the end codes anyway, so the cut loses nothing).
+    ``mse`` (int8 only): the cut that minimises the mean squared error of the
+    activation's dequantised output on ``pre``. int16 activations always use
+    ``minmax``: with 65,535 codes the rounding a tighter cut saves is negligible.
     """
     lo, hi = float(min(pre.min(), 0.0)), float(max(pre.max(), 0.0))
+    if act_bits == 16:
+        method = "minmax"
     if method == "minmax":  # a finite sample under-states the range: leave a margin
         lo, hi = lo * RANGE_MARGIN, hi * RANGE_MARGIN
     if activation == "relu":
         lo = 0.0
     if activation == "tanh":
-        lo, hi = max(lo, -TANH_SATURATION), min(hi, TANH_SATURATION)
+        cut = TANH16_SATURATION if act_bits == 16 else TANH_SATURATION
+        lo, hi = max(lo, -cut), min(hi, cut)
     if method == "minmax":
         return lo, hi
     top = max(abs(lo), hi, 1e-3)
@@ -223,11 +302,13 @@ def quantize_layer(
     calibration: str = CALIBRATION,
     x_codes: np.ndarray | None = None,
     pre_range: tuple[float, float] | None = None,
+    act_bits: int = ACT_BITS,
 ) -> LayerQuant:
     """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;
     ``pre`` holds the calibration pre-activations. With ``x_codes`` (the calibration
     input codes) the weights are rounded with error compensation, else to nearest.
-    ``pre_range`` fixes the pre-activation range instead of calibrating it on ``pre``."""
+    ``pre_range`` fixes the pre-activation range instead of calibrating it on ``pre``.
+    ``act_bits``: width of the pre-activation and output codes (16 or 8)."""
     w = w.astype(np.float64)
     b = b.astype(np.float64)
     w_eff = w * in_scale[None, :]
@@ -242,14 +323,17 @@ def quantize_layer(
         wq = compensated_rounding(w_codes, x_codes - in_zero[None, :])
     bq = round_half_away(b / acc_scale).astype(np.int64) - wq @ in_zero.astype(np.int64)
     acc_bound = int((np.abs(bq) + in_max * np.abs(wq).sum(axis=1)).max())
-    lo, hi = pre_range if pre_range is not None else calibrate_range(pre, activation, calibration)
-    pre_scale, pre_zero = affine_range(lo, hi)
+    if pre_range is not None:
+        lo, hi = pre_range
+    else:
+        lo, hi = calibrate_range(pre, activation, calibration, act_bits)
+    pre_scale, pre_zero = pre_grid(lo, hi, act_bits)
     # Keep every requantisation multiplier below 1 (a right shift only): widen the
     # pre-activation range if a channel's accumulator unit exceeds one output code.
     if acc_scale.max() >= pre_scale:
         pre_scale = float(acc_scale.max()) * (1.0 + 2.0**-20)
     mult, shift = zip(*(quantize_multiplier(s / pre_scale) for s in acc_scale), strict=True)
-    lut, out_scale, out_zero = activation_lut(activation, pre_scale, pre_zero)
+    lut, out_scale, out_zero = activation_lut(activation, pre_scale, pre_zero, act_bits)
     return LayerQuant(
         weight=wq.astype(np.int8),
         bias=bq.astype(np.int32),
@@ -285,29 +369,35 @@ def compensated_rounding(w: np.ndarray, x: np.ndarray, damp: float = 0.01) -> np
     return q.astype(np.int64)
 
 
-def check_shapes(policy: FloatPolicy, input_mode: str) -> None:
+def check_shapes(policy: FloatPolicy, input_mode: str, act_bits: int = ACT_BITS) -> None:
     """Refuse, before any work, shapes whose accumulators could overflow for some weights:
     |acc| <= |bias code| + sum |w code| * |x code - zero| <= 2^24 + 127 * X * fan_in,
-    X = 32767 for the int16 input, 255 for int8 codes with a zero point."""
+    X = 32767 for int16 codes (the int16 input, int16 activations), 255 for int8 codes
+    with a zero point."""
     for i, w in enumerate(policy.weights):
         fan_in = w.shape[1]
-        x_max = 32767 if (i == 0 and input_mode == "int16") else 255
+        wide = input_mode == "int16" if i == 0 else act_bits == 16
+        x_max = PRE16_MAX if wide else 255
         bound = BIAS_LIMIT + 127 * x_max * fan_in
         if bound >= ACC_LIMIT:
+            what = "input" if i == 0 else "activations"
             raise ExportError(
                 f"layer {i} ({fan_in} -> {w.shape[0]}): int32 accumulator could overflow: "
-                f"worst case 2^24 + 127*{x_max}*{fan_in} = {bound} >= 2^31; fan-in must be "
+                f"worst case 2^24 + 127*{x_max}*{fan_in} = {bound} >= 2^31 with "
+                f"{'int16' if wide else 'int8'} {what}; fan-in must be "
                 f"<= {(ACC_LIMIT - 1 - BIAS_LIMIT) // (127 * x_max)}"
             )
 
 
 def prove_no_overflow(params: QuantParams) -> None:
     """The worst case over all input codes: |bias| + max|x| * sum |w| < 2^31 per channel
-    (max|x| = 128 for int8 codes, 32767 for the int16 input). Every partial sum is bounded
-    by the same figure, so the order of accumulation (SMLAD pairs or not) is free."""
+    (max|x| = 32767 for the int16 input and int16 activations, 128 for int8 codes). Every
+    partial sum is bounded by the same figure, so the order of accumulation (SMLAD pairs
+    or not) is free."""
     for i, layer in enumerate(params.layers):
         wq, bq = layer.weight.astype(np.int64), layer.bias.astype(np.int64)
-        x_max = max(-params.input.lo, params.input.hi) if i == 0 else 128
+        in_max = max(-params.input.lo, params.input.hi)
+        x_max = in_max if i == 0 else hidden_code_max(params.act_bits)
         bound = np.abs(bq) + x_max * np.abs(wq).sum(axis=1)
         j = int(bound.argmax())
         if bound[j] >= ACC_LIMIT:
@@ -327,10 +417,14 @@ def quantize(
     max_samples: int = 20000,
     seed: int = 0,
     ranges: list[tuple[float, float]] | None = None,
+    act_bits: int = ACT_BITS,
 ) -> QuantParams:
     """Quantise ``policy`` with calibration observations ``obs`` (n, obs_dim) float32.
-    ``ranges``, if given, fixes each layer's pre-activation range (see ``finetune``)."""
-    check_shapes(policy, input_mode)
+    ``ranges``, if given, fixes each layer's pre-activation range (see ``finetune``).
+    ``act_bits``: 16 (int16 activations, the default) or 8 (int8 activations)."""
+    if act_bits not in (8, 16):
+        raise ValueError(f"act_bits {act_bits}; allowed: 16, 8")
+    check_shapes(policy, input_mode, act_bits)
     obs = np.asarray(obs, dtype=np.float32)
     if obs.ndim != 2 or obs.shape[1] != policy.obs_dim or obs.shape[0] == 0:
         raise ExportError(
@@ -343,7 +437,7 @@ def quantize(
         (obs.astype(np.float64) - policy.mean) / policy.std, -policy.obs_clip, policy.obs_clip
     )
     inq = quantize_input(policy, z, input_mode)
-    stub = QuantParams(inq, (), input_mode, len(obs), policy.model_hash)
+    stub = QuantParams(inq, (), input_mode, len(obs), policy.model_hash, act_bits)
     codes = ref.quantize_input(stub, obs)
     in_scale, in_zero = inq.scale, inq.zero
     n_layers = len(policy.weights)
@@ -352,19 +446,21 @@ def quantize(
         activation = "tanh" if i == n_layers - 1 else policy.activation
         x_real = (codes.astype(np.float64) - in_zero) * in_scale
         pre = x_real @ w.astype(np.float64).T + b
-        in_max = max(-inq.lo, inq.hi) if i == 0 else 128
+        in_max = max(-inq.lo, inq.hi) if i == 0 else hidden_code_max(act_bits)
         x = codes if rounding == "compensated" else None
         method = calibration
         if calibration == "hybrid":  # mse inside, minmax at the output (bounds the max error)
             method = "minmax" if i == n_layers - 1 else "mse"
         fixed = None if ranges is None else ranges[i]
-        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, method, x, fixed)
+        layer = quantize_layer(
+            w, b, in_scale, in_zero, in_max, pre, activation, method, x, fixed, act_bits
+        )
         layers.append(layer)
-        _, codes = ref.layer_forward(layer, codes)
+        _, codes = ref.layer_forward(layer, codes, act_bits)
         in_scale = np.full(w.shape[0], layer.out_scale)
         in_zero = np.full(w.shape[0], layer.out_zero, dtype=np.int32)
-    params = QuantParams(inq, tuple(layers), input_mode, int(len(obs)), policy.model_hash)
+    params = QuantParams(inq, tuple(layers), input_mode, int(len(obs)), policy.model_hash, act_bits)
     prove_no_overflow(params)
     last = params.layers[-1]
-    assert last.out_scale == TANH_OUT_SCALE and last.out_zero == 0
+    assert last.out_scale == 1.0 / ref.out_one(act_bits) and last.out_zero == 0
     return params

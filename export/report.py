@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from export import int_reference as ref
-from export.quantize import QuantParams
+from export.quantize import QuantParams, layer_range
 
 # The figures the export issue requires (docs/quantization.md explains each).
 TARGETS = {
@@ -34,8 +34,7 @@ def layer_table(params: QuantParams, obs: np.ndarray) -> list[dict]:
     """Per layer: shape, pre-activation range, proved and observed accumulator bounds."""
     rows = []
     for layer, acc in zip(params.layers, ref.accumulators(params, obs), strict=True):
-        lo = (-128 - layer.pre_zero) * layer.pre_scale
-        hi = (127 - layer.pre_zero) * layer.pre_scale
+        lo, hi = layer_range(layer, params.act_bits)
         rows.append(
             {
                 "shape": list(layer.shape),
@@ -82,7 +81,7 @@ def _finetune_line(info: dict | None) -> str:
             "trained weights kept"
         )
     return (
-        f"fine-tuned for int8 ({info['best_step']} of {info['steps']} Adam steps, "
+        f"fine-tuned ({info['best_step']} of {info['steps']} Adam steps, "
         f"{info['states']} states): calibration loss {info['loss_before']:.3g} -> "
         f"{info['loss_after']:.3g}"
     )
@@ -96,16 +95,17 @@ def table(report: dict) -> str:
         f"export {report['checkpoint']} (step {report['step']}) -> {report['out_dir']}",
         f"  model hash {report['model_hash']}",
         "",
-        f"  {'':28s}{'int8 (policy.h)':>18s}{'float32 (policy_f32.h)':>25s}",
-        f"  {'weight bytes (flash)':28s}{i8['weight_bytes']:>18d}{f32['weight_bytes']:>25d}",
-        f"  {'scratch RAM bytes (stack)':28s}{i8['scratch_bytes']:>18d}{f32['scratch_bytes']:>25d}",
-        f"  {'MACs per call':28s}{report['network']['macs']:>18d}{report['network']['macs']:>25d}",
-        f"  {'closed-loop success':28s}{cl['int8']['success_rate']:>18.1%}"
+        f"  {'':28s}{i8['scheme'] + ' (policy.h)':>25s}{'float32 (policy_f32.h)':>25s}",
+        f"  {'weight bytes (flash)':28s}{i8['weight_bytes']:>25d}{f32['weight_bytes']:>25d}",
+        f"  {'scratch RAM bytes (stack)':28s}{i8['scratch_bytes']:>25d}{f32['scratch_bytes']:>25d}",
+        f"  {'MACs per call':28s}{report['network']['macs']:>25d}{report['network']['macs']:>25d}",
+        f"  {'closed-loop success':28s}{cl['int8']['success_rate']:>25.1%}"
         f"{cl['float']['success_rate']:>25.1%}",
         "",
-        f"  calibration set   {i8['calibration_states']} rollout states (input {i8['input_mode']})",
+        f"  calibration set   {i8['calibration_states']} rollout states (input {i8['input_mode']}, "
+        f"{i8['activations']} activations)",
         f"  int8 weights      {_finetune_line(i8.get('finetune'))}",
-        f"  int8 vs float     max {err['max']:.4f}  mean {err['mean']:.5f}  "
+        f"  policy.h vs float max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
         f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",
         f"  onnx vs torch     max {report['onnx']['max_abs_diff_vs_torch']:.2e} on "
@@ -113,7 +113,7 @@ def table(report: dict) -> str:
     ]
     if c:
         lines.append(
-            f"  {'C check (' + c['compiler'] + ')':18s}int8 codes differing from the numpy "
+            f"  {'C check (' + c['compiler'] + ')':18s}policy.h codes differing from the numpy "
             f"model: {c['int8_code_mismatches']} of {c['states']}; float32 header vs torch "
             f"max {c['f32_max_abs_diff_vs_torch']:.2e}"
         )

@@ -67,7 +67,13 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reports", type=Path, default=Path("reports"), help="hil.json, hil.png")
     p.add_argument("--states", type=int, default=1000, help="open-loop rollout states (>= 1000)")
     p.add_argument("--episodes", type=int, default=5, help="closed-loop episodes (default 5)")
-    p.add_argument("--scheme", choices=list(HEADER_FILES), default="int8")
+    p.add_argument(
+        "--scheme",
+        choices=list(HEADER_FILES),
+        default="int8",
+        help="int8: policy.h (int8 weights; int16 or int8 activations, as exported; "
+        "default), float32: policy_f32.h",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the HIL's own rollouts")
     p.add_argument(
         "--timeout", type=float, default=1.0, help="seconds per request attempt (default 1)"

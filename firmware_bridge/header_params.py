@@ -1,10 +1,11 @@
-"""Read a generated policy header back: its scheme, model hash and (int8) integer tables.
+"""Read a generated policy header back: its scheme, model hash and integer tables.
 
 The HIL compares the board with the numpy integer model (export/int_reference.py) fed
 with the tables of the very header the firmware was built from, so a board, a header
 and a reference can never silently disagree about which numbers they hold. The header
 format is whatever export/header.py writes; the weight layout is undone with that
-module's own inverse (``unpack_weights``), so it is defined in one place.
+module's own inverses (``unpack_weights``, ``lut_of_interp_table``), so it is defined in
+one place.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.header import unpack_requant, unpack_weights
+from export.header import lut_of_interp_table, unpack_requant, unpack_weights
 from firmware_bridge.protocol import Scheme
 
 _DEFINE = re.compile(r"^#define (QP_\w+) (.+)$", re.M)
@@ -49,15 +50,17 @@ class HeaderLayer:
     multiplier: np.ndarray
     shift: np.ndarray
     pre_zero: int
-    lut: np.ndarray
+    lut: np.ndarray | None  # int8 (256,), or int16 (257,) for an int16 tanh; None: ReLU
+    activation: str  # "tanh" or "relu" (read by int_reference with int16 activations)
 
 
 @dataclass(frozen=True)
 class HeaderParams:
-    """The integer model held by an int8 policy.h, shaped for int_reference."""
+    """The integer model held by policy.h, shaped for int_reference."""
 
     input: HeaderInput
     layers: tuple[HeaderLayer, ...]
+    act_bits: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ class PolicyHeader:
     def macs(self) -> int:
         return int(self.defines["QP_MACS"])
 
+    @property
+    def act_bits(self) -> int:
+        """Width of policy.h's activations: QP_ACT_BITS (8 in headers that predate it)."""
+        return int(self.defines.get("QP_ACT_BITS", "8"))
+
     def int_param(self, name: str) -> int:
         return int(self.defines[name].strip("()").replace(" ", ""))
 
@@ -97,14 +105,25 @@ class PolicyHeader:
         return out
 
     def int8_params(self) -> HeaderParams:
-        """The tables of an int8 header as int_reference's parameters."""
+        """The tables of a policy.h (int8 weights; int16 or int8 activations) as
+        int_reference's parameters."""
         if self.scheme != Scheme.INT8:
             raise HeaderError(f"{self.path} is a {self.scheme.name.lower()} header, not int8")
+        bits = self.act_bits
+        if bits not in (8, 16):
+            raise HeaderError(f"{self.path}: QP_ACT_BITS {bits} is neither 8 nor 16")
+        relu = self.defines.get("QP_HIDDEN_RELU", "0") == "1"
         t = self.tables()
         rows = _layer_rows(self)
         layers, fan_in = [], self.obs_dim
         for i, (out, pre_zero) in enumerate(rows):
             multiplier, shift = unpack_requant(t[f"qp_q{i}"], out)
+            activation = "relu" if relu and i + 1 < len(rows) else "tanh"
+            lut = t.get(f"qp_lut{i}")
+            if bits == 16 and lut is not None:
+                lut = lut_of_interp_table(lut)
+            if lut is None and not (bits == 16 and activation == "relu"):
+                raise HeaderError(f"{self.path}: no table qp_lut{i}")
             layers.append(
                 HeaderLayer(
                     weight=unpack_weights(t[f"qp_w{i}"], out, fan_in),
@@ -112,7 +131,8 @@ class PolicyHeader:
                     multiplier=multiplier,
                     shift=shift,
                     pre_zero=pre_zero,
-                    lut=t[f"qp_lut{i}"],
+                    lut=lut,
+                    activation=activation,
                 )
             )
             fan_in = out
@@ -123,7 +143,7 @@ class PolicyHeader:
             lo=self.int_param("QP_IN_MIN"),
             hi=self.int_param("QP_IN_MAX"),
         )
-        return HeaderParams(inp, tuple(layers))
+        return HeaderParams(inp, tuple(layers), bits)
 
 
 def _c_number(token: str) -> float | int:

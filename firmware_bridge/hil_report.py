@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from export import int_reference
 from export.report import TARGETS
 from train.checkpoint import atomic_write
 
@@ -75,12 +76,14 @@ def build(
 
     vs_ref = _errors(board, ref_actions)
     vs_float = _errors(board, float_actions)
-    # Equal float32 bit patterns; for int8 that is equal output codes (action = code/128).
+    # Equal float32 bit patterns; for policy.h that is equal output codes
+    # (action = code / QP_OUT_ONE, exact).
     same = (board.view(np.uint32) == ref_actions.astype(np.float32).view(np.uint32)).all(axis=1)
     codes = {}
     if ref.bit_exact:
+        one = int_reference.out_one(inputs.header.act_bits)
         codes = {
-            "code_mismatches": int((np.rint(board * 128) != np.rint(ref_actions * 128)).sum()),
+            "code_mismatches": int((np.rint(board * one) != np.rint(ref_actions * one)).sum()),
         }
 
     runs = closed_loop["runs"]
@@ -113,6 +116,7 @@ def build(
         "artifacts": str(opts.artifacts),
         "header": str(inputs.header.path),
         "scheme": opts.scheme,
+        "header_scheme": inputs.header.defines.get("QP_SCHEME", '""').strip('"'),
         "model_hash": inputs.header.model_hash,
         "board": {
             "port": opts.port,
@@ -178,7 +182,8 @@ def table(rep: dict) -> str:
     where = "QEMU netduinoplus2" if b["emulated"] else b["port"]
     sr = cl["success_rate"]
     lines = [
-        f"HIL {rep['scheme']} on {where} (build {b['build_id']}), model {rep['model_hash'][:16]}",
+        f"HIL {rep['scheme']} ({rep['header_scheme']}) on {where} (build {b['build_id']}), "
+        f"model {rep['model_hash'][:16]}",
         "",
         f"  {'open loop':24s}{ol['states']} rollout states",
         f"  {'  vs reference':24s}max {ol['vs_reference']['max']:.3g}  mean "

@@ -62,7 +62,9 @@ def test_printed_table(exported):
         "weight bytes",
         "scratch RAM bytes",
         "calibration set",
-        "int8 vs float",
+        "int16 activations",
+        "int8w-int16a (policy.h)",
+        "policy.h vs float",
         "closed-loop success",
         "int8_max_abs_error",
     ):
@@ -73,6 +75,8 @@ def test_report_figures(exported):
     rep = exported["report"]
     assert rep["step"] == 42 and len(rep["model_hash"]) == 64
     i8 = rep["int8"]
+    assert i8["scheme"] == "int8w-int16a" and i8["activations"] == "int16"
+    assert i8["ranges"] == "minmax"
     assert i8["calibration_states"] >= 10000 and i8["test_states"] >= 10000
     assert 0 < i8["weight_bytes"] < rep["float32"]["weight_bytes"]
     assert i8["scratch_bytes"] > 0
@@ -104,6 +108,29 @@ def test_no_finetune_quantises_the_trained_weights(tmp_path, exported):
     report = json.loads((out / "export_report.json").read_text())
     assert report["int8"]["finetune"] is None
     assert report["model_hash"] == exported["report"]["model_hash"]
+
+
+def test_int8_activations_are_selectable(tmp_path, exported):
+    """--activations int8: the int8 header, bit-exact with its numpy model (C check)."""
+    out = tmp_path / "out"
+    proc = run_cli(
+        str(exported["ckpt"]),
+        *("--out", str(out), "--activations", "int8", "--no-finetune", "--episodes", "1"),
+        *("--calibration-states", "2000", "--test-states", "500"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["int8"]["scheme"] == "int8" and report["int8"]["activations"] == "int8"
+    assert report["int8"]["ranges"] == "hybrid"
+    assert report["c_check"]["int8_code_mismatches"] == 0 and report["c_check"]["states"] >= 500
+    text = (out / "policy.h").read_text()
+    assert '#define QP_SCHEME "int8"\n' in text and "#define QP_ACT_BITS 8\n" in text
+    assert "#define QP_OUT_ONE 128\n" in text and "static const int8_t qp_lut2[256]" in text
+    # int8 tables are smaller than the int16 activation tables (2 KB per tanh layer).
+    assert report["int8"]["weight_bytes"] < exported["report"]["int8"]["weight_bytes"]
+    default = (exported["out"] / "policy.h").read_text()
+    assert '#define QP_SCHEME "int8w-int16a"\n' in default and "QP_ACT_BITS 16\n" in default
+    assert "#define QP_OUT_ONE 32768\n" in default and "uint32_t qp_lut2[512]" in default
 
 
 def test_onnx_structure_and_metadata(exported):
@@ -207,8 +234,16 @@ def test_nonfinite_weights(capsys, tmp_path, payload):
 
 def test_accumulator_overflow_is_refused_with_the_reason(capsys, tmp_path):
     ckpt = make_checkpoint(tmp_path / "wide" / "checkpoint.pt", hidden=(70000,))
-    line = _fails(capsys, tmp_path / "out", str(ckpt))
+    line = _fails(capsys, tmp_path / "out", str(ckpt), "--activations", "int8")
     assert "layer 1 (70000 -> 4)" in line and "overflow" in line and "2^31" in line
+
+
+def test_int16_activations_refuse_a_fan_in_of_600(capsys, tmp_path):
+    """With int16 activations a hidden code can be 32767: fan-in 600 could overflow."""
+    ckpt = make_checkpoint(tmp_path / "wide" / "checkpoint.pt", hidden=(600,))
+    line = _fails(capsys, tmp_path / "out", str(ckpt))
+    assert "layer 1 (600 -> 4)" in line and "127*32767*600" in line
+    assert "int16 activations; fan-in must be <= 512" in line
 
 
 def test_late_failure_leaves_out_dir_as_it_was(capsys, tmp_path, exported):

@@ -1,4 +1,5 @@
-"""The generated C headers, compiled for real: bit-exact int8, float32 vs torch, strict
+"""The generated C headers, compiled for real: policy.h bit-exact with the numpy model
+for each activation width (int16 and int8; tanh and ReLU), float32 vs torch, strict
 warnings on gcc / clang / arm-none-eabi-gcc, cppcheck, the API names, bad input."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from export import cbuild, header, quantize, rollouts
 from export import int_reference as ref
 from export import model as model_mod
 from export.fixtures import make_checkpoint
+from export.model import ExportError
 
 STRICT = list(cbuild.STRICT)
 ARM = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
@@ -48,36 +50,56 @@ static inline int32_t __smlad(int16x2_t a, int16x2_t b, int32_t c) {
 """
 
 
+# policy.h variants: file name -> (hidden activation, activation bits). "policy.h" is the
+# default export (tanh, int16 activations).
+VARIANTS = {
+    "policy.h": ("tanh", 16),
+    "policy_int8a.h": ("tanh", 8),
+    "policy_relu16.h": ("relu", 16),
+    "policy_relu8.h": ("relu", 8),
+}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """One export in process: policy, params, headers on disk, >= 10,000 test states."""
+    """One export in process: policies, params, headers on disk, >= 10,000 test states.
+    The ReLU actor (same shapes) is calibrated and tested on the tanh actor's states."""
     d = tmp_path_factory.mktemp("header")
     policy = model_mod.load(make_checkpoint(d / "run" / "checkpoint.pt", step=3))
+    relu = model_mod.load(make_checkpoint(d / "relu" / "checkpoint.pt", activation="relu"))
     calib = rollouts.policy_states(policy.act, policy.spec, 10000, 1000)
     test = rollouts.policy_states(policy.act, policy.spec, 10000, 2000)
-    params = quantize.quantize(policy, calib)
-    h8, hf = header.int8_header(policy, params), header.f32_header(policy)
-    (d / "policy.h").write_text(h8.text)
+    params, policies = {}, {"tanh": policy, "relu": relu}
+    for name, (activation, bits) in VARIANTS.items():
+        params[name] = quantize.quantize(policies[activation], calib, act_bits=bits)
+        text = header.int8_header(policies[activation], params[name]).text
+        (d / name).write_text(text)
+    h8, hf = header.int8_header(policy, params["policy.h"]), header.f32_header(policy)
     (d / "policy_f32.h").write_text(hf.text)
-    return {"dir": d, "policy": policy, "params": params, "test": test, "h8": h8, "hf": hf}
+    return {
+        "dir": d,
+        "policy": policy,
+        "policies": policies,
+        "params": params,
+        "test": test,
+        "h8": h8,
+        "hf": hf,
+    }
 
 
 @pytest.fixture(scope="module")
 def drivers(built):
     d = built["dir"]
-    exes = {}
-    for name, hdr in [("int8", "policy.h"), ("f32", "policy_f32.h")]:
-        exes[name] = cbuild.build(d / hdr, d / f"drv_{name}", "gcc")
-        exes[name + "_san"] = cbuild.build(d / hdr, d / f"drv_{name}_san", "gcc", SANITIZE)
     acle = d / "acle"
     acle.mkdir()
     (acle / "arm_acle.h").write_text(FAKE_ACLE)
-    exes["int8_smlad"] = cbuild.build(
-        d / "policy.h",
-        d / "drv_int8_smlad",
-        "gcc",
-        ("-O2", "-D__ARM_FEATURE_DSP=1", "-D__ARMEL__=1", f"-I{acle}"),
-    )
+    smlad = ("-O2", "-D__ARM_FEATURE_DSP=1", "-D__ARMEL__=1", f"-I{acle}")
+    exes = {}
+    for hdr in [*VARIANTS, "policy_f32.h"]:
+        exes[hdr] = cbuild.build(d / hdr, d / f"drv_{hdr}", "gcc")
+        exes[hdr, "san"] = cbuild.build(d / hdr, d / f"drv_{hdr}_san", "gcc", SANITIZE)
+        if hdr in VARIANTS:
+            exes[hdr, "smlad"] = cbuild.build(d / hdr, d / f"drv_{hdr}_smlad", "gcc", smlad)
     return exes
 
 
@@ -86,17 +108,30 @@ def test_enough_rollout_states(built):
     assert np.isfinite(built["test"]).all()
 
 
-@pytest.mark.parametrize("exe", ["int8", "int8_san", "int8_smlad"])
-def test_int8_header_is_bit_exact_with_numpy_model(built, drivers, exe):
-    rc, actions = cbuild.run(drivers[exe], built["test"])
+@pytest.mark.parametrize("build", [None, "san", "smlad"], ids=["O2", "san", "smlad"])
+@pytest.mark.parametrize("hdr", list(VARIANTS))
+def test_int_header_is_bit_exact_with_numpy_model(built, drivers, hdr, build):
+    rc, actions = cbuild.run(drivers[hdr] if build is None else drivers[hdr, build], built["test"])
     assert (rc == 0).all()
-    got = cbuild.codes_of(actions)
-    want = ref.forward_codes(built["params"], built["test"])
+    params = built["params"][hdr]
+    assert params.act_bits == VARIANTS[hdr][1]
+    got = cbuild.codes_of(actions, params.act_bits)
+    want = ref.forward_codes(params, built["test"])
     assert got.shape == want.shape == (len(built["test"]), 4)
     np.testing.assert_array_equal(got, want)
+    # The codes use the width: int16 outputs are not multiples of 256 (int8 codes << 8).
+    if params.act_bits == 16:
+        assert (got % 256 != 0).mean() > 0.9
 
 
-@pytest.mark.parametrize("exe", ["f32", "f32_san"])
+def test_int8_codes_are_not_int16_codes(built, drivers):
+    """codes_of refuses an int16 header's actions read as int8 codes."""
+    _, actions = cbuild.run(drivers["policy.h"], built["test"][:100])
+    with pytest.raises(ExportError, match="not a code"):
+        cbuild.codes_of(actions, 8)
+
+
+@pytest.mark.parametrize("exe", ["policy_f32.h", ("policy_f32.h", "san")], ids=["O2", "san"])
 def test_f32_header_matches_torch(built, drivers, exe):
     rc, actions = cbuild.run(drivers[exe], built["test"])
     assert (rc == 0).all()
@@ -104,13 +139,18 @@ def test_f32_header_matches_torch(built, drivers, exe):
     assert diff <= 1e-5
 
 
-def test_int8_accuracy_on_rollout_states(built):
+@pytest.mark.parametrize("hdr", ["policy.h", "policy_int8a.h"])
+def test_int_header_accuracy_on_rollout_states(built, hdr):
     test = built["test"]
-    err = np.abs(ref.act(built["params"], test) - built["policy"].act(test))
+    err = np.abs(ref.act(built["params"][hdr], test) - built["policy"].act(test))
     assert err.max() <= 0.03 and err.mean() <= 0.005
 
 
-@pytest.mark.parametrize("exe", ["int8_san", "f32_san"])
+@pytest.mark.parametrize(
+    "exe",
+    [("policy.h", "san"), ("policy_relu8.h", "san"), ("policy_f32.h", "san")],
+    ids=["int16a", "int8a", "f32"],
+)
 def test_nonfinite_input_is_refused_and_action_untouched(built, drivers, exe):
     base = built["test"][:6].copy()
     bad = base.copy()
@@ -136,8 +176,11 @@ def _compile(cc, flags, src: Path, out: Path):
 COMPILERS = [("gcc", ["-O2"]), ("clang", ["-O2"]), ("arm-none-eabi-gcc", ["-O2", *ARM])]
 
 
+HEADERS = [*VARIANTS, "policy_f32.h", "template_int8", "template_f32"]
+
+
 @pytest.mark.parametrize("cc,flags", COMPILERS, ids=[c for c, _ in COMPILERS])
-@pytest.mark.parametrize("which", ["policy.h", "policy_f32.h", "template_int8", "template_f32"])
+@pytest.mark.parametrize("which", HEADERS)
 def test_headers_compile_without_warnings(built, tmp_path, cc, flags, which):
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed (make deps)")
@@ -153,11 +196,12 @@ def test_headers_compile_without_warnings(built, tmp_path, cc, flags, which):
     _compile(cc, flags, src, tmp_path / "unit.o")
 
 
-def test_int8_arm_build_uses_smlad_and_no_libm(built, tmp_path):
+@pytest.mark.parametrize("hdr", list(VARIANTS))
+def test_arm_build_uses_smlad_and_no_libm(built, tmp_path, hdr):
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed (make deps)")
     src = tmp_path / "unit.c"
-    src.write_text(f'#define QP_POLICY_IMPLEMENTATION\n#include "{built["dir"]}/policy.h"\n')
+    src.write_text(f'#define QP_POLICY_IMPLEMENTATION\n#include "{built["dir"]}/{hdr}"\n')
     _compile("arm-none-eabi-gcc", ["-O2", *ARM], src, tmp_path / "unit.o")
     dis = subprocess.run(
         ["arm-none-eabi-objdump", "-d", str(tmp_path / "unit.o")],
@@ -165,7 +209,14 @@ def test_int8_arm_build_uses_smlad_and_no_libm(built, tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert "smlad" in dis and "sxtb16" in dis
+    assert "smlad" in dis and "umlal" in dis
+    if VARIANTS[hdr][1] == 16:  # int16 codes: packed as halves (PKHTB), no byte extension
+        assert "pkhtb" in dis and "sxtb16" not in dis and "usat" in dis
+        ops = set(re.findall(r"\t([a-z0-9]+)(?:\.[nw])?\t", dis))
+        assert "mla" in ops  # the tanh table's multiply-add (the output layer is tanh)
+        assert ("bic" in ops) == (VARIANTS[hdr][0] == "relu")  # ReLU: max(pre, 0)
+    else:
+        assert "sxtb16" in dis and "pkhtb" not in dis
     undefined = subprocess.run(
         ["arm-none-eabi-nm", "-u", str(tmp_path / "unit.o")],
         capture_output=True,
@@ -176,7 +227,7 @@ def test_int8_arm_build_uses_smlad_and_no_libm(built, tmp_path):
     assert not [s for s in undefined if s not in ("U", "memcpy", "memset")], undefined
 
 
-@pytest.mark.parametrize("which", ["policy.h", "policy_f32.h", "template_int8", "template_f32"])
+@pytest.mark.parametrize("which", HEADERS)
 def test_cppcheck_clean(built, which):
     if shutil.which("cppcheck") is None:
         pytest.skip("cppcheck not installed (make deps)")
@@ -191,7 +242,11 @@ def test_api_names_and_values(built, tmp_path):
     """The names the firmware relies on, read back through the C preprocessor."""
     policy, d = built["policy"], built["dir"]
     src = tmp_path / "api.c"
-    for hdr, scheme, sid in [("policy.h", "int8", 1), ("policy_f32.h", "float32", 2)]:
+    for hdr, scheme, sid in [
+        ("policy.h", "int8w-int16a", 1),
+        ("policy_int8a.h", "int8", 1),
+        ("policy_f32.h", "float32", 2),
+    ]:
         src.write_text(
             f'#include "{d / hdr}"\n#include <stdio.h>\n'
             'int main(void) { printf("%d %d %s %s %d %d %d %d\\n", QP_OBS_DIM, QP_ACT_DIM,'
@@ -218,12 +273,17 @@ def test_api_names_and_values(built, tmp_path):
         # No hidden mutable state: every file-scope static is const.
         statics = re.findall(r"^static (?!const|int qp_|int32_t qp_)(.*)$", text, re.M)
         assert statics == []
+        if hdr != "policy_f32.h":
+            bits = VARIANTS[hdr][1]
+            assert f"#define QP_ACT_BITS {bits}\n" in text
+            assert f"#define QP_OUT_ONE {ref.out_one(bits)}\n" in text
 
 
-def test_int8_path_uses_no_float_in_the_layers(built):
-    text = (built["dir"] / "policy.h").read_text()
+@pytest.mark.parametrize("hdr", list(VARIANTS))
+def test_int_path_uses_no_float_in_the_layers(built, hdr):
+    text = (built["dir"] / hdr).read_text()
     body = text[text.index("static int32_t qp_high_mul") : text.index("int qp_policy_act(const")]
-    assert "float" not in body and "math.h" not in text and "tanh" not in body
+    assert "float" not in body and "math.h" not in text and "tanh(" not in body
 
 
 def test_templates_hold_the_current_demo():

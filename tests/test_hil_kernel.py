@@ -1,14 +1,34 @@
-"""The int8 kernel's fused requantisation (policy.h qp_high_mul_shift) against gemmlowp's
-two roundings in export/int_reference.py, on edge cases and ties rollout states rarely
-reach, and the weight layout's round trip. The compiled kernel itself is checked bit
-for bit by tests/test_header.py (host) and tests/test_hil.py (emulated Cortex-M4)."""
+"""The kernel's arithmetic against export/int_reference.py: the fused requantisation
+(policy.h qp_high_mul_shift) against gemmlowp's two roundings, and the int16 tanh as the
+kernel evaluates it (one multiply-add on a per-interval table) against the interpolation
+formula, on edge cases and ties rollout states rarely reach; the layouts' round trips;
+and the compiled Cortex-M4 kernel (its Thumb-2 assembly) in QEMU, bit for bit, for each
+activation width. tests/test_header.py checks the compiled header on the host and
+tests/test_hil.py the whole HIL on the emulated board."""
 
 from __future__ import annotations
 
-import numpy as np
+import shutil
 
+import numpy as np
+import pytest
+from firmware_support import FIRMWARE
+from toolchain import require_tool
+
+from export import header as header_mod
 from export import int_reference as ref
-from export.header import interleave_rows, requant_table, unpack_requant, unpack_weights
+from export import model as model_mod
+from export import quantize, rollouts
+from export.fixtures import make_checkpoint
+from export.header import (
+    interleave_rows,
+    interp_table,
+    kernel_activation16,
+    lut_of_interp_table,
+    requant_table,
+    unpack_requant,
+    unpack_weights,
+)
 from export.quantize import quantize_multiplier
 
 
@@ -62,3 +82,73 @@ def test_layouts_round_trip():
         m, s = unpack_requant(requant_table(mult, shift, -(-out // 4) * 4), out)
         np.testing.assert_array_equal(m, mult)
         np.testing.assert_array_equal(s, shift)
+
+
+def test_kernel_tanh16_equals_the_interpolation_for_every_code():
+    """qp_activate16's t = C + S * p (mod 2^32), top half, against interpolate() for all
+    65,536 codes: tanh tables of several ranges, and arbitrary tables (any slope sign,
+    the extreme codes) so that no property of tanh hides an error."""
+    rng = np.random.default_rng(2)
+    tables = [quantize.tanh_table16(r / 32767) for r in (0.05, 1.0, 3.0, 5.545, 9.0)]
+    tables += [rng.integers(-32767, 32768, 257) for _ in range(3)]
+    tables.append(np.resize([32767, -32767], 257))
+    pre = np.arange(-32768, 32768)
+    for lut in tables:
+        table = interp_table(lut)
+        assert table.dtype == np.uint32 and table.size == 512
+        np.testing.assert_array_equal(kernel_activation16(table, pre), ref.interpolate(lut, pre))
+        np.testing.assert_array_equal(lut_of_interp_table(table), lut)
+
+
+def test_kernel_table_is_stored_by_the_code_bits():
+    """Pair k of the table serves the codes whose bits 15..8 are k: interval k ^ 128."""
+    lut = quantize.tanh_table16(2.0 / 32767)
+    pairs = interp_table(lut).reshape(256, 2)
+    slopes = pairs[:, 1].view(np.int32) // 256
+    np.testing.assert_array_equal(slopes[np.arange(256) ^ 128], np.diff(lut.astype(np.int64)))
+    assert slopes[0] == lut[129] - lut[128]  # codes 0..255: the interval just above 0
+
+
+# The compiled kernel on the emulated Cortex-M4 --------------------------------------------
+QEMU_STATES = 400
+MODES = [("tanh", 16), ("tanh", 8), ("relu", 16)]
+
+
+@pytest.fixture(scope="module")
+def arm_models(tmp_path_factory):
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    d = tmp_path_factory.mktemp("kernel")
+    out = {}
+    for activation in ("tanh", "relu"):
+        ckpt = make_checkpoint(d / f"{activation}.pt", activation=activation, seed=5)
+        policy = model_mod.load(ckpt)
+        calib = rollouts.policy_states(policy.act, policy.spec, 2000, 21)
+        states = rollouts.policy_states(policy.act, policy.spec, QEMU_STATES, 22)
+        out[activation] = (policy, calib, states[:QEMU_STATES])
+    return d, out
+
+
+@pytest.mark.parametrize("activation,act_bits", MODES, ids=[f"{a}{b}" for a, b in MODES])
+def test_cortex_m4_kernel_is_bit_exact_in_qemu(arm_models, activation, act_bits):
+    """The firmware built for the header (arm-none-eabi-gcc -O2, the Thumb-2 assembly of
+    the inner loop and, with int16 activations, of requantisation and activation) answers
+    every STEP with exactly int_reference's codes."""
+    from firmware_bridge.emulator import Emulator, firmware_dir
+
+    d, models = arm_models
+    policy, calib, states = models[activation]
+    params = quantize.quantize(policy, calib, act_bits=act_bits)
+    path = d / f"kernel_{activation}{act_bits}.h"
+    path.write_text(header_mod.int8_header(policy, params).text)
+    try:
+        with Emulator(path, expected_hash=policy.model_hash) as emu:
+            results = [emu.link.step(o) for o in states]
+    finally:  # the build is named after the header: leave no kernel_* builds behind
+        build = firmware_dir("stm32f405", path)
+        if build.is_relative_to(FIRMWARE / "build") and build.name == path.stem:
+            shutil.rmtree(build, ignore_errors=True)
+    actions = np.array([r.action for r in results], dtype=np.float32)
+    want = ref.forward_codes(params, states)
+    np.testing.assert_array_equal(ref.codes_of(actions, act_bits), want)
+    assert len(np.unique(want)) > 50  # the states exercise many codes, not a few

@@ -1,8 +1,11 @@
-"""Unit tests of the int8 scheme: fixed-point primitives, parameters, overflow proof."""
+"""Unit tests of the integer scheme (int8 weights; int16 or int8 activations): fixed-point
+primitives, the interpolated int16 tanh, parameters, overflow proof."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -67,6 +70,50 @@ def test_tanh_table_is_exact_to_half_an_output_step():
     assert err[~clipped].max() <= 0.5 / 128 + 1e-12
 
 
+def test_int16_tanh_table_holds_tanh_at_the_interval_ends():
+    scale = 4.0 / 32767
+    lut = quantize.tanh_table16(scale)
+    assert lut.dtype == np.int16 and lut.size == 257
+    ends = (np.arange(257) * 256 - 32768) * scale
+    assert np.abs(lut / 32768 - np.tanh(ends)).max() <= 0.5 / 32768 + 1e-12
+    assert (lut[::-1] == -lut).all() and lut[128] == 0
+    # At the saturation point the end entries reach the largest code, never 32768.
+    wide = quantize.tanh_table16(quantize.TANH16_SATURATION * 1.01 / 32767)
+    assert wide.max() == 32767 and wide.min() == -32767
+
+
+def exact_interpolation(lut, pre: int) -> int:
+    """round((lut[i] (256 - f) + lut[i + 1] f) / 256), ties toward +infinity, in rationals."""
+    i, f = divmod(pre + 32768, 256)
+    value = Fraction(int(lut[i]) * (256 - f) + int(lut[i + 1]) * f, 256)
+    return math.floor(value + Fraction(1, 2))
+
+
+def test_interpolation_rounding_matches_the_exact_formula():
+    rng = np.random.default_rng(4)
+    tables = [quantize.tanh_table16(3.0 / 32767), rng.integers(-32767, 32768, 257)]
+    pre = np.concatenate([rng.integers(-32767, 32768, 3000), [-32767, -1, 0, 1, 32767]])
+    for lut in tables:
+        got = ref.interpolate(lut, pre)
+        assert got.tolist() == [exact_interpolation(lut, int(p)) for p in pre]
+    # Ties (frac 128 between neighbours one code apart) round toward +infinity.
+    lut = np.zeros(257, dtype=np.int64)
+    lut[129], lut[127] = 1, -1
+    assert ref.interpolate(lut, np.array([128, -128, 64, -64, 192, -192])).tolist() == [
+        1,
+        0,
+        0,
+        0,
+        1,
+        -1,
+    ]
+    # Exact at the interval ends, monotone in between for tanh.
+    tanh = quantize.tanh_table16(3.0 / 32767)
+    codes = ref.interpolate(tanh, np.arange(-32767, 32768))
+    assert (np.diff(codes) >= 0).all()
+    assert (ref.interpolate(tanh, np.arange(1, 256) * 256 - 32768) == tanh[1:256]).all()
+
+
 def small_policy(obs_dim=6, hidden=(8, 8), activation="tanh", seed=0):
     torch.manual_seed(seed)
     actor = Actor(obs_dim, 4, hidden, activation)
@@ -78,21 +125,55 @@ def small_policy(obs_dim=6, hidden=(8, 8), activation="tanh", seed=0):
 
 @pytest.mark.parametrize("mode", quantize.INPUT_MODES)
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_params_respect_the_scheme(mode, activation):
+@pytest.mark.parametrize("act_bits", [16, 8])
+def test_params_respect_the_scheme(mode, activation, act_bits):
     policy = small_policy(activation=activation)
     obs = np.random.default_rng(1).normal(size=(2000, policy.obs_dim)).astype(np.float32)
-    params = quantize.quantize(policy, obs, mode)
-    for layer in params.layers:
+    params = quantize.quantize(policy, obs, mode, act_bits=act_bits)
+    assert params.act_bits == act_bits
+    assert params.scheme == {16: "int8w-int16a", 8: "int8"}[act_bits]
+    for i, layer in enumerate(params.layers):
         assert layer.weight.dtype == np.int8 and np.abs(layer.weight).max() <= 127
         # Symmetric per output channel: every row uses its full range.
         assert (np.abs(layer.weight).max(axis=1) == 127).all()
-        assert layer.bias.dtype == np.int32 and layer.lut.dtype == np.int8
+        assert layer.bias.dtype == np.int32
         assert ((layer.multiplier >= 2**30) | (layer.multiplier == 0)).all()
         assert ((layer.shift >= 0) & (layer.shift <= 31)).all()
         assert layer.acc_bound < 2**31
-    assert params.layers[-1].out_scale == 1 / 128 and params.layers[-1].out_zero == 0
+        # Every requantisation multiplier is below 1: a right shift only.
+        assert (layer.acc_scale < layer.pre_scale).all()
+        if act_bits == 8:
+            assert layer.lut.dtype == np.int8 and layer.lut.size == 256
+        elif layer.activation == "tanh":
+            assert layer.pre_zero == 0 and layer.out_zero == 0
+            assert layer.lut.dtype == np.int16 and layer.lut.size == 257
+            assert layer.out_scale == 1 / 32768 and np.abs(layer.lut).max() <= 32767
+        else:  # int16 ReLU: max(pre, 0) at the pre-activation scale, no table
+            assert layer.lut is None and layer.out_scale == layer.pre_scale
+            assert layer.pre_zero == 0 and i < len(params.layers) - 1
+    one = ref.out_one(act_bits)
+    assert params.layers[-1].out_scale == 1 / one and params.layers[-1].out_zero == 0
     err = np.abs(ref.act(params, obs) - policy.act(obs))
     assert err.max() < 0.05 and err.mean() < 0.01
+    codes = ref.forward_codes(params, obs)
+    assert np.abs(codes).max() <= one - 1
+    np.testing.assert_array_equal(ref.codes_of(ref.act(params, obs), act_bits), codes)
+
+
+def test_int16_activations_are_more_accurate_than_int8():
+    policy = small_policy(hidden=(32, 32))
+    obs = np.random.default_rng(5).normal(size=(4000, policy.obs_dim)).astype(np.float32)
+    want = policy.act(obs)
+    err = {
+        bits: np.abs(ref.act(quantize.quantize(policy, obs, act_bits=bits), obs) - want)
+        for bits in (16, 8)
+    }
+    assert err[16].mean() < 0.5 * err[8].mean() and err[16].max() < err[8].max()
+    # int16 ranges are min/max with a margin, cut at tanh's int16 saturation point.
+    params = quantize.quantize(policy, obs)
+    for layer in params.layers:
+        lo, hi = quantize.layer_range(layer, 16)
+        assert lo == -hi and 0 < hi <= quantize.TANH16_SATURATION * (1 + 1e-9)
 
 
 def test_int16_input_saturation_is_the_training_clip():
@@ -110,7 +191,40 @@ def test_overflow_proof_refuses_a_wide_layer():
     actor = Actor(4, 4, hidden=(70000,))
     policy = from_actor(actor, {"task": "hover"}, 0, "wide")
     with pytest.raises(ExportError, match=r"layer 1 \(70000 -> 4\).*overflow.*2\^31"):
-        quantize.quantize(policy, np.zeros((4, 4), np.float32))
+        quantize.quantize(policy, np.zeros((4, 4), np.float32), act_bits=8)
+
+
+def test_int16_activations_refuse_a_fan_in_that_int8_allows():
+    """With int16 activations every hidden code may be +-32767: 2^24 + 127 * 32767 * 600
+    >= 2^31, so fan-in 600 is refused (512 is the limit); int8 codes (255) allow it."""
+    actor = Actor(4, 4, hidden=(600,))
+    policy = from_actor(actor, {"task": "hover"}, 0, "wide")
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    with pytest.raises(
+        ExportError,
+        match=r"layer 1 \(600 -> 4\).*2\^24 \+ 127\*32767\*600 = 2513622616 >= 2\^31 with "
+        r"int16 activations; fan-in must be <= 512",
+    ):
+        quantize.quantize(policy, obs)
+    params = quantize.quantize(policy, obs, act_bits=8)
+    assert params.layers[1].shape == (4, 600)
+    quantize.check_shapes(from_actor(Actor(4, 4, hidden=(512,)), {}, 0, "ok"), "int16", 16)
+
+
+def test_int16_overflow_proof_uses_32767_for_hidden_codes():
+    """A channel whose |bias| + 128 sum|w| fits but |bias| + 32767 sum|w| does not: fine
+    for int8 activations, refused for int16."""
+    policy = small_policy()
+    obs = np.random.default_rng(1).normal(size=(100, policy.obs_dim)).astype(np.float32)
+    params = quantize.quantize(policy, obs)
+    layer = params.layers[1]
+    bias = layer.bias.copy()
+    bias[2] = 2**31 - 32767 * int(np.abs(layer.weight[2].astype(np.int64)).sum())
+    layers = (params.layers[0], dataclasses.replace(layer, bias=bias), params.layers[2])
+    wide = dataclasses.replace(params, layers=layers)
+    with pytest.raises(ExportError, match="layer 1 channel 2: int32 accumulator could overflow"):
+        quantize.prove_no_overflow(wide)
+    quantize.prove_no_overflow(dataclasses.replace(wide, act_bits=8))
 
 
 def test_overflow_proof_checks_actual_codes():
@@ -131,16 +245,18 @@ def test_overflow_proof_checks_actual_codes():
         "int16",
         100,
         "x",
+        params.act_bits,
     )
     with pytest.raises(ExportError, match="layer 1 channel 3: int32 accumulator could overflow"):
         quantize.prove_no_overflow(bad)
 
 
-def test_perturbed_parameters_change_the_output():
+@pytest.mark.parametrize("act_bits", [16, 8])
+def test_perturbed_parameters_change_the_output(act_bits):
     """The bit-exact comparisons can fail: one bias code off by a few shows in the codes."""
     policy = small_policy()
     obs = np.random.default_rng(2).normal(size=(5000, policy.obs_dim)).astype(np.float32)
-    params = quantize.quantize(policy, obs)
+    params = quantize.quantize(policy, obs, act_bits=act_bits)
     last = params.layers[-1]
     bias = last.bias.copy()
     bias[0] += int(last.acc_scale[0] ** -1 * last.pre_scale)  # one pre-activation step
@@ -150,6 +266,7 @@ def test_perturbed_parameters_change_the_output():
         "int16",
         1,
         "x",
+        act_bits,
     )
     assert (ref.forward_codes(bad, obs) != ref.forward_codes(params, obs)).any()
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--minutes", type=float, default=3.0, help="budget per hover run")
-    ap.add_argument("--takeoff-minutes", type=float, default=3.0)
+    ap.add_argument("--takeoff-minutes", type=float, default=10.0, help="budget of the takeoff run")
     ap.add_argument(
         "--sb3-minutes", type=float, default=10.0, help="budget for the SB3 run (0 skips it)"
     )

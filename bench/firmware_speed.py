@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine, write_section  # noqa: E402
 from firmware_bridge import codec  # noqa: E402
 from firmware_bridge.emulator import DEFAULT_MODEL, Emulator  # noqa: E402
+from firmware_bridge.header_params import read_header  # noqa: E402
 from firmware_bridge.hil_report import instructions_from_ticks, line_rate_bound  # noqa: E402
 from firmware_bridge.protocol import Scheme  # noqa: E402
 
@@ -73,7 +74,8 @@ def measure(model: Path, steps: int) -> dict:
     instructions = instructions_from_ticks(median, info.tick_hz)
     return {
         "model": label(model),
-        "scheme": Scheme(info.scheme).name.lower(),
+        # The header's own name for its scheme (the protocol byte says only int8/float32).
+        "scheme": read_header(model).defines.get("QP_SCHEME", Scheme(info.scheme).name).strip('"'),
         "dims": f"{info.obs_dim}/{info.act_dim}",
         "macs": info.macs,
         "ticks": f"{median:.0f} ({min(ticks)}-{max(ticks)})",

@@ -68,15 +68,18 @@ def collect(
         obs_log.append(obs)
         act_log.append(act)
         actions[idx] = act
-        # Finished environments keep flying a held action; their results are ignored.
+        # Finished environments are re-started and keep flying; their results are ignored.
         batch.step(actions)
         returns[idx] += batch.reward[idx]
         positions[t + 1, idx] = batch.state[idx, L.POS : L.POS + 3]
-        done = idx[(batch.terminated | batch.truncated)[idx]]
+        ended = np.flatnonzero(batch.terminated | batch.truncated)
+        done = ended[active[ended]]
         success[done] = batch.success[done]
         final_error[done] = batch.position_error()[done]
         lengths[done] = batch.steps[done]
         active[done] = False
+        # Re-start every ended one: a crashed vehicle flown on for long overflows its state.
+        batch.reset(ended)
     return Rollout(
         obs=np.concatenate(obs_log),
         actions=np.concatenate(act_log),

@@ -53,6 +53,7 @@ def exported(tmp_path_factory) -> dict:
     ckpt = make_checkpoint(d / "run" / "checkpoint.pt", step=7)
     out = d / "artifacts"
     argv = [str(ckpt), "--out", str(out), "--test-states", "2000", "--episodes", "10"]
+    argv += ["--finetune-steps", "300"]  # the default (1,500) is for trained actors
     assert export_main(argv) == 0
     return {"dir": d, "ckpt": ckpt, "artifacts": out}
 

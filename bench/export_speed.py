@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     t_torch = time_python(torch_call, torch_states.numpy(), args.calls, args.rounds)
 
     rows = [
-        ("policy.h (int8), C -O2", c_int8),
+        (f"policy.h (int8 weights, int{params.act_bits} activations), C -O2", c_int8),
         ("policy_f32.h (float32), C -O2", c_f32),
         ("onnxruntime, actor.onnx", t_ort),
         ("torch eager, Actor", t_torch),

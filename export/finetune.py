@@ -77,12 +77,9 @@ def _fake_pre(pre: torch.Tensor, grid: tuple[float, int], act_bits: int) -> torc
 def _fake_tanh16(pre: torch.Tensor, scale: float) -> torch.Tensor:
     """The int16 tanh of a pre-activation on its grid (zero 0, ``scale``): the value of
     the interpolated table in the forward pass, tanh's gradient in the backward pass."""
-    code = torch.round(pre.detach() / scale).long()
-    lut = torch.tensor(quantize.tanh_table16(scale), dtype=torch.int64)
-    a = code + 32768
-    idx, frac = a >> 8, a & 255
-    v = lut[idx] * (256 - frac) + lut[torch.clamp(idx + 1, max=256)] * frac
-    out = ((v + 128) >> 8).to(pre.dtype) * quantize.TANH16_OUT_SCALE
+    code = torch.round(pre.detach() / scale).long().numpy()
+    table = ref.interpolate(quantize.tanh_table16(scale), code)  # the header's own formula
+    out = torch.from_numpy(table).to(pre.dtype) * quantize.TANH16_OUT_SCALE
     exact = torch.tanh(pre)
     return exact + (out - exact).detach()
 

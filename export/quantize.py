@@ -42,13 +42,13 @@ from export.model import ExportError, FloatPolicy
 ACC_LIMIT = 2**31  # every int32 accumulator must stay strictly inside +-2^31
 BIAS_LIMIT = 2**24  # a channel's weight scale is widened so |bias code| stays below this
 MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature is given
-TANH_OUT_SCALE = 1.0 / 128.0  # int8 activations
+TANH_OUT_SCALE = 1.0 / ref.out_one(8)  # int8 activations: 1/128
 # tanh(x) * 128 >= 127.5 beyond this: the table's end codes; a wider range buys nothing.
 TANH_SATURATION = math.atanh(127.5 / 128.0)
 ACTIVATIONS = {"int16": 16, "int8": 8}  # --activations: name -> QuantParams.act_bits
 ACT_BITS = 16  # the default: int16 activations, int8 weights
 PRE16_MAX = 32767  # int16 pre-activation codes saturate to [-PRE16_MAX, PRE16_MAX]
-TANH16_OUT_SCALE = 1.0 / 32768.0  # int16 activations: tanh output codes <= 32767
+TANH16_OUT_SCALE = 1.0 / ref.out_one(16)  # int16 activations: 1/32768, codes <= 32767
 TANH16_SATURATION = math.atanh(1.0 - 0.5 / 32768.0)  # tanh * 32768 >= 32767.5 beyond: ~5.55
 INTERVALS = 256  # int16 tanh: pieces of the interpolated table, 256 codes each
 CALIBRATION = "hybrid"
@@ -394,9 +394,9 @@ def prove_no_overflow(params: QuantParams) -> None:
     (max|x| = 32767 for the int16 input and int16 activations, 128 for int8 codes). Every
     partial sum is bounded by the same figure, so the order of accumulation (SMLAD pairs
     or not) is free."""
+    in_max = max(-params.input.lo, params.input.hi)
     for i, layer in enumerate(params.layers):
         wq, bq = layer.weight.astype(np.int64), layer.bias.astype(np.int64)
-        in_max = max(-params.input.lo, params.input.hi)
         x_max = in_max if i == 0 else hidden_code_max(params.act_bits)
         bound = np.abs(bq) + x_max * np.abs(wq).sum(axis=1)
         j = int(bound.argmax())

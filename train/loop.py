@@ -135,20 +135,27 @@ class Trainer:
         }
 
     # Checkpoints ------------------------------------------------------------------------
-    def payload(self, wall: float) -> dict:
+    def policy_payload(self) -> dict:
+        """What export and evaluation read: the actor, its statistics, spec and config."""
         a = self.agent
         return {
             "actor": {"config": a.actor.config(), "state_dict": a.actor.state_dict()},
+            "obs_norm": self.norm.state_dict(),
+            "policy_spec": policy_spec(self.task),
+            "config": _plain(dataclasses.asdict(self.cfg)),
+            "step": self.env_steps,
+        }
+
+    def payload(self, wall: float) -> dict:
+        a = self.agent
+        return {
+            **self.policy_payload(),
             "actor_target": a.actor_target.state_dict(),
             "critics": a.critics.state_dict(),
             "critic_targets": a.critic_targets.state_dict(),
             "actor_opt": a.actor_opt.state_dict(),
             "critic_opt": a.critic_opt.state_dict(),
             "updates": a.updates,
-            "obs_norm": self.norm.state_dict(),
-            "policy_spec": policy_spec(self.task),
-            "config": _plain(dataclasses.asdict(self.cfg)),
-            "step": self.env_steps,
             "update_credit": self.update_credit,
             "wall_seconds": wall,
             "metrics": self.metrics,
@@ -179,19 +186,10 @@ class Trainer:
     def save_best(self, row: dict) -> None:
         """``best.pt``: the policy of the best evaluation so far (what export wants when a
         run got worse later). Policy only: a run resumes from ``checkpoint.pt``."""
-        a = self.agent
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_io.save(
             self.run_dir / "best.pt",
-            {
-                "kind": ckpt_io.POLICY_ONLY,
-                "actor": {"config": a.actor.config(), "state_dict": a.actor.state_dict()},
-                "obs_norm": self.norm.state_dict(),
-                "policy_spec": policy_spec(self.task),
-                "config": _plain(dataclasses.asdict(self.cfg)),
-                "step": self.env_steps,
-                "evaluation": dict(row),
-            },
+            {"kind": ckpt_io.POLICY_ONLY, **self.policy_payload(), "evaluation": dict(row)},
         )
 
     def restore(self, ckpt: dict, replay: dict) -> None:

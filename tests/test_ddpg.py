@@ -138,3 +138,20 @@ def test_td3_delays_the_actor():
     first = update(agent, batch(seed=1), cfg)
     second = update(agent, batch(seed=2), cfg)
     assert "actor_loss" not in first and "actor_loss" in second
+
+
+def test_averaged_policy_trails_the_actor_by_policy_average_per_actor_update():
+    cfg, agent = make_agent("td3", policy_average=0.01, policy_delay=2)
+    assert agent.policy is not agent.actor
+    before = [p.clone() for p in agent.policy.parameters()]
+    update(agent, batch(seed=1), cfg)  # critic only (delayed actor): the average waits
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters(), strict=True))
+    update(agent, batch(seed=2), cfg)
+    actor = list(agent.actor.parameters())
+    for p0, a, p1 in zip(before, actor, agent.policy.parameters(), strict=True):
+        torch.testing.assert_close(p1, p0 + cfg.policy_average * (a - p0), rtol=0, atol=1e-7)
+        assert not torch.equal(p1, a)
+    assert torch.equal(agent.policy.obs_std, agent.actor.obs_std)
+    # Without averaging the deployed policy is the actor itself.
+    plain = make_agent("ddpg")[1]
+    assert plain.policy is plain.actor

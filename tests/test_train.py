@@ -67,18 +67,28 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
-    full = Trainer(tiny(tmp_path, name="full")).run()
-    half = Trainer(tiny(tmp_path, name="half", total_env_steps=800)).run()
+@pytest.mark.parametrize(
+    "extra", [{}, {"policy_average": 0.01, "critic_layer_norm": True}], ids=["plain", "averaged"]
+)
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
+    full = Trainer(tiny(tmp_path, name="full", **extra)).run()
+    half = Trainer(tiny(tmp_path, name="half", total_env_steps=800, **extra)).run()
     resume(half, total_env_steps=1600).run()
     assert metrics_without_time(full) == metrics_without_time(half)
     f, h = ckpt_io.load(full), ckpt_io.load(half)
-    for part in ("critics", "critic_targets", "actor_target"):
+    for part in ("critics", "critic_targets", "actor_target", "actor_trained"):
         assert all(torch.equal(f[part][k], h[part][k]) for k in f[part]), part
     assert all(
         torch.equal(f["actor"]["state_dict"][k], h["actor"]["state_dict"][k])
         for k in f["actor"]["state_dict"]
     )
+    # With averaging, the exported "actor" is the average, not the trained actor.
+    averaged = bool(extra)
+    differs = any(
+        not torch.equal(f["actor"]["state_dict"][k], f["actor_trained"][k])
+        for k in f["actor_trained"]
+    )
+    assert differs == averaged
 
 
 def test_checkpoint_faults_name_the_file_and_the_problem(tmp_path):
@@ -135,6 +145,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         (["--critic-lr=-1e-3"], "critic_lr"),
         (["--batch-size", "512", "--buffer-size", "100"], "batch_size"),
         (["--gamma", "1.5"], "gamma"),
+        (["--policy-average", "1"], "policy_average"),
         (["--algo", "sac"], "algo"),
         (["--num-envs", "0"], "num_envs"),
         (["--actor-hidden", "64,x"], "actor-hidden"),

@@ -50,6 +50,14 @@ class Agent(nn.Module):
             for _ in range(n_critics)
         )
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        # The deployed policy: the actor itself, or a slow average of its weights
+        # (cfg.policy_average). DDPG's actor keeps chasing the critic's latest errors, so
+        # successive actors fly well, then badly; their average flies steadily.
+        self.policy = (
+            copy.deepcopy(self.actor).requires_grad_(False)
+            if cfg.policy_average > 0
+            else self.actor
+        )
         self.critic_targets = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr, fused=True)
@@ -123,9 +131,12 @@ def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> d
         agent.critics.requires_grad_(True)
         stats["actor_loss"] = loss.item()
 
-        # 3. Targets trail the online networks: theta' <- (1 - tau) theta' + tau theta.
+        # 3. Targets trail the online networks: theta' <- (1 - tau) theta' + tau theta;
+        #    the deployed policy, if averaged, trails the actor the same way, more slowly.
         soft_update(agent.actor_target, agent.actor, cfg.tau)
         soft_update(agent.critic_targets, agent.critics, cfg.tau)
+        if agent.policy is not agent.actor:
+            soft_update(agent.policy, agent.actor, cfg.policy_average)
     return stats
 
 

@@ -97,6 +97,7 @@ class Trainer:
             self.norm.update(self.obs)
             self.norm.freeze_into(self.agent.actor)
             self.norm.freeze_into(self.agent.actor_target)
+            self.norm.freeze_into(self.agent.policy)
         self.episode_return += reward
         if done.any():
             self.recent_returns = (self.recent_returns + self.episode_return[done].tolist())[-100:]
@@ -116,17 +117,18 @@ class Trainer:
 
     # Evaluation -------------------------------------------------------------------------
     def evaluate(self) -> dict:
-        self.agent.actor.eval()
+        policy = self.agent.policy
+        policy.eval()
         # Serial sim kernels: numba's OpenMP threads, once started, spin between kernels
         # and compete with torch for the cores on a busy machine.
         r = collect(
-            self.agent.actor.act_numpy,
+            policy.act_numpy,
             self.task,
             episodes=self.cfg.eval_episodes,
             seed=EVAL_SEED,
             parallel=False,
         )
-        self.agent.actor.train()
+        policy.train()
         return {
             "success_rate": r.success_rate,
             "final_error": float(r.final_error.mean()),
@@ -136,10 +138,11 @@ class Trainer:
 
     # Checkpoints ------------------------------------------------------------------------
     def policy_payload(self) -> dict:
-        """What export and evaluation read: the actor, its statistics, spec and config."""
-        a = self.agent
+        """What export and evaluation read: the deployed policy (the actor, or its average),
+        its statistics, spec and config."""
+        p = self.agent.policy
         return {
-            "actor": {"config": a.actor.config(), "state_dict": a.actor.state_dict()},
+            "actor": {"config": p.config(), "state_dict": p.state_dict()},
             "obs_norm": self.norm.state_dict(),
             "policy_spec": policy_spec(self.task),
             "config": _plain(dataclasses.asdict(self.cfg)),
@@ -150,6 +153,7 @@ class Trainer:
         a = self.agent
         return {
             **self.policy_payload(),
+            "actor_trained": a.actor.state_dict(),  # differs from "actor" if averaged
             "actor_target": a.actor_target.state_dict(),
             "critics": a.critics.state_dict(),
             "critic_targets": a.critic_targets.state_dict(),
@@ -194,7 +198,8 @@ class Trainer:
 
     def restore(self, ckpt: dict, replay: dict) -> None:
         a = self.agent
-        a.actor.load_state_dict(ckpt["actor"]["state_dict"])
+        a.actor.load_state_dict(ckpt.get("actor_trained", ckpt["actor"]["state_dict"]))
+        a.policy.load_state_dict(ckpt["actor"]["state_dict"])
         a.actor_target.load_state_dict(ckpt["actor_target"])
         a.critics.load_state_dict(ckpt["critics"])
         a.critic_targets.load_state_dict(ckpt["critic_targets"])

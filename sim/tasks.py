@@ -219,8 +219,8 @@ TAKEOFF = TaskConfig(
     success_radius=0.3,
     # A steeper pull than hover's at the 10 m scale, and the precision term widened to the
     # success radius: with 0.1 and 0.1 m, DDPG climbed but ended 1-3 m off (tried: 5 M
-    # steps); with these (and the training starts of train's takeoff preset) it reaches
-    # 81% in 10 minutes and 92% in 12 (docs/benchmarks.md).
+    # steps); with these and train's takeoff preset it reaches 90% in 4-5 minutes
+    # (docs/benchmarks.md).
     precision_scale=0.5,
     reward_position=0.3,
     reward_velocity=0.02,

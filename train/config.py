@@ -231,8 +231,8 @@ PRESETS: dict[str, TrainConfig] = {
         task="takeoff",
         train_task_overrides={"start_offset": (0.0, 0.0, -5.0), "init_position": 5.0},
         # Its single critic drifts and the actor follows it: evaluations swung between 0%
-        # and 90% from one 100k steps to the next. A LayerNorm critic and an averaged
-        # policy fly 90-100% at every evaluation once learned (docs/benchmarks.md).
+        # and 90% from one to the next. With a LayerNorm critic and the averaged policy
+        # deployed, three seeds reached 90% in 4-5 minutes (docs/benchmarks.md).
         critic_layer_norm=True,
         policy_average=3e-4,
     ),

@@ -20,13 +20,9 @@ COMMAND = "python -m bench train_takeoff"
 
 
 def fly_fresh(path: Path, episodes: int, seed: int) -> dict:
-    from sim.rollout import collect
-    from sim.tasks import make_task
-    from train.checkpoint import load_actor
+    from train.evaluate import fly_checkpoint
 
-    actor, spec, _ = load_actor(path)
-    task = make_task(spec["task"], **spec.get("task_overrides", {}))
-    r = collect(actor.act_numpy, task, episodes=episodes, seed=seed, parallel=False)
+    r, _, _ = fly_checkpoint(path, episodes, seed, parallel=False)
     return {"success": r.success_rate, "final_error": float(r.final_error.mean())}
 
 

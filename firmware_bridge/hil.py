@@ -175,10 +175,10 @@ def open_loop(link: Link, states: np.ndarray) -> dict:
 def closed_loop(link: Link, inputs: Inputs, episodes: int, seed: int) -> dict:
     """Rollouts on the same initial states: board in the loop, reference, float."""
     from sim.rollout import collect
-    from sim.tasks import make_task
+    from sim.tasks import task_of_spec
 
     spec = inputs.policy.spec
-    task = make_task(spec["task"], **dict(spec.get("task_overrides") or {}))
+    task = task_of_spec(spec)
     board_policy = BoardPolicy(link)
     runs = {
         "board": collect(board_policy, task, episodes=episodes, seed=seed),

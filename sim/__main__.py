@@ -27,7 +27,7 @@ def _bench(args) -> int:
 def _fly(args) -> int:
     from sim.fly import plot_rollout
     from sim.rollout import collect
-    from sim.tasks import make_task
+    from sim.tasks import make_task, task_of_spec
 
     task = make_task(args.task)
     if args.policy:
@@ -38,7 +38,7 @@ def _fly(args) -> int:
         except CheckpointError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        task = make_task(spec["task"], **spec.get("task_overrides", {}))
+        task = task_of_spec(spec)
         policy, title = actor.act_numpy, f"policy {args.policy} on {task.name}"
     else:
         value = task.body().hover_action() if args.action is None else args.action

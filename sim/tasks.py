@@ -258,3 +258,8 @@ def policy_spec(task: TaskConfig) -> dict:
         "rotor_speed_unit": body.rotor_speed_unit,
         "control_hz": task.control_hz,
     }
+
+
+def task_of_spec(spec: dict) -> TaskConfig:
+    """The task a policy was trained for, back from its ``policy_spec``."""
+    return make_task(spec["task"], **dict(spec.get("task_overrides") or {}))

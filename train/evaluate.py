@@ -6,18 +6,26 @@ from pathlib import Path
 
 from sim.fly import plot_rollout
 from sim.rollout import Rollout, collect
-from sim.tasks import make_task
+from sim.tasks import TaskConfig, task_of_spec
 from train.checkpoint import load_actor
+
+
+def fly_checkpoint(
+    path, episodes: int, seed: int, parallel: bool = True
+) -> tuple[Rollout, TaskConfig, dict]:
+    """``episodes`` deterministic episodes of the checkpoint's policy on its own task."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; allowed: an integer >= 1")
+    actor, spec, ckpt = load_actor(path)
+    task = task_of_spec(spec)
+    r = collect(actor.act_numpy, task, episodes=episodes, seed=seed, parallel=parallel)
+    return r, task, ckpt
 
 
 def evaluate_checkpoint(
     path: str, episodes: int = 100, seed: int = 12345, plot: str | None = None
 ) -> Rollout:
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes}; allowed: an integer >= 1")
-    actor, spec, ckpt = load_actor(path)
-    task = make_task(spec["task"], **spec.get("task_overrides", {}))
-    r = collect(actor.act_numpy, task, episodes=episodes, seed=seed)
+    r, task, ckpt = fly_checkpoint(path, episodes, seed)
     print(f"checkpoint      {path} (step {ckpt['step']:,})")
     print(f"task            {task.name} ({task.airframe}), {episodes} episodes, seed {seed}")
     print(f"success rate    {r.success_rate:.1%}")

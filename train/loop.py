@@ -183,9 +183,8 @@ class Trainer:
         ckpt_io.save(self.run_dir / "checkpoint.pt", self.payload(wall))
 
     def is_best(self, row: dict) -> bool:
-        """Higher success than every earlier evaluation; on a tie, lower final error."""
-        key = (row["success_rate"], -row["final_error"])
-        return all(key > (m["success_rate"], -m["final_error"]) for m in self.metrics[:-1])
+        """Ranks above every earlier evaluation (``_rank``)."""
+        return all(_rank(row) > _rank(m) for m in self.metrics[:-1])
 
     def save_best(self, row: dict) -> None:
         """``best.pt``: the policy of the best evaluation so far (what export wants when a
@@ -279,7 +278,7 @@ class Trainer:
         write_metrics_csv(self.run_dir / "metrics.csv", self.metrics)
         plot_learning_curve(self.run_dir / "learning_curve.png", self.metrics, self.run_dir.name)
         last = self.metrics[-1]
-        best = max(self.metrics, key=lambda m: (m["success_rate"], -m["final_error"]))
+        best = max(self.metrics, key=_rank)
         print(
             f"done ({stop_reason}): {self.env_steps:,} env steps, {self.agent.updates:,} "
             f"updates, {wall:.0f} s; eval success {last['success_rate']:.0%}, final error "
@@ -350,6 +349,11 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
 
 
 # Helpers ----------------------------------------------------------------------------------
+def _rank(row: dict) -> tuple[float, float]:
+    """Evaluations compare by success; on a tie, the lower final error ranks higher."""
+    return (row["success_rate"], -row["final_error"])
+
+
 def _plain(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 

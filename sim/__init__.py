@@ -1,6 +1,7 @@
 """quadpilot's quadrotor simulator: batched compiled dynamics and Gymnasium environments.
 
-Importing ``sim`` registers ``quadpilot/Hover-v0`` and ``quadpilot/Takeoff-v0``.
+Importing ``sim`` registers ``quadpilot/Hover-v0`` (the deployable hover task: randomised
+world, noisy estimates, latency), ``quadpilot/HoverNominal-v0`` and ``quadpilot/Takeoff-v0``.
 """
 
 import gymnasium as gym
@@ -23,7 +24,11 @@ __all__ = [
     "policy_spec",
 ]
 
-ENV_IDS = {"hover": "quadpilot/Hover-v0", "takeoff": "quadpilot/Takeoff-v0"}
+ENV_IDS = {
+    "hover": "quadpilot/Hover-v0",
+    "hover-nominal": "quadpilot/HoverNominal-v0",
+    "takeoff": "quadpilot/Takeoff-v0",
+}
 
 for _task, _id in ENV_IDS.items():
     if _id not in gym.registry:

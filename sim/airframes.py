@@ -50,6 +50,9 @@ class Airframe:
     # Quadratic drag: force -c * v|v| per body axis (N s^2/m^2), moment -c * w|w| (N m s^2).
     linear_drag: tuple[float, float, float] = (0.0, 0.0, 0.0)
     angular_drag: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # The lag while a rotor slows down, if it differs from motor_time_constant (which
+    # then holds while it speeds up); None = the same both ways.
+    motor_fall_time_constant: float | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, allowed: str) -> None:
@@ -87,6 +90,12 @@ class Airframe:
             _finite(self.motor_time_constant) and self.motor_time_constant > 0,
             "motor_time_constant",
             "a finite number > 0",
+        )
+        need(
+            self.motor_fall_time_constant is None
+            or (_finite(self.motor_fall_time_constant) and self.motor_fall_time_constant > 0),
+            "motor_fall_time_constant",
+            "None (same as motor_time_constant) or a finite number > 0",
         )
         need(
             _finite(self.rotor_speed_min) and self.rotor_speed_min >= 0,
@@ -131,13 +140,18 @@ class Airframe:
         return 2.0 * (self.hover_rotor_speed() - self.rotor_speed_min) / span - 1.0
 
     def params_row(self) -> np.ndarray:
-        """Per-environment parameters (the ones domain randomisation scales)."""
-        row = np.empty(L.N_PARAMS)
+        """Per-environment parameters at their nominal values: no mismatch, no disturbance,
+        no sensor bias, no latency (domain randomisation draws around this row)."""
+        row = np.zeros(L.N_PARAMS)
         row[L.P_MASS] = self.mass
         row[L.P_IXX : L.P_IZZ + 1] = self.inertia
         row[L.P_KF] = self.thrust_coefficient
         row[L.P_KM] = self.torque_to_thrust
-        row[L.P_TAU] = self.motor_time_constant
+        row[L.P_TAU_UP] = self.motor_time_constant
+        fall = self.motor_fall_time_constant
+        row[L.P_TAU_DOWN] = self.motor_time_constant if fall is None else fall
+        row[L.P_MOTOR : L.P_MOTOR + 4] = 1.0
+        row[L.P_ARM] = 1.0
         return row
 
     def frame(self) -> np.ndarray:

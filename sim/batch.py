@@ -1,226 +1,224 @@
 """N quadrotors flying one task, stepped in one compiled call.
 
 ``QuadBatch`` is the engine under both Gymnasium environments: it holds the float64
-states, maps actions to rotor commands, integrates, and computes observations, rewards,
-termination, truncation and success. Resets are drawn with numpy from a seeded
-Generator, so the same seed gives the same episodes.
+states, maps actions to rotor commands, delays them, integrates, and computes the
+flight controller's (noisy) observations, rewards, termination, truncation and success.
+Resets are drawn with numpy from a seeded Generator; the noise within an episode comes
+from a per-environment counter-based generator (splitmix64), so the same seed gives the
+same episodes whether the kernels run on one thread or many.
+
+The kernels take the per-environment arrays as one tuple (``World``), the task's
+constants as another, so every entry point lists them once.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
 from sim import layout as L
 from sim import tasks as T
-from sim.dynamics import CHUNK, _rk4_env, quat_to_matrix
-from sim.tasks import OBS_DIM, TaskConfig
+from sim.dynamics import CHUNK, quat_to_matrix, rk4_step
+from sim.tasks import TaskConfig
 
 
-def _observe(s, target, lo, span, out):
-    """One observation row (float32) from one state row; layout in sim.tasks.OBS_LAYOUT."""
-    for k in range(3):
-        out[k] = s[L.POS + k] - target[k]
-    quat_to_matrix(s[L.QUAT : L.QUAT + 4], out[3:12])
-    for k in range(3):
-        out[12 + k] = s[L.VEL + k]
-        out[15 + k] = s[L.OMEGA + k]
-    for k in range(4):
-        out[18 + k] = 2.0 * (s[L.ROTOR + k] - lo) / span - 1.0
+class World(NamedTuple):
+    """Every per-environment array the compiled step reads or writes."""
+
+    state: np.ndarray  # (N, N_STATE) float64: the vehicle
+    params: np.ndarray  # (N, N_PARAMS) float64: this episode's draws
+    fc: np.ndarray  # (N, N_FC_FIXED + 4 * past_rows) float64: flight-controller side
+    rng: np.ndarray  # (N,) uint64: splitmix64 state of each environment's noise
+    steps: np.ndarray  # (N,) int64: control steps taken this episode
+    window_err: np.ndarray  # (N,) float64: worst error inside the success window
+    obs: np.ndarray  # (N, obs_dim) float32
+    reward: np.ndarray  # (N,) float32
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+    success: np.ndarray  # (N,) bool
 
 
-_observe_jit = njit(cache=True, inline="always")(_observe)
+# The fields a checkpoint must hold to continue a batch exactly.
+SAVED = ("state", "params", "fc", "rng", "steps", "window_err", "obs")
 
-
-@njit(cache=True, parallel=True)
-def observe_parallel(state, target, lo, span, obs):
-    for e in prange(state.shape[0]):
-        _observe_jit(state[e], target, lo, span, obs[e])
-
-
-@njit(cache=True)
-def observe_serial(state, target, lo, span, obs):
-    for e in range(state.shape[0]):
-        _observe_jit(state[e], target, lo, span, obs[e])
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
 
 
 @njit(cache=True, inline="always")
-def _task_range(
-    start,
-    stop,
-    state,
-    actions,
-    params,
-    frame,
-    tp,
-    target,
-    lo,
-    span,
-    dt,
-    n_sub,
-    floor_z,
-    steps,
-    max_steps,
-    window_steps,
-    window_err,
-    obs,
-    reward,
-    terminated,
-    truncated,
-    success,
-):
-    """Apply actions, integrate one control step, and score it, for environments
-    start..stop-1."""
-    k1 = np.empty(L.N_STATE)
-    k2 = np.empty(L.N_STATE)
-    k3 = np.empty(L.N_STATE)
-    k4 = np.empty(L.N_STATE)
-    tmp = np.empty(L.N_STATE)
-    cmd = np.empty(4)
-    for e in range(start, stop):
-        s = state[e]
-        act_cost = 0.0
+def _uniform(rng, e):
+    """splitmix64 (Steele, Lea and Flood 2014): the next number in (0, 1) of stream e."""
+    z = rng[e] + _GOLDEN
+    rng[e] = z
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    z = z ^ (z >> np.uint64(31))
+    return (float(z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, inline="always")
+def _normal(rng, e):
+    """A standard normal draw (Box-Muller, one of the pair)."""
+    u1 = _uniform(rng, e)
+    u2 = _uniform(rng, e)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@njit(cache=True, inline="always")
+def _observe(w, e, tp, oo, target, q, out):
+    """The flight controller's observation of environment e (layout: TaskConfig.obs_layout):
+    the true state seen through the estimator's noise, plus what the board keeps itself.
+    ``q`` is scratch for 4 numbers."""
+    s, p, fc, rng = w.state[e], w.params[e], w.fc[e], w.rng
+    sp, sv, sa, sg = tp[T.T_NOISE_POS], tp[T.T_NOISE_VEL], tp[T.T_NOISE_ATT], tp[T.T_NOISE_GYRO]
+    o = oo[T.O_POS]
+    for k in range(3):
+        out[o + k] = s[L.POS + k] - target[k] + (sp * _normal(rng, e) if sp > 0.0 else 0.0)
+    for k in range(4):
+        q[k] = s[L.QUAT + k]
+    if sa > 0.0:  # attitude error: a small rotation about the body axes, q (x) dq
+        ax, ay, az = sa * _normal(rng, e), sa * _normal(rng, e), sa * _normal(rng, e)
+        angle = math.sqrt(ax * ax + ay * ay + az * az)
+        c = math.cos(0.5 * angle)
+        f = math.sin(0.5 * angle) / angle if angle > 1e-12 else 0.5
+        dw, dx, dy, dz = c, f * ax, f * ay, f * az
+        qw, qx, qy, qz = q[0], q[1], q[2], q[3]
+        q[0] = qw * dw - qx * dx - qy * dy - qz * dz
+        q[1] = qw * dx + qx * dw + qy * dz - qz * dy
+        q[2] = qw * dy - qx * dz + qy * dw + qz * dx
+        q[3] = qw * dz + qx * dy - qy * dx + qz * dw
+    o = oo[T.O_ROT]
+    quat_to_matrix(q, out[o : o + 9])
+    o = oo[T.O_VEL]
+    for k in range(3):
+        out[o + k] = s[L.VEL + k] + (sv * _normal(rng, e) if sv > 0.0 else 0.0)
+    o = oo[T.O_RATES]
+    for k in range(3):
+        noise = sg * _normal(rng, e) if sg > 0.0 else 0.0
+        out[o + k] = s[L.OMEGA + k] + p[L.P_GYRO_BIAS + k] + noise
+    o = oo[T.O_ROTORS]
+    if o >= 0:
+        for k in range(4):
+            out[o + k] = 2.0 * (s[L.ROTOR + k] - tp[T.T_LO]) / tp[T.T_SPAN] - 1.0
+    o = oo[T.O_INTEGRAL]
+    if o >= 0:
+        for k in range(3):
+            out[o + k] = fc[L.FC_INTEGRAL + k]
+    o = oo[T.O_PAST]
+    if o >= 0:
+        for k in range(4 * oo[T.O_NPAST]):
+            out[o + k] = fc[L.FC_PAST + k]
+
+
+@njit(cache=True, inline="always")
+def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q):
+    """Apply env e's action, integrate one control step, observe and score it."""
+    s, p, fc = w.state[e], w.params[e], w.fc[e]
+    lo, span = tp[T.T_LO], tp[T.T_SPAN]
+    n_sub = int(tp[T.T_NSUB])
+    rows = (fc.shape[0] - L.N_FC_FIXED) // 4
+    # The newest command goes to row 0 of the past commands; older ones move down.
+    for j in range(4 * rows - 1, 3, -1):
+        fc[L.FC_PAST + j] = fc[L.FC_PAST + j - 4]
+    act_cost = 0.0
+    for i in range(4):
+        a = actions[e, i]
+        a = -1.0 if a < -1.0 else (1.0 if a > 1.0 else a)
+        fc[L.FC_PAST + i] = a
+        d = a - tp[T.T_HOVER_A]
+        act_cost += d * d
+    # Latency: physics step j of this control step drives the motors with the command
+    # issued `delay` physics steps earlier, i.e. ceil((delay - j) / n_sub) control steps ago.
+    delay = int(p[L.P_DELAY])
+    gust = fc[L.FC_GUST : L.FC_GUST + 3]
+    for j in range(n_sub):
+        late = 0 if delay <= j else (delay - j + n_sub - 1) // n_sub
         for i in range(4):
-            a = actions[e, i]
-            a = -1.0 if a < -1.0 else (1.0 if a > 1.0 else a)
-            cmd[i] = lo + 0.5 * (a + 1.0) * span
-            d = a - tp[T.T_HOVER_A]
-            act_cost += d * d
-        _rk4_env(s, cmd, params[e], frame, dt, n_sub, floor_z, k1, k2, k3, k4, tmp)
-        steps[e] += 1
-        o = obs[e]
-        _observe_jit(s, target, lo, span, o)
-        err = math.sqrt(o[0] * o[0] + o[1] * o[1] + o[2] * o[2])
-        speed = math.sqrt(s[3] * s[3] + s[4] * s[4] + s[5] * s[5])
-        rate = math.sqrt(s[10] * s[10] + s[11] * s[11] + s[12] * s[12])
-        up = o[11]  # R22: world-z component of the body z axis
-        finite = True
-        for j in range(L.N_STATE):
-            if not math.isfinite(s[j]):
-                finite = False
-        term = (not finite) or err > tp[T.T_MAX_ERR] or up < tp[T.T_MIN_UP]
-        if steps[e] > max_steps - window_steps and err > window_err[e]:
-            window_err[e] = err
-        trunc = (not term) and steps[e] >= max_steps
-        r = (
-            tp[T.T_ALIVE]
-            + tp[T.T_PREC] * math.exp(-err / tp[T.T_PREC_SCALE])
-            - tp[T.T_POS] * err
-            - tp[T.T_VEL] * speed
-            - tp[T.T_RATE] * rate
-            - tp[T.T_TILT] * (1.0 - up)
-            - tp[T.T_ACT] * act_cost
-        )
-        if term:
-            r -= tp[T.T_TERM]
-        reward[e] = r if finite else -tp[T.T_TERM]
-        terminated[e] = term
-        truncated[e] = trunc
-        success[e] = trunc and window_err[e] < tp[T.T_SUCCESS_R]
+            cmd[i] = lo + 0.5 * (fc[L.FC_PAST + 4 * late + i] + 1.0) * span
+        rk4_step(s, cmd, p, frame, gust, tp[T.T_DT], tp[T.T_FLOOR], work)
+    if tp[T.T_GUST_STD] > 0.0:  # Ornstein-Uhlenbeck gust, exact discretisation
+        a = tp[T.T_GUST_DECAY]
+        sd = tp[T.T_GUST_STD] * p[L.P_MASS] * math.sqrt(1.0 - a * a)
+        for k in range(3):
+            gust[k] = a * gust[k] + sd * _normal(w.rng, e)
+    w.steps[e] += 1
+    o = w.obs[e]
+    _observe(w, e, tp, oo, target, q, o)
+    # The integral the board keeps, of the position error it observed; clipped per axis.
+    lim, pos = tp[T.T_INT_LIMIT], oo[T.O_POS]
+    for k in range(3):
+        v = fc[L.FC_INTEGRAL + k] + o[pos + k] * tp[T.T_INT_DT]
+        fc[L.FC_INTEGRAL + k] = -lim if v < -lim else (lim if v > lim else v)
+    if oo[T.O_INTEGRAL] >= 0:
+        for k in range(3):
+            o[oo[T.O_INTEGRAL] + k] = fc[L.FC_INTEGRAL + k]
+    # Reward, termination and success judge the true state, not the observation.
+    ex, ey, ez = s[0] - target[0], s[1] - target[1], s[2] - target[2]
+    err = math.sqrt(ex * ex + ey * ey + ez * ez)
+    speed = math.sqrt(s[3] * s[3] + s[4] * s[4] + s[5] * s[5])
+    rate = math.sqrt(s[10] * s[10] + s[11] * s[11] + s[12] * s[12])
+    up = 1.0 - 2.0 * (s[7] * s[7] + s[8] * s[8])  # R22: world-z component of body z
+    finite = True
+    for j in range(L.N_STATE):
+        if not math.isfinite(s[j]):
+            finite = False
+    term = (not finite) or err > tp[T.T_MAX_ERR] or up < tp[T.T_MIN_UP]
+    max_steps = int(tp[T.T_MAX_STEPS])
+    if w.steps[e] > max_steps - int(tp[T.T_WINDOW]) and err > w.window_err[e]:
+        w.window_err[e] = err
+    trunc = (not term) and w.steps[e] >= max_steps
+    r = (
+        tp[T.T_ALIVE]
+        + tp[T.T_PREC] * math.exp(-err / tp[T.T_PREC_SCALE])
+        - tp[T.T_POS] * err
+        - tp[T.T_VEL] * speed
+        - tp[T.T_RATE] * rate
+        - tp[T.T_TILT] * (1.0 - up)
+        - tp[T.T_ACT] * act_cost
+    )
+    if term:
+        r -= tp[T.T_TERM]
+    w.reward[e] = r if finite else -tp[T.T_TERM]
+    w.terminated[e] = term
+    w.truncated[e] = trunc
+    w.success[e] = trunc and w.window_err[e] < tp[T.T_SUCCESS_R]
+
+
+# Not inlined: inlined into the prange loop, numba 0.68 dropped its writes to the 1-D
+# arrays of the World tuple (steps, reward, ...) while keeping those to the 2-D ones.
+@njit(cache=True)
+def _step_range(w, actions, frame, tp, oo, target, start, stop):
+    work = np.empty((5, L.N_STATE))
+    cmd = np.empty(4)
+    q = np.empty(4)
+    for e in range(start, stop):
+        _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q)
 
 
 # The vector env uses the parallel entry point, the single env the serial one (no thread
 # start-up). Two functions, not two builds of one: numba's cache would key those alike.
 @njit(cache=True, parallel=True)
-def task_step_parallel(
-    state,
-    actions,
-    params,
-    frame,
-    tp,
-    target,
-    lo,
-    span,
-    dt,
-    n_sub,
-    floor_z,
-    steps,
-    max_steps,
-    window_steps,
-    window_err,
-    obs,
-    reward,
-    terminated,
-    truncated,
-    success,
-):
-    n = state.shape[0]
+def task_step_parallel(w, actions, frame, tp, oo, target):
+    n = w.state.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        _task_range(
-            c * CHUNK,
-            min(n, (c + 1) * CHUNK),
-            state,
-            actions,
-            params,
-            frame,
-            tp,
-            target,
-            lo,
-            span,
-            dt,
-            n_sub,
-            floor_z,
-            steps,
-            max_steps,
-            window_steps,
-            window_err,
-            obs,
-            reward,
-            terminated,
-            truncated,
-            success,
-        )
+        _step_range(w, actions, frame, tp, oo, target, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 @njit(cache=True)
-def task_step_serial(
-    state,
-    actions,
-    params,
-    frame,
-    tp,
-    target,
-    lo,
-    span,
-    dt,
-    n_sub,
-    floor_z,
-    steps,
-    max_steps,
-    window_steps,
-    window_err,
-    obs,
-    reward,
-    terminated,
-    truncated,
-    success,
-):
-    _task_range(
-        0,
-        state.shape[0],
-        state,
-        actions,
-        params,
-        frame,
-        tp,
-        target,
-        lo,
-        span,
-        dt,
-        n_sub,
-        floor_z,
-        steps,
-        max_steps,
-        window_steps,
-        window_err,
-        obs,
-        reward,
-        terminated,
-        truncated,
-        success,
-    )
+def task_step_serial(w, actions, frame, tp, oo, target):
+    _step_range(w, actions, frame, tp, oo, target, 0, w.state.shape[0])
+
+
+@njit(cache=True)
+def observe_rows(w, idx, tp, oo, target):
+    """Observe the environments ``idx`` (after a reset) into ``w.obs``."""
+    q = np.empty(4)
+    for e in idx:
+        _observe(w, e, tp, oo, target, q, w.obs[e])
 
 
 class QuadBatch:
@@ -232,42 +230,59 @@ class QuadBatch:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r}; allowed: an integer >= 1")
         self.task = task.validate()
-        self.n = int(num_envs)
+        n = self.n = int(num_envs)
         body = task.body()
         self.body = body
         self.frame = body.frame()
         self.base_params = body.params_row()
-        self.params = np.tile(self.base_params, (self.n, 1))
         self.tp = task.packed()
+        self.oo = task.obs_offsets()
         self.target = np.asarray(task.target, dtype=np.float64)
         self.lo = float(body.rotor_speed_min)
         self.span = float(body.rotor_speed_max - body.rotor_speed_min)
         self.hover_speed = body.hover_rotor_speed()
-        self.state = np.zeros((self.n, L.N_STATE))
-        self.state[:, L.QUAT] = 1.0
-        self.steps = np.zeros(self.n, dtype=np.int64)
-        self.window_err = np.zeros(self.n)
-        self.obs = np.zeros((self.n, OBS_DIM), dtype=np.float32)
-        self.reward = np.zeros(self.n, dtype=np.float32)
-        self.terminated = np.zeros(self.n, dtype=np.bool_)
-        self.truncated = np.zeros(self.n, dtype=np.bool_)
-        self.success = np.zeros(self.n, dtype=np.bool_)
-        use_parallel = self.n >= 64 if parallel is None else parallel
+        state = np.zeros((n, L.N_STATE))
+        state[:, L.QUAT] = 1.0
+        self.world = World(
+            state=state,
+            params=np.tile(self.base_params, (n, 1)),
+            fc=np.zeros((n, L.N_FC_FIXED + 4 * task.past_rows)),
+            rng=np.zeros(n, dtype=np.uint64),
+            steps=np.zeros(n, dtype=np.int64),
+            window_err=np.zeros(n),
+            obs=np.zeros((n, task.obs_dim), dtype=np.float32),
+            reward=np.zeros(n, dtype=np.float32),
+            terminated=np.zeros(n, dtype=np.bool_),
+            truncated=np.zeros(n, dtype=np.bool_),
+            success=np.zeros(n, dtype=np.bool_),
+        )
+        use_parallel = n >= 64 if parallel is None else parallel
         self._step = task_step_parallel if use_parallel else task_step_serial
-        self._observe = observe_parallel if use_parallel else observe_serial
         self.rng = np.random.default_rng(seed)
+
+    # The arrays by name, for callers that read them.
+    state = property(lambda self: self.world.state)
+    params = property(lambda self: self.world.params)
+    fc = property(lambda self: self.world.fc)
+    steps = property(lambda self: self.world.steps)
+    window_err = property(lambda self: self.world.window_err)
+    obs = property(lambda self: self.world.obs)
+    reward = property(lambda self: self.world.reward)
+    terminated = property(lambda self: self.world.terminated)
+    truncated = property(lambda self: self.world.truncated)
+    success = property(lambda self: self.world.success)
 
     def seed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
 
     # Resets ---------------------------------------------------------------------------
     def reset(self, idx: np.ndarray | None = None) -> None:
-        """Draw new initial states (and airframe scalings) for the environments ``idx``."""
-        idx = np.arange(self.n) if idx is None else np.asarray(idx)
+        """Draw new initial states, and this episode's world, for the environments ``idx``."""
+        idx = np.arange(self.n) if idx is None else np.asarray(idx, dtype=np.int64)
         k = idx.size
         if k == 0:
             return
-        t, rng = self.task, self.rng
+        t, rng, w = self.task, self.rng, self.world
         pos = self.target + np.asarray(t.start_offset) + _ball(rng, k, 3, t.init_position)
         pos[:, 2] = np.maximum(pos[:, 2], t.floor_z)
         s = np.zeros((k, L.N_STATE))
@@ -276,27 +291,56 @@ class QuadBatch:
         s[:, L.QUAT : L.QUAT + 4] = _tilted_quaternions(rng, k, math.radians(t.init_tilt_deg))
         s[:, L.OMEGA : L.OMEGA + 3] = _ball(rng, k, 3, t.init_rate)
         s[:, L.ROTOR : L.ROTOR + 4] = t.init_rotor * self.hover_speed
-        self.state[idx] = s
-        if t.randomise:
-            p = np.tile(self.base_params, (k, 1))
-            p[:, L.P_MASS] *= rng.uniform(*t.mass_scale, k)
-            p[:, L.P_IXX : L.P_IZZ + 1] *= rng.uniform(*t.inertia_scale, (k, 1))
-            p[:, L.P_KF] *= rng.uniform(*t.thrust_scale, k)
-            p[:, L.P_TAU] *= rng.uniform(*t.motor_tau_scale, k)
-            self.params[idx] = p
-        self.steps[idx] = 0
-        self.window_err[idx] = 0.0
-        self.observe()
+        w.state[idx] = s
+        w.params[idx] = self._draw_params(k) if t.randomise else self.base_params
+        fc = np.zeros((k, w.fc.shape[1]))
+        fc[:, L.FC_PAST :] = t.initial_action()
+        gust_sd = self.tp[T.T_GUST_STD] * w.params[idx, L.P_MASS]
+        fc[:, L.FC_GUST : L.FC_GUST + 3] = rng.normal(size=(k, 3)) * gust_sd[:, None]
+        w.fc[idx] = fc
+        w.rng[idx] = rng.integers(0, 2**63, size=k, dtype=np.uint64)
+        w.steps[idx] = 0
+        w.window_err[idx] = 0.0
+        observe_rows(w, idx, self.tp, self.oo, self.target)
+
+    def _draw_params(self, k: int) -> np.ndarray:
+        """This episode's vehicle, disturbances, sensor bias and latency (randomise=True)."""
+        t, rng = self.task, self.rng
+        p = np.tile(self.base_params, (k, 1))
+        p[:, L.P_MASS] *= rng.uniform(*t.mass_scale, k)
+        p[:, L.P_IXX : L.P_IYY + 1] *= rng.uniform(*t.inertia_scale, (k, 1))
+        p[:, L.P_IZZ] *= rng.uniform(*t.inertia_scale, k)
+        p[:, L.P_KF] *= rng.uniform(*t.thrust_scale, k)
+        p[:, L.P_TAU_UP] *= rng.uniform(*t.motor_tau_up_scale, k)
+        p[:, L.P_TAU_DOWN] *= rng.uniform(*t.motor_tau_down_scale, k)
+        m = t.motor_mismatch
+        p[:, L.P_MOTOR : L.P_MOTOR + 4] = rng.uniform(1.0 - m, 1.0 + m, (k, 4))
+        p[:, L.P_ARM] = rng.uniform(*t.arm_scale, k)
+        weight = p[:, L.P_MASS] * self.body.gravity
+        p[:, L.P_FORCE : L.P_FORCE + 3] = (
+            _sphere(rng, k) * (t.disturbance_force * weight * rng.uniform(size=k))[:, None]
+        )
+        # A centre of mass r = (x, y, 0) off the thrust axis: gravity's moment about the
+        # thrust line at hover, r x (0, 0, -m g) in the body frame (torque = (-y, x, 0) m g).
+        r = _ball(rng, k, 2, t.com_offset)
+        p[:, L.P_TORQUE] = -r[:, 1] * weight
+        p[:, L.P_TORQUE + 1] = r[:, 0] * weight
+        b = t.gyro_bias * t.noise_scale
+        p[:, L.P_GYRO_BIAS : L.P_GYRO_BIAS + 3] = rng.uniform(-b, b, (k, 3))
+        lo, hi = t.latency_steps
+        p[:, L.P_DELAY] = rng.integers(lo, hi + 1, size=k)
+        return p
 
     def observe(self) -> np.ndarray:
-        self._observe(self.state, self.target, self.lo, self.span, self.obs)
+        """Observe every environment afresh (new noise draws)."""
+        observe_rows(self.world, np.arange(self.n), self.tp, self.oo, self.target)
         return self.obs
 
     # Stepping ---------------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> None:
         """One control step for all environments; results land in the output arrays."""
         actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.n, 4):
+        if actions.shape != (self.n, T.ACT_DIM):
             raise ValueError(f"actions have shape {actions.shape}; expected ({self.n}, 4)")
         finite = np.isfinite(actions).all(axis=1)
         if not finite.all():
@@ -305,32 +349,29 @@ class QuadBatch:
                 f"non-finite action for environment index {int(bad[0])} "
                 f"({actions[bad[0]].tolist()}); {bad.size} environment(s) affected"
             )
-        t = self.task
-        self._step(
-            self.state,
-            actions,
-            self.params,
-            self.frame,
-            self.tp,
-            self.target,
-            self.lo,
-            self.span,
-            t.dt,
-            t.substeps,
-            t.floor_z,
-            self.steps,
-            t.max_steps,
-            t.window_steps,
-            self.window_err,
-            self.obs,
-            self.reward,
-            self.terminated,
-            self.truncated,
-            self.success,
-        )
+        self._step(self.world, actions, self.frame, self.tp, self.oo, self.target)
 
     def position_error(self) -> np.ndarray:
         return np.linalg.norm(self.state[:, L.POS : L.POS + 3] - self.target, axis=1)
+
+    # Saving -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Copies of everything needed to continue exactly (numpy arrays, the rng state)."""
+        out = {name: getattr(self.world, name).copy() for name in SAVED}
+        out["reset_rng"] = self.rng.bit_generator.state
+        return out
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name in SAVED:
+            target = getattr(self.world, name)
+            value = np.asarray(saved[name])
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"saved sim array {name} has shape {value.shape}; this task needs "
+                    f"{target.shape}"
+                )
+            target[...] = value
+        self.rng.bit_generator.state = saved["reset_rng"]
 
 
 def _ball(rng: np.random.Generator, k: int, dim: int, radius: float) -> np.ndarray:
@@ -340,6 +381,12 @@ def _ball(rng: np.random.Generator, k: int, dim: int, radius: float) -> np.ndarr
     v = rng.normal(size=(k, dim))
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     return v * radius * rng.uniform(size=(k, 1)) ** (1.0 / dim)
+
+
+def _sphere(rng: np.random.Generator, k: int) -> np.ndarray:
+    """Unit vectors in uniformly random directions."""
+    v = rng.normal(size=(k, 3))
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
 def _tilted_quaternions(rng: np.random.Generator, k: int, max_tilt: float) -> np.ndarray:

@@ -11,11 +11,16 @@ speeds. Each rotor follows its command through a first-order lag. Forces and mom
 * roll and pitch moments r_i x thrust_i from the hub positions;
 * quadratic drag on translation (body axes) and rotation;
 * Euler's equations with the gyroscopic term, J dw/dt = tau - w x (J w);
-* quaternion kinematics dq/dt = q (x) (0, w) / 2, renormalised after each step.
+* quaternion kinematics dq/dt = q (x) (0, w) / 2, renormalised after each step;
+* the world around the vehicle: a disturbance force (world frame: the episode's constant
+  part plus a gust) and a constant disturbance torque (body frame).
 
-Integration is classic RK4 with the rotor commands held over the control step, which
-is ``n_sub`` physics steps of ``dt``. ``floor_z`` (``-inf`` for none) is a perfectly
-inelastic, high-friction ground: on contact the vehicle stops.
+Each motor follows its command with one time constant while speeding up and another
+while slowing down; each rotor's thrust coefficient carries its own factor, and the
+hubs' horizontal offsets a common arm factor (all per environment, ``sim.layout``).
+Integration is classic RK4 with a rotor command held over each physics step of ``dt``.
+``floor_z`` (``-inf`` for none) is a perfectly inelastic, high-friction ground: on
+contact the vehicle stops.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ CHUNK = 64
 
 
 @njit(cache=True, inline="always")
-def _deriv(s, cmd, p, fr, out):
-    """Time derivative of one state row ``s`` into ``out`` (both length N_STATE)."""
+def _deriv(s, cmd, p, fr, gust, out):
+    """Time derivative of one state row ``s`` into ``out`` (both length N_STATE);
+    ``gust`` is the time-varying part of the disturbance force (world frame, N)."""
     qw, qx, qy, qz = s[6], s[7], s[8], s[9]
     wx, wy, wz = s[10], s[11], s[12]
     # Body-to-world rotation matrix from the quaternion.
@@ -59,13 +65,14 @@ def _deriv(s, cmd, p, fr, out):
     tx = 0.0
     ty = 0.0
     tz = 0.0
+    arm = p[L.P_ARM]
     for i in range(4):
         w = s[13 + i]
         if w < 0.0:
             w = 0.0
-        t = kf * w * w
-        hx = fr[L.F_RPOS + 3 * i]
-        hy = fr[L.F_RPOS + 3 * i + 1]
+        t = kf * p[L.P_MOTOR + i] * w * w
+        hx = arm * fr[L.F_RPOS + 3 * i]
+        hy = arm * fr[L.F_RPOS + 3 * i + 1]
         if diameter > 0.0:
             # Inflow through the rotor disc: body z velocity plus (w x r)_z at the hub.
             inflow = bz + wx * hy - wy * hx
@@ -92,9 +99,12 @@ def _deriv(s, cmd, p, fr, out):
     out[0] = vx
     out[1] = vy
     out[2] = vz
-    out[3] = (r00 * dx + r01 * dy + r02 * dz) * inv_m
-    out[4] = (r10 * dx + r11 * dy + r12 * dz) * inv_m
-    out[5] = (r20 * dx + r21 * dy + r22 * dz) * inv_m - fr[L.F_G]
+    fx = p[L.P_FORCE] + gust[0]
+    fy = p[L.P_FORCE + 1] + gust[1]
+    fz = p[L.P_FORCE + 2] + gust[2]
+    out[3] = (r00 * dx + r01 * dy + r02 * dz + fx) * inv_m
+    out[4] = (r10 * dx + r11 * dy + r12 * dz + fy) * inv_m
+    out[5] = (r20 * dx + r21 * dy + r22 * dz + fz) * inv_m - fr[L.F_G]
 
     # Quaternion kinematics: q_dot = 0.5 * q (x) (0, w).
     out[6] = 0.5 * (-qx * wx - qy * wy - qz * wz)
@@ -106,59 +116,58 @@ def _deriv(s, cmd, p, fr, out):
     ixx = p[L.P_IXX]
     iyy = p[L.P_IYY]
     izz = p[L.P_IZZ]
-    tx -= fr[L.F_DRAG_ROT] * wx * abs(wx)
-    ty -= fr[L.F_DRAG_ROT + 1] * wy * abs(wy)
-    tz -= fr[L.F_DRAG_ROT + 2] * wz * abs(wz)
+    tx += p[L.P_TORQUE] - fr[L.F_DRAG_ROT] * wx * abs(wx)
+    ty += p[L.P_TORQUE + 1] - fr[L.F_DRAG_ROT + 1] * wy * abs(wy)
+    tz += p[L.P_TORQUE + 2] - fr[L.F_DRAG_ROT + 2] * wz * abs(wz)
     out[10] = (tx - (wy * izz * wz - wz * iyy * wy)) / ixx
     out[11] = (ty - (wz * ixx * wx - wx * izz * wz)) / iyy
     out[12] = (tz - (wx * iyy * wy - wy * ixx * wx)) / izz
 
-    inv_tau = 1.0 / p[L.P_TAU]
     for i in range(4):
-        out[13 + i] = (cmd[i] - s[13 + i]) * inv_tau
+        d = cmd[i] - s[13 + i]
+        out[13 + i] = d / (p[L.P_TAU_UP] if d > 0.0 else p[L.P_TAU_DOWN])
 
 
 @njit(cache=True, inline="always")
-def _rk4_env(s, cmd, p, fr, dt, n_sub, floor_z, k1, k2, k3, k4, tmp):
-    """Advance one state row in place by ``n_sub`` RK4 steps of ``dt``."""
+def rk4_step(s, cmd, p, fr, gust, dt, floor_z, work):
+    """Advance one state row in place by one RK4 step of ``dt``; ``work`` is (5, N_STATE)
+    scratch."""
+    k1, k2, k3, k4, tmp = work[0], work[1], work[2], work[3], work[4]
     h2 = 0.5 * dt
+    _deriv(s, cmd, p, fr, gust, k1)
+    for j in range(L.N_STATE):
+        tmp[j] = s[j] + h2 * k1[j]
+    _deriv(tmp, cmd, p, fr, gust, k2)
+    for j in range(L.N_STATE):
+        tmp[j] = s[j] + h2 * k2[j]
+    _deriv(tmp, cmd, p, fr, gust, k3)
+    for j in range(L.N_STATE):
+        tmp[j] = s[j] + dt * k3[j]
+    _deriv(tmp, cmd, p, fr, gust, k4)
     h6 = dt / 6.0
-    for _ in range(n_sub):
-        _deriv(s, cmd, p, fr, k1)
-        for j in range(L.N_STATE):
-            tmp[j] = s[j] + h2 * k1[j]
-        _deriv(tmp, cmd, p, fr, k2)
-        for j in range(L.N_STATE):
-            tmp[j] = s[j] + h2 * k2[j]
-        _deriv(tmp, cmd, p, fr, k3)
-        for j in range(L.N_STATE):
-            tmp[j] = s[j] + dt * k3[j]
-        _deriv(tmp, cmd, p, fr, k4)
-        for j in range(L.N_STATE):
-            s[j] += h6 * (k1[j] + 2.0 * (k2[j] + k3[j]) + k4[j])
-        norm = math.sqrt(s[6] * s[6] + s[7] * s[7] + s[8] * s[8] + s[9] * s[9])
-        if norm > 1e-150:
-            for j in range(6, 10):
-                s[j] /= norm
-        else:  # a vehicle spun up without bound (e.g. held after a crash): keep it finite
-            s[6], s[7], s[8], s[9] = 1.0, 0.0, 0.0, 0.0
-        if s[2] < floor_z:
-            s[2] = floor_z
-            for j in range(3, 6):
-                s[j] = 0.0
-            for j in range(10, 13):
-                s[j] = 0.0
+    for j in range(L.N_STATE):
+        s[j] += h6 * (k1[j] + 2.0 * (k2[j] + k3[j]) + k4[j])
+    norm = math.sqrt(s[6] * s[6] + s[7] * s[7] + s[8] * s[8] + s[9] * s[9])
+    if norm > 1e-150:
+        for j in range(6, 10):
+            s[j] /= norm
+    else:  # a vehicle spun up without bound (e.g. held after a crash): keep it finite
+        s[6], s[7], s[8], s[9] = 1.0, 0.0, 0.0, 0.0
+    if s[2] < floor_z:
+        s[2] = floor_z
+        for j in range(3, 6):
+            s[j] = 0.0
+        for j in range(10, 13):
+            s[j] = 0.0
 
 
 @njit(cache=True, inline="always")
 def _step_range(state, cmd, params, frame, dt, n_sub, floor_z, start, stop):
-    k1 = np.empty(L.N_STATE)
-    k2 = np.empty(L.N_STATE)
-    k3 = np.empty(L.N_STATE)
-    k4 = np.empty(L.N_STATE)
-    tmp = np.empty(L.N_STATE)
+    work = np.empty((5, L.N_STATE))
+    calm = np.zeros(3)
     for e in range(start, stop):
-        _rk4_env(state[e], cmd[e], params[e], frame, dt, n_sub, floor_z, k1, k2, k3, k4, tmp)
+        for _ in range(n_sub):
+            rk4_step(state[e], cmd[e], params[e], frame, calm, dt, floor_z, work)
 
 
 @njit(cache=True, parallel=True)
@@ -187,8 +196,9 @@ def step_serial(state, cmd, params, frame, dt, n_sub, floor_z):
 def derivative(state, cmd, params, frame):
     """d(state)/dt for every environment, for tests and analysis (not the hot path)."""
     out = np.empty_like(state)
+    calm = np.zeros(3)
     for e in range(state.shape[0]):
-        _deriv(state[e], cmd[e], params[e], frame, out[e])
+        _deriv(state[e], cmd[e], params[e], frame, calm, out[e])
     return out
 
 

@@ -12,11 +12,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from sim.batch import QuadBatch
-from sim.tasks import ACT_DIM, OBS_DIM, TaskConfig, make_task
+from sim.tasks import ACT_DIM, TaskConfig, make_task
 
 
-def _spaces() -> tuple[gym.spaces.Box, gym.spaces.Box]:
-    obs = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
+def _spaces(task: TaskConfig) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    obs = gym.spaces.Box(-np.inf, np.inf, shape=(task.obs_dim,), dtype=np.float32)
     act = gym.spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32)
     return obs, act
 
@@ -42,7 +42,7 @@ class QuadEnv(gym.Env):
             )
         self.task = _task(task, overrides)
         self.metadata = {**self.metadata, "render_fps": self.task.control_hz}
-        self.observation_space, self.action_space = _spaces()
+        self.observation_space, self.action_space = _spaces(self.task)
         self.batch = QuadBatch(self.task, 1, parallel=False)
         self._action = np.zeros((1, ACT_DIM))
 
@@ -82,7 +82,7 @@ class QuadVectorEnv(VectorEnv):
         self.task = _task(task, overrides)
         self.batch = QuadBatch(self.task, num_envs, seed=seed)
         self.num_envs = self.batch.n
-        self.single_observation_space, self.single_action_space = _spaces()
+        self.single_observation_space, self.single_action_space = _spaces(self.task)
         self.observation_space = gym.vector.utils.batch_space(
             self.single_observation_space, self.num_envs
         )

@@ -14,7 +14,7 @@ import numpy as np
 
 from sim import layout as L
 from sim.batch import QuadBatch
-from sim.tasks import TaskConfig, make_task
+from sim.tasks import ACT_DIM, TaskConfig, make_task
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -58,13 +58,13 @@ def collect(
     positions = np.full((cfg.max_steps + 1, episodes, 3), np.nan)
     positions[0] = batch.state[:, L.POS : L.POS + 3]
     obs_log, act_log = [], []
-    actions = np.zeros((episodes, 4))
+    actions = np.zeros((episodes, ACT_DIM))
     for t in range(cfg.max_steps):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
         obs = batch.obs[idx].copy()
-        act = np.asarray(policy(obs), dtype=np.float32).reshape(idx.size, 4)
+        act = np.asarray(policy(obs), dtype=np.float32).reshape(idx.size, ACT_DIM)
         obs_log.append(obs)
         act_log.append(act)
         actions[idx] = act

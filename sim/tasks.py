@@ -15,25 +15,42 @@ import numpy as np
 
 from sim.airframes import Airframe, get_airframe
 
-# (name, size, meaning). Order is the order in the observation vector.
-OBS_LAYOUT: tuple[tuple[str, int, str], ...] = (
-    ("position_error", 3, "position minus target, world frame (z up), m"),
-    ("rotation_matrix", 9, "body-to-world rotation matrix, row-major"),
-    ("velocity", 3, "linear velocity, world frame, m/s"),
-    ("body_rates", 3, "angular velocity p, q, r in the body frame, rad/s"),
-    ("rotor_speeds", 4, "actual rotor speeds mapped linearly from [min, max] to [-1, 1]"),
-)
-OBS_DIM = sum(size for _, size, _ in OBS_LAYOUT)
+# (name, size, meaning) of every block a task may observe, in observation order. A task
+# observes the first four always and the others as configured (``obs_layout``); the
+# position integral and the past actions are what a flight controller computes itself.
+_BLOCKS: dict[str, tuple[int, str]] = {
+    "position_error": (3, "estimated position minus target, world frame (z up), m"),
+    "rotation_matrix": (9, "estimated body-to-world rotation matrix, row-major"),
+    "velocity": (3, "estimated linear velocity, world frame, m/s"),
+    "body_rates": (3, "gyro: angular velocity p, q, r in the body frame, rad/s"),
+    "rotor_speeds": (4, "measured rotor speeds mapped linearly from [min, max] to [-1, 1]"),
+    "position_integral": (
+        3,
+        "sum of position_error x control period since reset, each axis clipped to "
+        "+-integral_limit after every step (anti-windup), m s",
+    ),
+    "past_actions": (
+        4,  # per remembered step
+        "the policy's own last actions, newest first, 4 per step; before the first step "
+        "every entry holds the action of the initial rotor speed",
+    ),
+}
 ACT_DIM = 4
 ACTION_MEANING = (
     "4 rotor-speed commands in [-1, 1], mapped linearly to [rotor_speed_min, rotor_speed_max]; "
     "values outside [-1, 1] are clipped"
 )
 
-# Packed reward/termination parameters for the compiled step (index constants).
+# Packed task constants for the compiled step (index constants).
 T_ALIVE, T_POS, T_VEL, T_RATE, T_TILT, T_ACT, T_TERM = range(7)
 T_MAX_ERR, T_MIN_UP, T_SUCCESS_R, T_HOVER_A, T_PREC, T_PREC_SCALE = range(7, 13)
-N_TASK = 13
+T_LO, T_SPAN, T_DT, T_NSUB, T_FLOOR, T_MAX_STEPS, T_WINDOW = range(13, 20)
+T_NOISE_POS, T_NOISE_VEL, T_NOISE_ATT, T_NOISE_GYRO = range(20, 24)
+T_GUST_STD, T_GUST_DECAY, T_INT_DT, T_INT_LIMIT = range(24, 28)
+N_TASK = 28
+# Observation offsets for the compiled step; -1 where a block is not observed.
+O_POS, O_ROT, O_VEL, O_RATES, O_ROTORS, O_INTEGRAL, O_PAST, O_NPAST = range(8)
+N_OFFSETS = 8
 
 
 @dataclass(frozen=True)
@@ -74,12 +91,39 @@ class TaskConfig:
     reward_tilt: float = 0.2
     reward_action: float = 0.05
     termination_penalty: float = 10.0
-    # Domain randomisation: per-environment multiplicative ranges, redrawn at reset.
+    # What the policy observes (obs_layout): measured rotor speeds (boards with RPM
+    # telemetry only), the integral of the position error, and its own past actions.
+    observe_rotor_speeds: bool = True
+    observe_integral: bool = False
+    integral_limit: float = 0.5  # m s, per axis
+    action_history: int = 0  # control steps of past actions observed
+    # The reality gap (docs/sim.md, "The world the policy meets"). With randomise=False
+    # every episode flies the nominal airframe in still air, observed exactly and commanded
+    # without delay. With randomise=True each episode draws, uniformly within each range:
+    # the vehicle (factors on the airframe's nominal values) ...
     randomise: bool = False
     mass_scale: tuple[float, float] = (0.9, 1.1)
-    inertia_scale: tuple[float, float] = (0.9, 1.1)
+    inertia_scale: tuple[float, float] = (0.9, 1.1)  # one draw for x and y, one for z
     thrust_scale: tuple[float, float] = (0.95, 1.05)
-    motor_tau_scale: tuple[float, float] = (0.8, 1.2)
+    motor_mismatch: float = 0.0  # each rotor's thrust coefficient x (1 +- this)
+    motor_tau_up_scale: tuple[float, float] = (0.8, 1.2)  # lag while speeding up
+    motor_tau_down_scale: tuple[float, float] = (0.8, 1.2)  # lag while slowing down
+    arm_scale: tuple[float, float] = (1.0, 1.0)
+    # ... the world around it (fractions of the episode's weight m g; offset in m) ...
+    disturbance_force: float = 0.0  # constant force, uniform direction, |F| <= this
+    com_offset: float = 0.0  # horizontal centre-of-mass offset (torque m g x r), |r| <= this
+    gust_force: float = 0.0  # gust force std per axis (Ornstein-Uhlenbeck)
+    gust_time_s: float = 0.5  # gust correlation time
+    # ... and the flight controller's view: white noise (std) on each estimate, a constant
+    # gyro bias (uniform per axis, |b| <= gyro_bias), all times noise_scale; and the delay
+    # between a command and the motors (whole physics steps).
+    noise_position: float = 0.0  # m
+    noise_velocity: float = 0.0  # m/s
+    noise_attitude: float = 0.0  # rad, a small rotation about each body axis
+    noise_gyro: float = 0.0  # rad/s
+    gyro_bias: float = 0.0  # rad/s
+    noise_scale: float = 1.0
+    latency_s: tuple[float, float] = (0.0, 0.0)
     airframe_overrides: dict = field(default_factory=dict)
 
     # Derived quantities -------------------------------------------------------------
@@ -98,6 +142,35 @@ class TaskConfig:
     @property
     def window_steps(self) -> int:
         return int(round(self.success_window_s * self.control_hz))
+
+    @property
+    def latency_steps(self) -> tuple[int, int]:
+        """The latency range in whole physics steps (0, 0 when not randomised)."""
+        if not self.randomise:
+            return (0, 0)
+        lo, hi = self.latency_s
+        return (int(round(lo * self.physics_hz)), int(round(hi * self.physics_hz)))
+
+    @property
+    def past_rows(self) -> int:
+        """Past commands the step keeps: the observed history and those still in flight."""
+        most_late = -(-self.latency_steps[1] // self.substeps)  # control steps, rounded up
+        return max(self.action_history, most_late + 1)
+
+    @property
+    def obs_layout(self) -> tuple[tuple[str, int, str], ...]:
+        return obs_layout(self)
+
+    @property
+    def obs_dim(self) -> int:
+        return sum(size for _, size, _ in self.obs_layout)
+
+    def initial_action(self) -> float:
+        """The normalised command of the initial rotor speed (what past actions start at)."""
+        body = self.body()
+        speed = self.init_rotor * body.hover_rotor_speed()
+        span = body.rotor_speed_max - body.rotor_speed_min
+        return float(np.clip(2.0 * (speed - body.rotor_speed_min) / span - 1.0, -1.0, 1.0))
 
     def body(self) -> Airframe:
         return (
@@ -130,6 +203,9 @@ class TaskConfig:
             "success_radius",
             "success_window_s",
             "precision_scale",
+            "integral_limit",
+            "gust_time_s",
+            "noise_scale",
         ):
             positive(name)
         for name in (
@@ -146,8 +222,24 @@ class TaskConfig:
             "reward_tilt",
             "reward_action",
             "termination_penalty",
+            "disturbance_force",
+            "com_offset",
+            "gust_force",
+            "noise_position",
+            "noise_velocity",
+            "noise_attitude",
+            "noise_gyro",
+            "gyro_bias",
         ):
             non_negative(name)
+        if not 0 <= self.motor_mismatch < 1:
+            raise bad("motor_mismatch", "a number in [0, 1)")
+        for name in ("observe_rotor_speeds", "observe_integral", "randomise"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+        h = self.action_history
+        if not (isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 8):
+            raise bad("action_history", "an integer from 0 to 8 (control steps)")
         ratio = self.physics_hz / self.control_hz
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             raise bad("physics_hz", f"a whole multiple (1, 2, ...) of control_hz={self.control_hz}")
@@ -161,10 +253,20 @@ class TaskConfig:
             v = getattr(self, name)
             if len(v) != 3 or not all(math.isfinite(x) for x in v):
                 raise bad(name, "three finite numbers (x, y, z) in m")
-        for name in ("mass_scale", "inertia_scale", "thrust_scale", "motor_tau_scale"):
-            lo, hi = getattr(self, name)
-            if not (0 < lo <= hi and math.isfinite(hi)):
+        for name in SCALE_RANGES:
+            v = getattr(self, name)
+            if not (_pair(v) and 0 < v[0] <= v[1] and math.isfinite(v[1])):
                 raise bad(name, "(low, high) with 0 < low <= high")
+        lat = self.latency_s
+        if not (_pair(lat) and 0 <= lat[0] <= lat[1] <= 1.0):
+            raise bad("latency_s", "(low, high) in seconds with 0 <= low <= high <= 1")
+        for x in lat:
+            steps = x * self.physics_hz
+            if abs(steps - round(steps)) > 1e-6:
+                raise bad(
+                    "latency_s",
+                    f"whole physics steps: multiples of 1/physics_hz = {1e3 / self.physics_hz:g} ms",
+                )
         if math.isnan(self.floor_z):
             raise bad("floor_z", "a number, or -inf for no ground")
         self.body()  # unknown airframe or bad overrides raise here, naming the field
@@ -181,7 +283,9 @@ class TaskConfig:
         return dataclasses.replace(self, **changes).validate()
 
     def packed(self) -> np.ndarray:
-        """Reward and termination parameters for the compiled step."""
+        """Reward, termination, timing and observation-noise constants for the compiled
+        step (the noise is zero unless randomise is on)."""
+        body = self.body()
         tp = np.empty(N_TASK)
         tp[T_ALIVE] = self.reward_alive
         tp[T_POS] = self.reward_position
@@ -193,13 +297,109 @@ class TaskConfig:
         tp[T_MAX_ERR] = self.max_position_error
         tp[T_MIN_UP] = self.min_up
         tp[T_SUCCESS_R] = self.success_radius
-        tp[T_HOVER_A] = self.body().hover_action()
+        tp[T_HOVER_A] = body.hover_action()
         tp[T_PREC] = self.reward_precision
         tp[T_PREC_SCALE] = self.precision_scale
+        tp[T_LO] = body.rotor_speed_min
+        tp[T_SPAN] = body.rotor_speed_max - body.rotor_speed_min
+        tp[T_DT] = self.dt
+        tp[T_NSUB] = self.substeps
+        tp[T_FLOOR] = self.floor_z
+        tp[T_MAX_STEPS] = self.max_steps
+        tp[T_WINDOW] = self.window_steps
+        noise = self.noise_scale if self.randomise else 0.0
+        tp[T_NOISE_POS] = noise * self.noise_position
+        tp[T_NOISE_VEL] = noise * self.noise_velocity
+        tp[T_NOISE_ATT] = noise * self.noise_attitude
+        tp[T_NOISE_GYRO] = noise * self.noise_gyro
+        tp[T_GUST_STD] = (self.gust_force if self.randomise else 0.0) * body.gravity
+        tp[T_GUST_DECAY] = math.exp(-1.0 / (self.control_hz * self.gust_time_s))
+        tp[T_INT_DT] = 1.0 / self.control_hz
+        tp[T_INT_LIMIT] = self.integral_limit
         return tp
 
+    def obs_offsets(self) -> np.ndarray:
+        """Where each block starts in the observation (-1 if absent), from obs_layout."""
+        out = np.full(N_OFFSETS, -1, dtype=np.int64)
+        slot = {
+            "position_error": O_POS,
+            "rotation_matrix": O_ROT,
+            "velocity": O_VEL,
+            "body_rates": O_RATES,
+            "rotor_speeds": O_ROTORS,
+            "position_integral": O_INTEGRAL,
+            "past_actions": O_PAST,
+        }
+        at = 0
+        for name, size, _ in self.obs_layout:
+            out[slot[name]] = at
+            at += size
+        out[O_NPAST] = self.action_history
+        return out
 
-HOVER = TaskConfig()
+
+SCALE_RANGES = (
+    "mass_scale",
+    "inertia_scale",
+    "thrust_scale",
+    "motor_tau_up_scale",
+    "motor_tau_down_scale",
+    "arm_scale",
+)
+
+
+def _pair(v) -> bool:
+    return (
+        isinstance(v, (tuple, list))
+        and len(v) == 2
+        and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+    )
+
+
+def obs_layout(task: TaskConfig) -> tuple[tuple[str, int, str], ...]:
+    """(name, size, meaning) of each observed block, in order: the one definition of
+    what a policy for ``task`` sees (the env, the policy spec, export and HIL read it)."""
+    names = ["position_error", "rotation_matrix", "velocity", "body_rates"]
+    if task.observe_rotor_speeds:
+        names.append("rotor_speeds")
+    if task.observe_integral:
+        names.append("position_integral")
+    out = [(n, _BLOCKS[n][0], _BLOCKS[n][1]) for n in names]
+    if task.action_history:
+        size, meaning = _BLOCKS["past_actions"]
+        out.append(("past_actions", size * task.action_history, meaning))
+    return tuple(out)
+
+
+# The nominal hover task: what the project trained on before the reality gap was modelled
+# (measured rotor speeds, no memory, an ideal world). Kept by name for comparison.
+HOVER_NOMINAL = TaskConfig(name="hover-nominal")
+
+# The deployable hover task: what a Crazyflie-class board can observe, in a world drawn
+# per episode around the nominal one. Every range and its source: docs/sim.md.
+HOVER = TaskConfig(
+    name="hover",
+    observe_rotor_speeds=False,
+    observe_integral=True,
+    action_history=4,
+    randomise=True,
+    mass_scale=(0.8, 1.2),
+    inertia_scale=(0.8, 4.0),
+    thrust_scale=(0.8, 1.2),
+    motor_mismatch=0.05,
+    motor_tau_up_scale=(0.33, 1.33),
+    motor_tau_down_scale=(0.5, 2.0),
+    arm_scale=(0.9, 1.1),
+    disturbance_force=0.1,
+    com_offset=0.001,
+    gust_force=0.03,
+    noise_position=0.002,
+    noise_velocity=0.01,
+    noise_attitude=0.005,
+    noise_gyro=0.003,
+    gyro_bias=0.0175,
+    latency_s=(0.0, 0.02),
+)
 
 TAKEOFF = TaskConfig(
     name="takeoff",
@@ -227,7 +427,9 @@ TAKEOFF = TaskConfig(
     reward_rate=0.02,
 )
 
-PRESETS = {"hover": HOVER, "takeoff": TAKEOFF}
+PRESETS = {"hover": HOVER, "hover-nominal": HOVER_NOMINAL, "takeoff": TAKEOFF}
+OBS_LAYOUT = HOVER.obs_layout  # the default task's layout (docs, tests)
+OBS_DIM = HOVER.obs_dim
 
 
 def make_task(name: str = "hover", **overrides) -> TaskConfig:
@@ -249,9 +451,10 @@ def policy_spec(task: TaskConfig) -> dict:
         "task": task.name,
         "task_overrides": overrides,
         "airframe": body.name,
-        "obs_dim": OBS_DIM,
+        "obs_dim": task.obs_dim,
         "act_dim": ACT_DIM,
-        "obs_layout": [list(item) for item in OBS_LAYOUT],
+        "obs_layout": [list(item) for item in task.obs_layout],
+        "initial_action": task.initial_action(),
         "action": ACTION_MEANING,
         "rotor_speed_min": body.rotor_speed_min,
         "rotor_speed_max": body.rotor_speed_max,

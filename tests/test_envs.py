@@ -31,12 +31,20 @@ def test_registered_envs_pass_the_gymnasium_checker(env_id):
         warnings.simplefilter("ignore")  # infinite Box bounds are deliberate
         check_env(env.unwrapped)
     obs, _ = env.reset(seed=3)
-    assert obs.shape == (OBS_DIM,) and obs.dtype == np.float32
+    assert obs.shape == (env.unwrapped.task.obs_dim,) and obs.dtype == np.float32
 
 
 def test_observation_layout_is_consistent():
-    assert OBS_DIM == sum(size for _, size, _ in OBS_LAYOUT) == 22
-    b = QuadBatch(make_task("hover"), 1)
+    assert OBS_DIM == sum(size for _, size, _ in OBS_LAYOUT) == 3 + 9 + 3 + 3 + 3 + 4 * 4
+    assert [n for n, *_ in OBS_LAYOUT] == [
+        "position_error",
+        "rotation_matrix",
+        "velocity",
+        "body_rates",
+        "position_integral",
+        "past_actions",
+    ]
+    b = QuadBatch(make_task("hover-nominal"), 1)
     put_at_hover(b, offset=(0.1, -0.2, 0.3))
     b.state[0, L.VEL : L.VEL + 3] = (1, 2, 3)
     b.state[0, L.OMEGA : L.OMEGA + 3] = (4, 5, 6)
@@ -48,11 +56,13 @@ def test_observation_layout_is_consistent():
     hover = b.body.hover_action()
     np.testing.assert_allclose(o[18:22], hover, atol=1e-6)
     spec = policy_spec(b.task)
-    assert spec["obs_dim"] == 22 and [n for n, *_ in spec["obs_layout"]][0] == "position_error"
+    assert spec["obs_dim"] == b.task.obs_dim == 22
+    assert [n for n, *_ in spec["obs_layout"]][-1] == "rotor_speeds"
+    assert policy_spec(make_task("hover"))["obs_dim"] == OBS_DIM
 
 
 def test_reward_at_perfect_hover_and_its_terms():
-    task = make_task("hover")
+    task = make_task("hover-nominal")
     b = QuadBatch(task, 1)
     put_at_hover(b)
     a = np.full((1, 4), b.body.hover_action())
@@ -81,7 +91,7 @@ def test_reward_at_perfect_hover_and_its_terms():
 
 
 def test_perfect_hover_truncates_at_time_limit_with_success():
-    env = sim.QuadEnv("hover")
+    env = sim.QuadEnv("hover-nominal")
     env.reset(seed=0)
     put_at_hover(env.batch)
     a = np.full(4, env.batch.body.hover_action(), dtype=np.float32)
@@ -94,7 +104,7 @@ def test_perfect_hover_truncates_at_time_limit_with_success():
 
 
 def test_survival_outside_success_radius_is_not_success():
-    env = sim.QuadEnv("hover")
+    env = sim.QuadEnv("hover-nominal")
     env.reset(seed=0)
     put_at_hover(env.batch, offset=(0.15, 0.0, 0.0))  # equilibrium holds 0.15 m away
     a = np.full(4, env.batch.body.hover_action(), dtype=np.float32)
@@ -104,7 +114,7 @@ def test_survival_outside_success_radius_is_not_success():
 
 
 def test_leaving_the_box_terminates_with_penalty_and_no_success():
-    task = make_task("hover")
+    task = make_task("hover-nominal")
     env = sim.QuadEnv(task)
     env.reset(seed=0)
     put_at_hover(env.batch, offset=(task.max_position_error + 0.05, 0.0, 0.0))
@@ -115,7 +125,7 @@ def test_leaving_the_box_terminates_with_penalty_and_no_success():
 
 
 def test_flipping_terminates():
-    env = sim.QuadEnv("hover")
+    env = sim.QuadEnv("hover-nominal")
     env.reset(seed=0)
     put_at_hover(env.batch)
     env.batch.state[0, L.QUAT : L.QUAT + 4] = (0.0, 1.0, 0.0, 0.0)  # upside down
@@ -135,7 +145,7 @@ def test_takeoff_starts_on_the_ground_and_idle_rotors_stay_there():
 
 
 def test_initial_states_respect_configured_ranges():
-    task = make_task("hover")
+    task = make_task("hover-nominal")
     b = QuadBatch(task, 4000, seed=0)
     b.reset()
     s = b.state
@@ -147,9 +157,9 @@ def test_initial_states_respect_configured_ranges():
 
 
 def test_vector_env_same_step_autoreset_and_seeding():
-    env = sim.make_vec("hover", num_envs=64, seed=5)
+    env = sim.make_vec("hover-nominal", num_envs=64, seed=5)
     obs0, _ = env.reset(seed=5)
-    again, _ = sim.make_vec("hover", num_envs=64).reset(seed=5)
+    again, _ = sim.make_vec("hover-nominal", num_envs=64).reset(seed=5)
     np.testing.assert_array_equal(obs0, again)
     actions = np.full((64, 4), -1.0, dtype=np.float32)  # motors off: everyone falls out
     for _ in range(200):
@@ -165,11 +175,11 @@ def test_vector_env_same_step_autoreset_and_seeding():
 
 
 def test_batched_env_matches_single_envs():
-    vec = sim.make_vec("hover", num_envs=8, seed=11)
+    vec = sim.make_vec("hover-nominal", num_envs=8, seed=11)
     vec.reset(seed=11)
     singles = []
     for e in range(8):
-        s = sim.QuadEnv("hover")
+        s = sim.QuadEnv("hover-nominal")
         s.reset(seed=0)
         s.batch.state[:] = vec.batch.state[e]
         singles.append(s)
@@ -185,16 +195,17 @@ def test_batched_env_matches_single_envs():
 
 
 def test_domain_randomisation_is_off_by_default_and_in_range_when_on():
-    b = QuadBatch(make_task("hover"), 500, seed=0)
+    b = QuadBatch(make_task("hover", randomise=False), 500, seed=0)
     b.reset()
     assert np.all(b.params == b.params[0])
-    task = make_task("hover", randomise=True, mass_scale=(0.8, 1.2))
+    task = make_task("hover-nominal", randomise=True, mass_scale=(0.8, 1.2))
     b = QuadBatch(task, 500, seed=0)
     b.reset()
     ratio = b.params[:, L.P_MASS] / b.body.mass
     assert ratio.min() >= 0.8 and ratio.max() <= 1.2 and ratio.std() > 0.05
-    tau = b.params[:, L.P_TAU] / b.body.motor_time_constant
-    assert tau.min() >= task.motor_tau_scale[0] and tau.max() <= task.motor_tau_scale[1]
+    tau = b.params[:, L.P_TAU_UP] / b.body.motor_time_constant
+    lo, hi = task.motor_tau_up_scale
+    assert tau.min() >= lo and tau.max() <= hi and tau.std() > 0
 
 
 # Bad input ------------------------------------------------------------------------------
@@ -214,7 +225,7 @@ def test_non_finite_action_names_the_environment_index():
 
 
 def test_actions_outside_the_box_are_clipped():
-    a, b = (sim.QuadEnv("hover") for _ in range(2))
+    a, b = (sim.QuadEnv("hover-nominal") for _ in range(2))
     a.reset(seed=2)
     b.reset(seed=2)
     oa, *_ = a.step(np.array([5, -7, 1, -1], dtype=np.float32))
@@ -243,5 +254,5 @@ def test_invalid_configuration_names_the_field_and_allowed_values(overrides, fie
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ValueError, match="allowed: hover, takeoff"):
+    with pytest.raises(ValueError, match="allowed: hover, hover-nominal, takeoff"):
         make_task("loop")

@@ -20,7 +20,10 @@ from sim.tasks import make_task
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = field(default="hover", metadata={"help": "preset this config started from"})
-    task: str = field(default="hover", metadata={"help": "sim task: hover or takeoff"})
+    task: str = field(
+        default="hover",
+        metadata={"help": "sim task: hover (the deployable one), hover-nominal or takeoff"},
+    )
     task_overrides: dict = field(
         default_factory=dict,
         metadata={
@@ -223,6 +226,8 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     "hover": TrainConfig(),
+    # The nominal world and observation the project trained on before (docs/sim.md).
+    "hover-nominal": TrainConfig(preset="hover-nominal", task="hover-nominal"),
     # Every evaluation starts on the ground; training starts are spread over a 5 m ball
     # half way up as well (rotors stopped, as on the ground): from the ground alone the
     # learner rarely saw the target's neighbourhood and never learned to stop there.

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sim import OBS_DIM, make_vec, policy_spec
+from sim import make_vec, policy_spec
 from sim.rollout import collect
 from sim.tasks import ACT_DIM, make_task
 from train import checkpoint as ckpt_io
@@ -55,11 +55,18 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.task = make_task(cfg.task, **cfg.task_overrides)  # evaluated and exported
         train_task = self.task.replace(**cfg.train_task_overrides)
+        obs_dim = self.task.obs_dim
+        if train_task.obs_layout != self.task.obs_layout:
+            raise ValueError(
+                "train_task_overrides: the training task's observation layout must be the "
+                f"evaluated task's ({[n for n, *_ in self.task.obs_layout]}); it is "
+                f"{[n for n, *_ in train_task.obs_layout]}"
+            )
         self.env = make_vec(train_task, num_envs=cfg.num_envs, seed=cfg.seed)
         self.obs, _ = self.env.reset(seed=cfg.seed)
-        self.agent = Agent(cfg, OBS_DIM, ACT_DIM)
-        self.buffer = ReplayBuffer(cfg.buffer_size, OBS_DIM, ACT_DIM)
-        self.norm = RunningNorm(OBS_DIM)
+        self.agent = Agent(cfg, obs_dim, ACT_DIM)
+        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM)
+        self.norm = RunningNorm(obs_dim)
         shape = (cfg.num_envs, ACT_DIM)
         self.noise = (
             OUNoise(shape, cfg.noise_sigma, cfg.ou_theta)
@@ -359,24 +366,20 @@ def _plain(d: dict) -> dict:
 
 
 def _env_state(env) -> dict:
-    b = env.batch
+    """The vector env's sim arrays as tensors (uint64 noise streams as int64 bits)."""
+    saved = env.batch.state_dict()
     return {
-        "state": torch.from_numpy(b.state.copy()),
-        "params": torch.from_numpy(b.params.copy()),
-        "steps": torch.from_numpy(b.steps.copy()),
-        "window_err": torch.from_numpy(b.window_err.copy()),
-        "rng": b.rng.bit_generator.state,
+        k: torch.from_numpy(v.view(np.int64) if v.dtype == np.uint64 else v)
+        if isinstance(v, np.ndarray)
+        else v
+        for k, v in saved.items()
     }
 
 
 def _load_env_state(env, s: dict) -> None:
-    b = env.batch
-    b.state[:] = s["state"].numpy()
-    b.params[:] = s["params"].numpy()
-    b.steps[:] = s["steps"].numpy()
-    b.window_err[:] = s["window_err"].numpy()
-    b.rng.bit_generator.state = s["rng"]
-    b.observe()
+    arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+    arrays["rng"] = arrays["rng"].view(np.uint64)
+    env.batch.load_state_dict(arrays)
 
 
 def _point_latest(run_dir: Path) -> None:

@@ -265,7 +265,7 @@ class TaskConfig:
             if abs(steps - round(steps)) > 1e-6:
                 raise bad(
                     "latency_s",
-                    f"whole physics steps: multiples of 1/physics_hz = {1e3 / self.physics_hz:g} ms",
+                    f"whole physics steps (multiples of {1e3 / self.physics_hz:g} ms)",
                 )
         if math.isnan(self.floor_z):
             raise bad("floor_z", "a number, or -inf for no ground")

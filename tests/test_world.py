@@ -185,7 +185,7 @@ def test_the_board_side_state_integral_and_past_actions():
     oo, a0 = b.oo, b.task.initial_action()
     np.testing.assert_allclose(b.obs[0, oo[6] :], a0)  # before the first step
     acts = [np.full((1, 4), v) for v in (0.1, 0.2, 0.3, 0.4, 0.5)]
-    for k, a in enumerate(acts):
+    for a in acts:
         b.step(a)
         b.state[0, L.POS : L.POS + 3] = b.target + (0.5, 0.0, 0.0)
         b.state[0, L.VEL : L.OMEGA + 3] = (0, 0, 0, 1, 0, 0, 0, 0, 0, 0)

@@ -21,6 +21,7 @@ from export import cbuild, finetune, header, onnx_export, quantize, report, roll
 from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
+from sim import robustness
 from train.checkpoint import atomic_write
 
 ARTIFACTS = ("actor.onnx", "policy.h", "policy_f32.h", "export_report.json")
@@ -96,6 +97,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--episodes", type=int, default=200, help="closed-loop episodes per policy (default 200)"
     )
+    p.add_argument(
+        "--robustness-episodes",
+        type=int,
+        default=robustness.EPISODES,
+        help="episodes per row of the robustness suite, flown by the float policy and by "
+        f"the numpy integer model (default {robustness.EPISODES}; 0 skips it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed of all rollouts")
     p.add_argument(
         "--no-c-check",
@@ -107,6 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("calibration_states", "test_states", "episodes", "finetune_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.robustness_episodes < 0:
+        p.error("--robustness-episodes must be >= 0")
     return args
 
 
@@ -175,6 +185,11 @@ def run(args: argparse.Namespace) -> dict:
         seed=seed + 3000,
         gap_pp=abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100,
     )
+    suite = None
+    if args.robustness_episodes:
+        suite = rollouts.robustness_of(
+            {"float": policy.act, "int8": int8_policy}, spec, args.robustness_episodes
+        )
     notes = [
         f"accuracy     {params.scheme} vs float on {errors['states']} rollout states: max "
         f"{errors['max']:.4f}, mean {errors['mean']:.5f}"
@@ -219,6 +234,7 @@ def run(args: argparse.Namespace) -> dict:
         },
         "float32": {"weight_bytes": hf.weight_bytes, "scratch_bytes": hf.scratch_bytes},
         "closed_loop": cl,
+        "robustness": suite,
         "c_check": c_info,
     }
     rep["checks"] = report.checks(rep)

@@ -18,6 +18,7 @@ import numpy as np
 from export import int_reference as ref
 from export.model import FloatPolicy
 from export.quantize import INTERVALS, QuantParams
+from sim.tasks import layout_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 INT8_TEMPLATE = TEMPLATES / "policy_int8.h"
@@ -348,6 +349,7 @@ def _defines(
 ) -> list[str]:
     return [
         f"#define QP_OBS_DIM {policy.obs_dim}",
+        f'#define QP_OBS_LAYOUT "{layout_text(policy.spec.get("obs_layout") or [])}"',
         f"#define QP_ACT_DIM {policy.act_dim}",
         f'#define QP_MODEL_HASH "{policy.model_hash}"',
         f"#define QP_MACS {policy.macs}",
@@ -374,7 +376,12 @@ def demo():
     with torch.no_grad():
         actor.obs_mean.copy_(torch.tensor([0.0, 0.5, -1.0]))
         actor.obs_std.copy_(torch.tensor([1.0, 2.0, 0.5]))
-    spec = {"task": "demo", "airframe": "none", "control_hz": 100.0}
+    spec = {
+        "task": "demo",
+        "airframe": "none",
+        "control_hz": 100.0,
+        "obs_layout": [["demo_input", 3, "three numbers, for the template only"]],
+    }
     policy = from_actor(actor, spec, 0, "demo")
     obs = np.random.default_rng(0).normal(size=(512, 3)).astype(np.float32)
     return policy, quantize(policy, obs)

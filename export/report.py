@@ -16,6 +16,7 @@ TARGETS = {
     "int8_max_abs_error": 0.03,
     "int8_mean_abs_error": 0.005,
     "closed_loop_gap_pp": 2.0,
+    "robustness_row_gap_pp": 2.0,
 }
 
 
@@ -62,6 +63,7 @@ def checks(report: dict) -> dict:
         "int8_max_abs_error": report["int8"]["error_vs_float"]["max"],
         "int8_mean_abs_error": report["int8"]["error_vs_float"]["mean"],
         "closed_loop_gap_pp": cl["gap_pp"],
+        "robustness_row_gap_pp": (report.get("robustness") or {}).get("max_row_gap_pp"),
     }
     return {
         k: [v, TARGETS[k], None if v is None else bool(v <= TARGETS[k])] for k, v in values.items()
@@ -111,6 +113,17 @@ def table(report: dict) -> str:
         f"  onnx vs torch     max {report['onnx']['max_abs_diff_vs_torch']:.2e} on "
         f"{report['onnx']['states']} states (opset {report['onnx']['opset']})",
     ]
+    rob = report.get("robustness")
+    if rob:
+        s = rob["score"]
+        lines.append(
+            f"  robustness suite  {rob['episodes_per_row']} episodes per row: nominal "
+            f"{s['float']['nominal_success']:.0%} / {s['int8']['nominal_success']:.0%}, worst row "
+            f"inside the training ranges {s['float']['worst_inside_success']:.0%} / "
+            f"{s['int8']['worst_inside_success']:.0%}, combined "
+            f"{s['float']['combined_success']:.0%} / {s['int8']['combined_success']:.0%} "
+            f"(float / integer); largest row gap {rob['max_row_gap_pp']:.1f} pp"
+        )
     if c:
         lines.append(
             f"  {'C check (' + c['compiler'] + ')':18s}policy.h codes differing from the numpy "

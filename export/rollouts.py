@@ -11,21 +11,27 @@ from collections.abc import Callable
 import numpy as np
 
 from export.model import ExportError
+from sim import robustness
+from sim.rollout import collect
+from sim.tasks import TaskConfig, task_of_spec
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-def _collect(policy: Policy, spec: dict, episodes: int, seed: int):
-    from sim.rollout import collect
-
-    overrides = dict(spec.get("task_overrides") or {})
+def spec_task(spec: dict) -> TaskConfig:
+    """The policy's own task; an ExportError if this sim cannot fly it (an unknown task,
+    or an observation layout other than the one the policy was trained on)."""
     try:
-        return collect(policy, spec["task"], episodes=episodes, seed=seed, **overrides)
+        return task_of_spec(spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(
             f"policy spec task {spec.get('task')!r} with overrides "
-            f"{overrides} cannot be simulated: {exc}"
+            f"{dict(spec.get('task_overrides') or {})} cannot be simulated: {exc}"
         ) from exc
+
+
+def _collect(policy: Policy, spec: dict, episodes: int, seed: int):
+    return collect(policy, spec_task(spec), episodes=episodes, seed=seed)
 
 
 def policy_states(
@@ -54,3 +60,22 @@ def closed_loop(policies: dict[str, Policy], spec: dict, episodes: int, seed: in
             "states": int(len(r.obs)),
         }
     return out
+
+
+def robustness_of(policies: dict[str, Policy], spec: dict, episodes: int) -> dict:
+    """The robustness suite (sim.robustness) flown by each policy on the same episodes,
+    with each row's success gap between the first two policies in percentage points."""
+    task = spec_task(spec)
+    rows = {name: robustness.run(policy, task, episodes) for name, policy in policies.items()}
+    a, b = list(rows)[:2]
+    gaps = [
+        abs(x["success_rate"] - y["success_rate"]) * 100
+        for x, y in zip(rows[a], rows[b], strict=True)
+    ]
+    return {
+        "episodes_per_row": episodes,
+        "seed": robustness.SEED,
+        "rows": rows,
+        "score": {name: robustness.score(r) for name, r in rows.items()},
+        "max_row_gap_pp": max(gaps),
+    }

@@ -79,6 +79,27 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=1.0, help="seconds per request attempt (default 1)"
     )
     p.add_argument("--baud", type=int, default=921600, help="real serial ports (default 921600)")
+    p.add_argument(
+        "--latency-ms",
+        type=float,
+        default=10.0,
+        help="lockstep closed loop: the nominal row's command latency (default 10 ms)",
+    )
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--paced",
+        dest="paced",
+        action="store_true",
+        default=None,
+        help="closed loop in real time at the control rate, each answer applied when it "
+        "arrives (default with --port)",
+    )
+    pace.add_argument(
+        "--lockstep",
+        dest="paced",
+        action="store_false",
+        help="closed loop in lockstep with --latency-ms (default with --emulator)",
+    )
 
 
 def run_hil_command(args: argparse.Namespace) -> int:
@@ -101,6 +122,8 @@ def run_hil_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         timeout=args.timeout,
         baudrate=args.baud,
+        latency_ms=args.latency_ms,
+        paced=args.paced,
     )
     report = run_hil(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
     from .hil_report import table

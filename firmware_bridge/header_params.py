@@ -82,6 +82,12 @@ class PolicyHeader:
         return int(self.defines["QP_OBS_DIM"])
 
     @property
+    def obs_layout(self) -> str | None:
+        """QP_OBS_LAYOUT, ``name:size,...`` (None in headers that predate it)."""
+        v = self.defines.get("QP_OBS_LAYOUT")
+        return None if v is None else v.strip('"')
+
+    @property
     def macs(self) -> int:
         return int(self.defines["QP_MACS"])
 

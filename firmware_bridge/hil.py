@@ -30,8 +30,11 @@ from export.model import ExportError, FloatPolicy
 from export.model import load as load_policy
 from export.report import TARGETS
 from export.rollouts import policy_states
+from sim import robustness
+from sim.rollout import collect
+from sim.tasks import TaskConfig, layout_text, task_of_spec
 
-from . import codec
+from . import codec, paced
 from .emulator import Emulator
 from .header_params import HeaderError, PolicyHeader, read_header
 from .link import Link, StepResult
@@ -66,6 +69,11 @@ class HilOptions:
     seed: int = 0
     timeout: float = 1.0  # per request attempt
     baudrate: int = 921600
+    # Closed loop: lockstep (the emulator's default) applies latency_ms to the nominal
+    # row; paced (a real board's default) runs in real time and applies each answer when
+    # it arrives (paced.py).
+    latency_ms: float = 10.0
+    paced: bool | None = None  # None: paced for a real port, lockstep for the emulator
 
 
 @dataclass
@@ -102,6 +110,12 @@ def load_inputs(opts: HilOptions) -> Inputs:
         policy = load_policy(opts.checkpoint)
     except (HeaderError, ExportError) as e:
         raise HilError(" ".join(str(e).split())) from None
+    expected = layout_text(policy.spec.get("obs_layout") or [])
+    if header.obs_layout is not None and header.obs_layout != expected:
+        raise HilError(
+            f"{path} observes {header.obs_layout}; checkpoint {opts.checkpoint} observes "
+            f"{expected}: re-export it"
+        )
     if header.model_hash != policy.model_hash:
         raise HilError(
             f"{path} holds model {header.model_hash[:16]}..., checkpoint {opts.checkpoint} "
@@ -172,20 +186,74 @@ def open_loop(link: Link, states: np.ndarray) -> dict:
     return {"actions": actions, "results": board_policy.results, "wall_s": wall}
 
 
-def closed_loop(link: Link, inputs: Inputs, episodes: int, seed: int) -> dict:
-    """Rollouts on the same initial states: board in the loop, reference, float."""
-    from sim.rollout import collect
-    from sim.tasks import task_of_spec
+# The robustness rows the closed loop flies with the board in it (sim.robustness).
+HIL_ROWS = ("nominal", "combined worst case")
 
+
+def closed_loop_task(task: TaskConfig, row: str, latency_ms: float | None) -> TaskConfig:
+    """``task`` in the world of robustness row ``row``; the nominal row with the link's
+    ``latency_ms`` (whole physics steps of the task, else a ValueError saying which)."""
+    by_name = {r.name: r for r in robustness.rows()}
+    t = robustness.row_task(task, by_name[row])
+    if row == "nominal" and latency_ms is not None:
+        steps = latency_ms * task.physics_hz / 1000
+        if abs(steps - round(steps)) > 1e-6 or latency_ms < 0:
+            raise HilError(
+                f"latency {latency_ms:g} ms; allowed: whole physics steps of task "
+                f"{task.name!r} (multiples of {1000 / task.physics_hz:g} ms)"
+            )
+        t = t.replace(latency_s=(round(steps) / task.physics_hz,) * 2)
+    return t
+
+
+def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, seed: int) -> dict:
+    """Each HIL row flown with the board in the loop, by the reference and by the float
+    policy, from the same initial states."""
     spec = inputs.policy.spec
     task = task_of_spec(spec)
-    board_policy = BoardPolicy(link)
-    runs = {
-        "board": collect(board_policy, task, episodes=episodes, seed=seed),
-        "reference": collect(inputs.reference.act, task, episodes=episodes, seed=seed),
-        "float": collect(inputs.policy.act, task, episodes=episodes, seed=seed),
+    rows, results = {}, []
+    for name in HIL_ROWS:
+        t = closed_loop_task(task, name, None if paced_run else opts.latency_ms)
+        if paced_run:
+            stats = paced.PacedStats()
+            board_run = paced.fly(paced.board_answer(link, t, stats), t, opts.episodes, seed, link)
+            delay = int(np.median(stats.delay_steps)) if stats.delay_steps else 0
+            runs = {
+                "board": board_run,
+                "reference": paced.fly(
+                    paced.fixed_answer(inputs.reference.act, delay), t, opts.episodes, seed
+                ),
+                "float": paced.fly(
+                    paced.fixed_answer(inputs.policy.act, delay), t, opts.episodes, seed
+                ),
+            }
+            results += stats.results
+            latency = {
+                "latency_ms_median": 1000 * delay / t.physics_hz,
+                "deadline_misses": stats.deadline_misses,
+                "board_steps": stats.steps,
+            }
+        else:
+            board_policy = BoardPolicy(link)
+            runs = {
+                "board": collect(board_policy, t, episodes=opts.episodes, seed=seed),
+                "reference": collect(inputs.reference.act, t, episodes=opts.episodes, seed=seed),
+                "float": collect(inputs.policy.act, t, episodes=opts.episodes, seed=seed),
+            }
+            results += board_policy.results
+            latency = {
+                "latency_ms": 1000 * t.latency_s[1],
+                "deadline_misses": None,
+                "board_steps": len(board_policy.results),
+            }
+        rows[name] = {"runs": runs, **latency}
+    return {
+        "rows": rows,
+        "runs": rows["nominal"]["runs"],
+        "results": results,
+        "task": spec["task"],
+        "paced": paced_run,
     }
-    return {"runs": runs, "results": board_policy.results, "task": spec["task"]}
 
 
 def bytes_per_step(obs: np.ndarray, act_dim: int) -> tuple[int, int]:
@@ -201,6 +269,7 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
     from . import hil_report
 
     inputs = load_inputs(opts)
+    closed_loop_task(task_of_spec(inputs.policy.spec), "nominal", opts.latency_ms)  # early
     log(f"states: {opts.states} rollout states of the float policy (seed {opts.seed})")
     states = replay_states(inputs.policy, opts.states, opts.seed + STATES_SEED_OFFSET)
     with board(opts, inputs.header) as (link, emulated):
@@ -210,8 +279,16 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
             raise HilError(f"the board runs the {Scheme(info.scheme).name} scheme")
         log(f"open loop: {len(states)} STEPs")
         ol = open_loop(link, states)
-        log(f"closed loop: {opts.episodes} episodes with the board in the loop")
-        cl = closed_loop(link, inputs, opts.episodes, opts.seed + EPISODES_SEED_OFFSET)
+        paced_run = (not emulated) if opts.paced is None else opts.paced
+        log(
+            f"closed loop: {opts.episodes} episodes per row ({', '.join(HIL_ROWS)}) with the "
+            + (
+                "board in the loop, in real time at the control rate"
+                if paced_run
+                else f"board in the loop, lockstep, nominal row {opts.latency_ms:g} ms late"
+            )
+        )
+        cl = closed_loop(link, inputs, opts, paced_run, opts.seed + EPISODES_SEED_OFFSET)
         stats = link.stats
     report = hil_report.build(
         opts=opts,

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from sim import layout as L
 from sim import tasks as T
-from sim.dynamics import CHUNK, quat_to_matrix, rk4_step
+from sim.dynamics import CHUNK, quat_to_matrix, rk4_step, rotation_matrices
 from sim.tasks import TaskConfig
 
 
@@ -40,6 +40,9 @@ class World(NamedTuple):
     truncated: np.ndarray  # (N,) bool
     success: np.ndarray  # (N,) bool
 
+
+# Width of QuadBatch.privileged(): true state 3+3+9+3+4, draws 4+1+2+5+3+3+3+1.
+PRIVILEGED_DIM = 44
 
 # The fields a checkpoint must hold to continue a batch exactly.
 SAVED = ("state", "params", "fc", "rng", "steps", "window_err", "obs")
@@ -125,9 +128,12 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q):
     for j in range(4 * rows - 1, 3, -1):
         fc[L.FC_PAST + j] = fc[L.FC_PAST + j - 4]
     act_cost = 0.0
+    rate_cost = 0.0
     for i in range(4):
         a = actions[e, i]
         a = -1.0 if a < -1.0 else (1.0 if a > 1.0 else a)
+        d = a - fc[L.FC_PAST + i]
+        rate_cost += d * d
         fc[L.FC_PAST + i] = a
         d = a - tp[T.T_HOVER_A]
         act_cost += d * d
@@ -179,6 +185,7 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q):
         - tp[T.T_RATE] * rate
         - tp[T.T_TILT] * (1.0 - up)
         - tp[T.T_ACT] * act_cost
+        - tp[T.T_ACT_RATE] * rate_cost
     )
     if term:
         r -= tp[T.T_TERM]
@@ -353,6 +360,32 @@ class QuadBatch:
 
     def position_error(self) -> np.ndarray:
         return np.linalg.norm(self.state[:, L.POS : L.POS + 3] - self.target, axis=1)
+
+    def privileged(self) -> np.ndarray:
+        """What the simulator knows and the board does not (PRIVILEGED_DIM per row, about
+        unit scale): the true state and this episode's draws. For an asymmetric critic
+        during training only; no policy ever sees it."""
+        s, p, fc, body = self.state, self.params, self.fc, self.body
+        base = self.base_params
+        weight = p[:, L.P_MASS : L.P_MASS + 1] * body.gravity
+        rotors = 2.0 * (s[:, L.ROTOR : L.ROTOR + 4] - self.lo) / self.span - 1.0
+        quat = s[:, L.QUAT : L.QUAT + 4]
+        parts = [
+            s[:, L.POS : L.POS + 3] - self.target,
+            s[:, L.VEL : L.VEL + 3],
+            rotation_matrices(quat).reshape(-1, 9),
+            s[:, L.OMEGA : L.OMEGA + 3] / 5.0,
+            rotors,
+            np.log(p[:, L.P_MASS : L.P_IZZ + 1] / base[L.P_MASS : L.P_IZZ + 1]),
+            np.log(p[:, L.P_KF : L.P_KF + 1] / base[L.P_KF]),
+            np.log(p[:, L.P_TAU_UP : L.P_TAU_DOWN + 1] / base[L.P_TAU_UP : L.P_TAU_DOWN + 1]),
+            10.0 * (p[:, L.P_MOTOR : L.P_ARM + 1] - 1.0),
+            10.0 * (p[:, L.P_FORCE : L.P_FORCE + 3] + fc[:, L.FC_GUST : L.FC_GUST + 3]) / weight,
+            1000.0 * p[:, L.P_TORQUE : L.P_TORQUE + 3] / weight,
+            50.0 * p[:, L.P_GYRO_BIAS : L.P_GYRO_BIAS + 3],
+            p[:, L.P_DELAY : L.P_DELAY + 1] / max(self.task.substeps, 1),
+        ]
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
     # Saving -----------------------------------------------------------------------------
     def state_dict(self) -> dict:

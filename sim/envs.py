@@ -95,6 +95,12 @@ class QuadVectorEnv(VectorEnv):
         self.batch.reset()
         return self.batch.obs.copy(), {}
 
+    def privileged(self) -> np.ndarray:
+        """(num_envs, PRIVILEGED_DIM): the true state and each episode's draws, for an
+        asymmetric critic (``QuadBatch.privileged``); after an episode ended, the final one
+        is in ``info["final_privileged"]``."""
+        return self.batch.privileged()
+
     def step(self, actions):
         b = self.batch
         b.step(actions)
@@ -106,6 +112,7 @@ class QuadVectorEnv(VectorEnv):
             info = {
                 "final_obs": obs.copy(),
                 "_final_obs": done.copy(),
+                "final_privileged": b.privileged(),
                 "is_success": b.success.copy(),
                 "_is_success": done.copy(),
                 "final_position_error": b.position_error(),

@@ -46,8 +46,8 @@ T_ALIVE, T_POS, T_VEL, T_RATE, T_TILT, T_ACT, T_TERM = range(7)
 T_MAX_ERR, T_MIN_UP, T_SUCCESS_R, T_HOVER_A, T_PREC, T_PREC_SCALE = range(7, 13)
 T_LO, T_SPAN, T_DT, T_NSUB, T_FLOOR, T_MAX_STEPS, T_WINDOW = range(13, 20)
 T_NOISE_POS, T_NOISE_VEL, T_NOISE_ATT, T_NOISE_GYRO = range(20, 24)
-T_GUST_STD, T_GUST_DECAY, T_INT_DT, T_INT_LIMIT = range(24, 28)
-N_TASK = 28
+T_GUST_STD, T_GUST_DECAY, T_INT_DT, T_INT_LIMIT, T_ACT_RATE = range(24, 29)
+N_TASK = 29
 # Observation offsets for the compiled step; -1 where a block is not observed.
 O_POS, O_ROT, O_VEL, O_RATES, O_ROTORS, O_INTEGRAL, O_PAST, O_NPAST = range(8)
 N_OFFSETS = 8
@@ -78,10 +78,11 @@ class TaskConfig:
     success_radius: float = 0.1
     success_window_s: float = 1.0
     # Reward per step: alive + precision*exp(-|e|/precision_scale) - pos*|e| - vel*|v|
-    # - rate*|w| - tilt*(1-R22) - act*|a-a_hover|^2. The exponential term is steep near
-    # the target, where the linear one alone gives the learner too little to resolve:
-    # at weight 1 single-critic DDPG settled 0.1-0.4 m off target on every seed tried;
-    # at 5 it reached 95% hover success on five seeds of five (docs/benchmarks.md).
+    # - rate*|w| - tilt*(1-R22) - act*|a-a_hover|^2 - action_rate*|a-a_prev|^2. The
+    # exponential term is steep near the target, where the linear one alone gives the
+    # learner too little to resolve: at weight 1 single-critic DDPG settled 0.1-0.4 m off
+    # target on every seed tried; at 5 it reached 95% hover success on five seeds of
+    # five (docs/benchmarks.md).
     reward_alive: float = 1.0
     reward_precision: float = 5.0
     precision_scale: float = 0.1
@@ -90,6 +91,7 @@ class TaskConfig:
     reward_rate: float = 0.02
     reward_tilt: float = 0.2
     reward_action: float = 0.05
+    reward_action_rate: float = 0.0  # x |a_t - a_(t-1)|^2: calm commands survive latency
     termination_penalty: float = 10.0
     # What the policy observes (obs_layout): measured rotor speeds (boards with RPM
     # telemetry only), the integral of the position error, and its own past actions.
@@ -221,6 +223,7 @@ class TaskConfig:
             "reward_rate",
             "reward_tilt",
             "reward_action",
+            "reward_action_rate",
             "termination_penalty",
             "disturbance_force",
             "com_offset",
@@ -316,6 +319,7 @@ class TaskConfig:
         tp[T_GUST_DECAY] = math.exp(-1.0 / (self.control_hz * self.gust_time_s))
         tp[T_INT_DT] = 1.0 / self.control_hz
         tp[T_INT_LIMIT] = self.integral_limit
+        tp[T_ACT_RATE] = self.reward_action_rate
         return tp
 
     def obs_offsets(self) -> np.ndarray:
@@ -463,6 +467,20 @@ def policy_spec(task: TaskConfig) -> dict:
     }
 
 
+def layout_text(layout) -> str:
+    """A layout as one line, ``name:size,name:size,...`` (headers, messages)."""
+    return ",".join(f"{name}:{int(size)}" for name, size, *_ in layout)
+
+
 def task_of_spec(spec: dict) -> TaskConfig:
-    """The task a policy was trained for, back from its ``policy_spec``."""
-    return make_task(spec["task"], **dict(spec.get("task_overrides") or {}))
+    """The task a policy was trained for, back from its ``policy_spec``; refuses a spec
+    whose observation layout is not what this task now observes (naming both)."""
+    task = make_task(spec["task"], **dict(spec.get("task_overrides") or {}))
+    saved = spec.get("obs_layout")
+    if saved is not None and layout_text(saved) != layout_text(task.obs_layout):
+        raise ValueError(
+            f"the policy observes {layout_text(saved)} but task {task.name!r} now observes "
+            f"{layout_text(task.obs_layout)}: retrain it, or use the quadpilot version that "
+            "trained it"
+        )
+    return task

@@ -155,3 +155,21 @@ def test_averaged_policy_trails_the_actor_by_policy_average_per_actor_update():
     # Without averaging the deployed policy is the actor itself.
     plain = make_agent("ddpg")[1]
     assert plain.policy is plain.actor
+
+
+def test_asymmetric_critic_learns_from_the_privileged_state_the_actor_never_sees():
+    torch.manual_seed(0)
+    cfg = make_config("hover", critic_privileged=True)
+    agent = Agent(cfg, OBS_DIM, ACT_DIM, priv_dim=5)
+    assert agent.critics[0].net[0].in_features == OBS_DIM + 5 + ACT_DIM
+    assert agent.actor.linear_layers()[0].in_features == OBS_DIM
+    g = torch.Generator().manual_seed(3)
+    priv_a = torch.randn(64, 5, generator=g)
+    priv_b = torch.randn(64, 5, generator=g)
+    twin = copy.deepcopy(agent)
+    update(agent, (*batch(), priv_a, priv_a), cfg)
+    update(twin, (*batch(), priv_b, priv_b), cfg)
+    pa, pb = agent.critics.state_dict(), twin.critics.state_dict()
+    assert any(not torch.equal(pa[k], pb[k]) for k in pa)  # the critic used what it saw
+    with pytest.raises(RuntimeError):  # and needs it: the observation alone does not fit
+        update(copy.deepcopy(agent), batch(), cfg)

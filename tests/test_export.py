@@ -18,6 +18,8 @@ from export import rollouts
 from export.__main__ import ARTIFACTS, main
 from export.fixtures import make_checkpoint
 from export.onnx_export import ALLOWED_OPS
+from sim import robustness
+from sim.tasks import make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +39,9 @@ def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("export")
     ckpt = make_checkpoint(d / "run" / "checkpoint.pt", step=42)
     out = d / "artifacts"
-    proc = run_cli(str(d / "run"), "--out", str(out), "--episodes", "100")
+    proc = run_cli(
+        str(d / "run"), "--out", str(out), "--episodes", "100", "--robustness-episodes", "10"
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "export_report.json").read_text())
     return {"dir": d, "ckpt": ckpt, "out": out, "stdout": proc.stdout, "report": report}
@@ -91,6 +95,14 @@ def test_report_figures(exported):
     for name in ("float", "int8"):
         assert 0.0 <= cl[name]["success_rate"] <= 1.0
     assert cl["gap_pp"] <= 2.0
+    rob = rep["robustness"]  # the suite, flown by the float policy and the integer model
+    assert rob["episodes_per_row"] == 10 and set(rob["rows"]) == {"float", "int8"}
+    assert [r["row"] for r in rob["rows"]["int8"]] == [r.name for r in robustness.rows()]
+    gaps = [
+        abs(f["success_rate"] - i["success_rate"]) * 100
+        for f, i in zip(rob["rows"]["float"], rob["rows"]["int8"], strict=True)
+    ]
+    assert rob["max_row_gap_pp"] == max(gaps) <= 2.0
     assert rep["c_check"]["int8_code_mismatches"] == 0
     assert rep["c_check"]["f32_max_abs_diff_vs_torch"] <= 1e-5
     assert all(ok for _, _, ok in rep["checks"].values())
@@ -143,7 +155,7 @@ def test_onnx_structure_and_metadata(exported):
     assert inp.name == "obs" and out.name == "action"
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert isinstance(dims[0], str) and dims[1] == 22
+    assert isinstance(dims[0], str) and dims[1] == make_task("hover").obs_dim
     assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim][1] == 4
     meta = {p.key: p.value for p in m.metadata_props}
     ckpt = torch.load(exported["ckpt"], weights_only=True)

@@ -32,6 +32,7 @@ from export.fixtures import make_checkpoint
 from export.report import TARGETS
 from firmware_bridge.emulator import Emulator
 from firmware_bridge.header_params import read_header
+from sim.tasks import make_task
 
 OPEN_LOOP_STATES = 1000  # the CLI's minimum
 EPISODES = 3
@@ -150,7 +151,7 @@ def test_emulator_hil_reports_timing_and_files(emulated_run):
     assert link["steps"] == OPEN_LOOP_STATES + rep["closed_loop"]["board_steps"]
     assert 0 < link["rtt_ms"]["p50"] <= link["rtt_ms"]["p99"]
     assert link["round_trips_per_s"] > 0 and link["bytes_per_step"]["total"] > 0
-    assert inf["macs"] == 22 * 64 + 64 * 64 + 64 * 4
+    assert inf["macs"] == make_task("hover").obs_dim * 64 + 64 * 64 + 64 * 4
     assert inf["ticks"]["min"] > 0 and inf["instructions_per_mac"] > 0
     assert (reports / "hil.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in reports.iterdir()) == ["hil.json", "hil.png"]  # no temps

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sim.tasks import make_task
 from train import checkpoint as ckpt_io
 from train.__main__ import main as train_cli
 from train.config import make_config
@@ -48,7 +49,7 @@ def test_run_writes_checkpoint_metrics_curve_tensorboard_and_latest(tmp_path):
     assert any((run / "tb").iterdir())
     assert (tmp_path / "latest").resolve() == run.resolve()
     actor, spec, ckpt = ckpt_io.load_actor(tmp_path / "latest")
-    assert ckpt["step"] == 1600 and spec["obs_dim"] == actor.obs_dim == 22
+    assert ckpt["step"] == 1600 and spec["obs_dim"] == actor.obs_dim == make_task("hover").obs_dim
     assert spec["task"] == "hover" and "obs_layout" in spec
     assert ckpt["versions"]["torch"] == torch.__version__
     # The deployed actor carries the frozen normalisation statistics.
@@ -68,7 +69,9 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "extra", [{}, {"policy_average": 0.01, "critic_layer_norm": True}], ids=["plain", "averaged"]
+    "extra",
+    [{}, {"policy_average": 0.01, "critic_layer_norm": True}, {"critic_privileged": True}],
+    ids=["plain", "averaged", "privileged"],
 )
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
     full = Trainer(tiny(tmp_path, name="full", **extra)).run()
@@ -83,7 +86,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
         for k in f["actor"]["state_dict"]
     )
     # With averaging, the exported "actor" is the average, not the trained actor.
-    averaged = bool(extra)
+    averaged = "policy_average" in extra
     differs = any(
         not torch.equal(f["actor"]["state_dict"][k], f["actor_trained"][k])
         for k in f["actor_trained"]

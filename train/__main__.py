@@ -3,6 +3,7 @@
 python -m train --preset hover --seed 3 --algo td3     train into runs/<name>/
 python -m train --resume runs/latest                   continue an interrupted run
 python -m train evaluate [CHECKPOINT]                  success rate, error, plot
+python -m train robustness [CHECKPOINT ...]            the held-out robustness suite
 """
 
 from __future__ import annotations
@@ -77,10 +78,37 @@ def evaluate_main(argv: list[str]) -> int:
     return 0
 
 
+def robustness_main(argv: list[str]) -> int:
+    from sim import robustness
+
+    ap = argparse.ArgumentParser(
+        prog="python -m train robustness",
+        description="Fly each checkpoint's policy through the fixed robustness suite (the "
+        "nominal world, each parameter alone at both ends of the deployable task's "
+        "training range and beyond, latency, sensor noise, disturbances, all at once) on "
+        "held-out initial states; a table, reports/robustness.json and a PNG.",
+    )
+    ap.add_argument("checkpoints", nargs="*", default=["runs/latest/best.pt"])
+    ap.add_argument("--episodes", type=int, default=robustness.EPISODES, help="per row")
+    ap.add_argument("--seed", type=int, default=robustness.SEED)
+    ap.add_argument("--out", default="reports/robustness", help="writes OUT.json and OUT.png")
+    args = ap.parse_args(argv)
+    from train.evaluate import robustness_of_checkpoints
+
+    try:
+        robustness_of_checkpoints(args.checkpoints, args.episodes, args.seed, args.out)
+    except (ValueError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "evaluate":
         return evaluate_main(argv[1:])
+    if argv and argv[0] == "robustness":
+        return robustness_main(argv[1:])
     return train_main(argv)
 
 

@@ -90,6 +90,13 @@ class TrainConfig:
             "help": "LayerNorm after each critic hidden layer (stabilises single-critic DDPG)"
         },
     )
+    critic_privileged: bool = field(
+        default=False,
+        metadata={
+            "help": "asymmetric critic: it also sees the simulator's true state and the "
+            "episode's draws (mass, wind, latency, ...); the deployed actor never does"
+        },
+    )
     activation: str = field(default="tanh", metadata={"help": "actor hidden activation"})
     noise: str = field(
         default="gaussian",

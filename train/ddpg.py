@@ -18,7 +18,7 @@ from train.policy import Actor
 
 
 class Critic(nn.Module):
-    """Q(s, a) on normalised observations: an MLP over the concatenation [s, a]."""
+    """Q(s, a): an MLP over the concatenation [s, a], s the critic's input (critic_input)."""
 
     def __init__(
         self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], layer_norm: bool = False
@@ -39,14 +39,20 @@ class Critic(nn.Module):
 
 
 class Agent(nn.Module):
-    """The actor, one (DDPG) or two (TD3) critics, their targets and optimisers."""
+    """The actor, one (DDPG) or two (TD3) critics, their targets and optimisers.
 
-    def __init__(self, cfg: TrainConfig, obs_dim: int, act_dim: int):
+    With ``priv_dim`` > 0 the critics are asymmetric: they see the normalised observation
+    and the simulator's privileged state (true state, the episode's draws), which the
+    actor never does. A critic that knows the mass and the wind need not infer them from
+    the noisy history, so its targets are sharper; only the actor is deployed.
+    """
+
+    def __init__(self, cfg: TrainConfig, obs_dim: int, act_dim: int, priv_dim: int = 0):
         super().__init__()
         self.actor = Actor(obs_dim, act_dim, cfg.actor_hidden, cfg.activation)
         n_critics = 2 if cfg.algo == "td3" else 1
         self.critics = nn.ModuleList(
-            Critic(obs_dim, act_dim, cfg.critic_hidden, cfg.critic_layer_norm)
+            Critic(obs_dim + priv_dim, act_dim, cfg.critic_hidden, cfg.critic_layer_norm)
             for _ in range(n_critics)
         )
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
@@ -64,7 +70,14 @@ class Agent(nn.Module):
         self.updates = 0
 
 
-def actor_loss(agent: Agent, obs: torch.Tensor, form: str) -> torch.Tensor:
+def critic_input(obs_n: torch.Tensor, priv: torch.Tensor | None) -> torch.Tensor:
+    """What the critics see: the normalised observation, plus the privileged state."""
+    return obs_n if priv is None or priv.shape[-1] == 0 else torch.cat([obs_n, priv], dim=-1)
+
+
+def actor_loss(
+    agent: Agent, obs: torch.Tensor, form: str, priv: torch.Tensor | None = None
+) -> torch.Tensor:
     """The loss whose gradient moves mu(s) toward higher Q(s, mu(s)).
 
     "autograd": -Q(s, mu(s)).mean(). Backpropagation runs through the critic into the
@@ -77,10 +90,11 @@ def actor_loss(agent: Agent, obs: torch.Tensor, form: str) -> torch.Tensor:
     """
     obs_n = agent.actor.normalise(obs)
     action = agent.actor.net(obs_n)
+    state = critic_input(obs_n, priv)
     if form == "autograd":
-        return -agent.critics[0](obs_n, action).mean()
+        return -agent.critics[0](state, action).mean()
     probe = action.detach().requires_grad_(True)
-    (dq_da,) = torch.autograd.grad(agent.critics[0](obs_n, probe).sum(), probe)
+    (dq_da,) = torch.autograd.grad(agent.critics[0](state, probe).sum(), probe)
     return -(dq_da * action).mean()
 
 
@@ -99,17 +113,20 @@ def target_action(agent: Agent, next_n: torch.Tensor, cfg: TrainConfig) -> torch
 
 
 def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> dict:
-    """One gradient step on a replay batch (obs, action, reward, next_obs, terminal)."""
-    obs, act, rew, next_obs, terminal = batch
+    """One gradient step on a replay batch (obs, action, reward, next_obs, terminal, and
+    optionally the privileged state and next privileged state)."""
+    obs, act, rew, next_obs, terminal, *privileged = batch
+    priv, next_priv = privileged if privileged else (None, None)
     obs_n, next_n = agent.actor.normalise(obs), agent.actor.normalise(next_obs)
+    state, next_state = critic_input(obs_n, priv), critic_input(next_n, next_priv)
 
     # 1. Critics regress onto r + gamma * Q'(s', mu'(s')); no bootstrap past a terminal
     #    state (a crash), but through a time-limit truncation (stored as non-terminal).
     with torch.no_grad():
         next_act = target_action(agent, next_n, cfg)
-        next_q = torch.stack([c(next_n, next_act) for c in agent.critic_targets]).min(dim=0)[0]
+        next_q = torch.stack([c(next_state, next_act) for c in agent.critic_targets]).min(dim=0)[0]
         target = rew + cfg.gamma * (1.0 - terminal) * next_q
-    critic_loss = sum(F.mse_loss(c(obs_n, act), target) for c in agent.critics)
+    critic_loss = sum(F.mse_loss(c(state, act), target) for c in agent.critics)
     agent.critic_opt.zero_grad(set_to_none=True)
     critic_loss.backward()
     agent.critic_opt.step()
@@ -120,7 +137,7 @@ def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> d
     #    to the action, but none of its parameters get a gradient or move.
     if agent.updates % (cfg.policy_delay if cfg.algo == "td3" else 1) == 0:
         agent.critics.requires_grad_(False)
-        loss = actor_loss(agent, obs, cfg.actor_loss)
+        loss = actor_loss(agent, obs, cfg.actor_loss, priv)
         if cfg.smooth_spatial > 0:  # CAPS-style: nearby states should get nearby actions
             near = obs_n + cfg.smooth_sigma * torch.randn_like(obs_n)
             diff = agent.actor.net(obs_n) - agent.actor.net(near)

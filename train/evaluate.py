@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sim import robustness
 from sim.fly import plot_rollout
 from sim.rollout import Rollout, collect
 from sim.tasks import TaskConfig, task_of_spec
@@ -42,3 +43,28 @@ def evaluate_checkpoint(
     plot_rollout(r, out, f"{path}: {task.name}")
     print(f"plot            {out}")
     return r
+
+
+def robustness_of_checkpoints(paths: list[str], episodes: int, seed: int, out: str) -> dict:
+    """The robustness suite for each checkpoint (on its own task and layout); prints the
+    table and writes OUT.json and OUT.png. Returns {checkpoint: rows}."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; allowed: an integer >= 1")
+    named = {}
+    for path in paths:
+        actor, spec, ckpt = load_actor(path)
+        task = task_of_spec(spec)
+        print(f"{path}: task {task.name}, step {ckpt['step']:,}, {episodes} episodes per row")
+        named[str(path)] = robustness.run(actor.act_numpy, task, episodes, seed)
+    print(robustness.table(named))
+    for name, res in named.items():
+        s = robustness.score(res)
+        print(
+            f"{name}: nominal {s['nominal_success']:.0%} (median error "
+            f"{100 * s['nominal_median_error_m']:.1f} cm), worst row inside the training "
+            f"ranges {s['worst_inside_success']:.0%}, combined {s['combined_success']:.0%}"
+        )
+    base = Path(out)
+    print(f"json            {robustness.write_json(named, base.with_suffix('.json'))}")
+    print(f"plot            {robustness.plot(named, base.with_suffix('.png'))}")
+    return named

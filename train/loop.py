@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from sim import make_vec, policy_spec
+from sim.batch import PRIVILEGED_DIM
 from sim.rollout import collect
 from sim.tasks import ACT_DIM, make_task
 from train import checkpoint as ckpt_io
@@ -64,8 +65,9 @@ class Trainer:
             )
         self.env = make_vec(train_task, num_envs=cfg.num_envs, seed=cfg.seed)
         self.obs, _ = self.env.reset(seed=cfg.seed)
-        self.agent = Agent(cfg, obs_dim, ACT_DIM)
-        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM)
+        priv_dim = PRIVILEGED_DIM if cfg.critic_privileged else 0
+        self.agent = Agent(cfg, obs_dim, ACT_DIM, priv_dim)
+        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM, priv_dim)
         self.norm = RunningNorm(obs_dim)
         shape = (cfg.num_envs, ACT_DIM)
         self.noise = (
@@ -94,12 +96,16 @@ class Trainer:
     def collect_step(self) -> None:
         cfg = self.cfg
         action = self.act()
+        priv = self.env.privileged() if cfg.critic_privileged else None
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         done = terminated | truncated
         stored_next = next_obs
+        next_priv = self.env.privileged() if cfg.critic_privileged else None
         if done.any():  # the real last observation, not the next episode's first
             stored_next = np.where(info["_final_obs"][:, None], info["final_obs"], next_obs)
-        self.buffer.add(self.obs, action, reward, stored_next, terminated)
+            if cfg.critic_privileged:
+                next_priv = np.where(done[:, None], info["final_privileged"], next_priv)
+        self.buffer.add(self.obs, action, reward, stored_next, terminated, priv, next_priv)
         if self.env_steps < cfg.obs_norm_steps:
             self.norm.update(self.obs)
             self.norm.freeze_into(self.agent.actor)

@@ -7,19 +7,23 @@ import torch
 
 
 class ReplayBuffer:
-    FIELDS = ("obs", "act", "rew", "next_obs", "terminal")
+    FIELDS = ("obs", "act", "rew", "next_obs", "terminal", "priv", "next_priv")
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, priv_dim: int = 0):
+        """``priv_dim``: width of the privileged state stored for an asymmetric critic
+        (0: none; the fields are then empty columns)."""
         self.capacity = capacity
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.act = np.zeros((capacity, act_dim), dtype=np.float32)
         self.rew = np.zeros((capacity, 1), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.terminal = np.zeros((capacity, 1), dtype=np.float32)
+        self.priv = np.zeros((capacity, priv_dim), dtype=np.float32)
+        self.next_priv = np.zeros((capacity, priv_dim), dtype=np.float32)
         self.pos = 0
         self.size = 0
 
-    def add(self, obs, act, rew, next_obs, terminal) -> None:
+    def add(self, obs, act, rew, next_obs, terminal, priv=None, next_priv=None) -> None:
         """Append a batch of transitions (one row per environment)."""
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.capacity
@@ -28,6 +32,9 @@ class ReplayBuffer:
         self.rew[idx, 0] = rew
         self.next_obs[idx] = next_obs
         self.terminal[idx, 0] = terminal
+        if self.priv.shape[1]:
+            self.priv[idx] = priv
+            self.next_priv[idx] = next_priv
         self.pos = int((self.pos + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
@@ -52,4 +59,6 @@ class ReplayBuffer:
             )
         self.pos, self.size = int(state["pos"]), int(state["size"])
         for f in self.FIELDS:
+            if f not in state and getattr(self, f).shape[1] == 0:
+                continue  # saved before privileged fields existed, and none are used
             getattr(self, f)[: self.size] = state[f].numpy()

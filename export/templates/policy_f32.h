@@ -31,6 +31,8 @@
  *   model hash   99af258c0e73294fdabff1b30f25a25ef04a56ed61f09f08a1814a35a4073bf9
  *                (sha256 of the float weights: export/model.py weights_hash)
  *   memory       204 bytes of tables (flash), 40 bytes of stack buffers, 35 MACs per call
+ *   observation  (index: name [size] meaning)
+ *       0: demo_input [3] three numbers, for the template only
 <<< end generated: doc >>>
  */
 #ifndef QP_POLICY_F32_H
@@ -38,6 +40,7 @@
 
 /* <<< generated: defines >>> */
 #define QP_OBS_DIM 3
+#define QP_OBS_LAYOUT "demo_input:3"
 #define QP_ACT_DIM 4
 #define QP_MODEL_HASH "99af258c0e73294fdabff1b30f25a25ef04a56ed61f09f08a1814a35a4073bf9"
 #define QP_MACS 35

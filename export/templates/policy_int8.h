@@ -67,6 +67,8 @@
  *   input        int16 codes (QP_IN_MIN..QP_IN_MAX); activation ranges calibrated on 512
  *                states
  *   memory       4510 bytes of tables (flash), 32 bytes of stack buffers, 35 MACs per call
+ *   observation  (index: name [size] meaning)
+ *       0: demo_input [3] three numbers, for the template only
 <<< end generated: doc >>>
  */
 #ifndef QP_POLICY_INT8_H
@@ -76,6 +78,7 @@
 
 /* <<< generated: defines >>> */
 #define QP_OBS_DIM 3
+#define QP_OBS_LAYOUT "demo_input:3"
 #define QP_ACT_DIM 4
 #define QP_MODEL_HASH "99af258c0e73294fdabff1b30f25a25ef04a56ed61f09f08a1814a35a4073bf9"
 #define QP_MACS 35

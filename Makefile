@@ -7,11 +7,10 @@ STAMP  := $(VENV)/.installed
 DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang cppcheck
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# The deployable hover policy (randomised, noisy, delayed world; train/config.py says
+# how it is trained). PRESET=hover-nominal trains the nominal-world policy instead.
 PRESET ?= hover
-# DDPG (the default algorithm) with the CAPS smoothness penalty: without it the trained
-# actor is too sharp for int8 weights (max action error 0.13 against 0.03 with it;
-# docs/quantization.md). It stops at the first evaluation at or above 98%.
-TRAIN_ARGS ?= --smooth-spatial 3 --stop-success 0.98 --max-minutes 10
+TRAIN_ARGS ?=
 # The best evaluation of the newest run (a run can get worse after its best point).
 RUN    ?= runs/latest/best.pt
 OUT    ?= artifacts

@@ -1,4 +1,5 @@
-"""Training really learns: DDPG on the hover preset goes from never solved to mostly solved.
+"""Training really learns: DDPG on the nominal hover preset goes from never solved to mostly
+solved.
 
 Before training (and with the constant hover action) no episode of the preset succeeds
 (survive 5 s, within 0.1 m of the target for the whole last second). DDPG gets there in
@@ -15,11 +16,11 @@ from train.loop import EVAL_SEED, Trainer
 
 
 def test_ddpg_learns_to_hover(tmp_path):
-    task = make_task("hover")
+    task = make_task("hover-nominal")
     hover = np.full((1, 4), task.body().hover_action(), dtype=np.float32)
     constant = collect(lambda o: np.repeat(hover, len(o), axis=0), task, 100, EVAL_SEED)
     cfg = make_config(
-        "hover",
+        "hover-nominal",
         total_env_steps=900_000,
         eval_every=50_000,
         stop_success=0.9,

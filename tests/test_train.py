@@ -70,7 +70,11 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"policy_average": 0.01, "critic_layer_norm": True}, {"critic_privileged": True}],
+    [
+        {"policy_average": 0.0, "critic_privileged": False, "critic_layer_norm": False},
+        {"policy_average": 0.01, "critic_layer_norm": True},
+        {"policy_average": 0.0, "critic_privileged": True},
+    ],
     ids=["plain", "averaged", "privileged"],
 )
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
@@ -86,7 +90,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
         for k in f["actor"]["state_dict"]
     )
     # With averaging, the exported "actor" is the average, not the trained actor.
-    averaged = "policy_average" in extra
+    averaged = extra["policy_average"] > 0
     differs = any(
         not torch.equal(f["actor"]["state_dict"][k], f["actor_trained"][k])
         for k in f["actor_trained"]

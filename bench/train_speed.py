@@ -37,6 +37,7 @@ def ours(preset: str, algo: str, seed: int, minutes: float, eval_every: int, run
         seed=seed,
         max_minutes=minutes,
         total_env_steps=10**9,
+        stop_success=0.0,
         eval_every=eval_every,
         run_dir=str(run_dir),
         name=f"{preset}-{algo}-s{seed}",
@@ -126,16 +127,16 @@ def main(argv: list[str] | None = None) -> str:
     run_dir = Path(args.run_dir)
     results = {
         "hover": [
-            ours("hover", "ddpg", s, args.minutes, args.eval_every, run_dir) for s in args.seeds
+            ours("hover-nominal", "ddpg", s, args.minutes, args.eval_every, run_dir) for s in args.seeds
         ]
     }
     results["hover_td3"] = [
-        ours("hover", "td3", args.seeds[0], args.minutes, args.eval_every, run_dir)
+        ours("hover-nominal", "td3", args.seeds[0], args.minutes, args.eval_every, run_dir)
     ]
     sb3_note = "skipped (--sb3-minutes 0)"
     if args.sb3_minutes > 0:
         try:
-            results["sb3"] = [sb3_td3("hover", args.seeds[0], args.sb3_minutes, 10_000)]
+            results["sb3"] = [sb3_td3("hover-nominal", args.seeds[0], args.sb3_minutes, 10_000)]
             sb3_note = ""
         except ImportError:
             sb3_note = "not run: stable-baselines3 is not installed (pip install stable-baselines3)"

@@ -59,14 +59,16 @@ def _fly(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sim.tasks import PRESETS
+
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="env-steps/s for N = 1, 256, 4096")
-    b.add_argument("--task", default="hover", choices=["hover", "takeoff"])
+    b.add_argument("--task", default="hover", choices=list(PRESETS))
     b.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     b.add_argument("--json", action="store_true", help="machine-readable output")
     f = sub.add_parser("fly", help="fly a constant action or a policy; save a plot")
-    f.add_argument("--task", default="hover", choices=["hover", "takeoff"])
+    f.add_argument("--task", default="hover", choices=list(PRESETS))
     f.add_argument(
         "--action",
         type=float,

@@ -117,6 +117,24 @@ def rows(reference: TaskConfig = HOVER) -> list[Row]:
             {"gust_force": reference.gust_force, "com_offset": reference.com_offset},
         )
     )
+    # The combined row of the issue that asked for this suite: a little heavy, a little
+    # weak, slow motors, 10 ms late, noisy estimates.
+    issue = {
+        "mass_scale": _pin(1.1),
+        "thrust_scale": _pin(0.9),
+        "motor_tau_up_scale": _pin(1.5),
+        "motor_tau_down_scale": _pin(1.5),
+        "latency_s": _pin(0.01),
+        **noise,
+    }
+    out.append(
+        Row(
+            "combined: 1.1 m, 0.9 k_f, 1.5 tau, 10 ms, noise",
+            "combined",
+            _inside(reference, issue),
+            issue,
+        )
+    )
     # Every parameter at the end of its range that makes flying hardest, at once: heavy,
     # weak and slow motors, the largest inertia, the longest latency, noise and wind.
     hard = {
@@ -135,6 +153,15 @@ def rows(reference: TaskConfig = HOVER) -> list[Row]:
     }
     out.append(Row("combined worst case", "combined", True, hard))
     return out
+
+
+def _inside(reference: TaskConfig, world: dict) -> bool:
+    """Whether every range a row pins lies inside ``reference``'s training ranges."""
+    for name, (lo, hi) in ((k, v) for k, v in world.items() if isinstance(v, tuple)):
+        r_lo, r_hi = getattr(reference, name)
+        if not (r_lo - 1e-9 <= lo and hi <= r_hi + 1e-9):
+            return False
+    return True
 
 
 def row_task(task: TaskConfig, row: Row) -> TaskConfig:

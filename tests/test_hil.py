@@ -161,6 +161,52 @@ def test_emulator_hil_within_budget(emulated_run):
     assert emulated_run["seconds"] < 90, emulated_run["seconds"]
 
 
+def test_lockstep_closed_loop_flies_the_nominal_row_late_and_the_combined_row(emulated_run):
+    cl = emulated_run["report"]["closed_loop"]
+    assert cl["paced"] is False and list(cl["rows"]) == ["nominal", "combined worst case"]
+    nominal, combined = cl["rows"]["nominal"], cl["rows"]["combined worst case"]
+    assert nominal["latency_ms"] == 10.0  # the CLI's default, applied in lockstep
+    assert combined["latency_ms"] == 1000 * make_task("hover").latency_s[1]
+    for row in (nominal, combined):
+        assert row["board_identical_to_reference"] and row["success_gap_pp"] == 0.0
+        assert row["board_steps"] > 0
+    assert cl["board_steps"] == nominal["board_steps"] + combined["board_steps"]
+
+
+def test_paced_closed_loop_runs_in_real_time_on_the_emulator(exported, tmp_path):
+    """--paced: answers applied when they arrive, misses counted (how many depends on the
+    machine's load, so only the bookkeeping is checked)."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    reports = tmp_path / "r"
+    start = time.monotonic()
+    proc = hil("--emulator", "--paced", *common_args(exported, reports), "--episodes", "1")
+    seconds = time.monotonic() - start
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    rep = json.loads((reports / "hil.json").read_text())
+    cl = rep["closed_loop"]
+    assert cl["paced"] is True and set(cl["rows"]) == {"nominal", "combined worst case"}
+    for row in cl["rows"].values():
+        answered = row["board_steps"] - row["deadline_misses"]
+        assert 0 <= row["deadline_misses"] <= row["board_steps"] and answered >= 0
+        assert row["latency_ms_median"] >= 0
+    misses = sum(r["deadline_misses"] for r in cl["rows"].values())
+    assert rep["checks"]["deadline_misses"] == [misses, 0, misses == 0]
+    assert (proc.returncode == 0) == rep["passed"]
+    # Real time: each board step waited for its period (at least 10 ms per step flown).
+    steps = sum(r["board_steps"] for r in cl["rows"].values())
+    assert seconds >= steps / make_task("hover").control_hz
+
+
+def test_latency_that_is_not_whole_physics_steps_is_refused_before_any_work(exported, tmp_path):
+    start = time.monotonic()
+    proc = hil("--emulator", *common_args(exported, tmp_path / "r"), "--latency-ms", "7")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "latency 7 ms" in proc.stderr and "multiples of 10 ms" in proc.stderr
+    assert not (tmp_path / "r").exists()
+    assert time.monotonic() - start < 60
+
+
 def test_wrong_model_hash_is_refused(exported, tmp_path):
     """A board running another model (the firmware's test fixture) over --port."""
     require_tool("arm-none-eabi-gcc")

@@ -242,7 +242,7 @@ PRESETS: dict[str, TrainConfig] = {
         critic_layer_norm=True,
         policy_average=3e-4,
         smooth_spatial=3.0,
-        total_env_steps=1_500_000,
+        total_env_steps=2_000_000,
     ),
     # The nominal world and observation the project trained on before (docs/sim.md),
     # with the smoothness penalty, until 98% of evaluation episodes succeed.

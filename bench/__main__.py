@@ -6,7 +6,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["sim_speed", "train_speed", "robustness", "train_takeoff", "export_speed", "firmware_speed", "fuzz"]
+ALL = [
+    "sim_speed",
+    "train_speed",
+    "robustness",
+    "train_takeoff",
+    "export_speed",
+    "firmware_speed",
+    "fuzz",
+]
 
 
 def main(argv: list[str]) -> int:

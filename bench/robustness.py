@@ -55,6 +55,10 @@ def export(path: str, out: Path) -> dict:
     return {"robustness": rep["robustness"], "checks": rep["checks"]}
 
 
+def _cell(row: dict) -> str:
+    return f"{row['success_rate']:.0%} ({100 * row['final_error_median_m']:.1f})"
+
+
 def main(argv: list[str] | None = None) -> str:
     from sim import robustness
 
@@ -75,19 +79,19 @@ def main(argv: list[str] | None = None) -> str:
     (run_dir / "robustness.json").write_text(json.dumps({"runs": runs, **exported}, indent=2))
 
     names = [f"{r['preset']} s{r['seed']}" for r in runs]
-    head = "| row | in range | " + " | ".join(names) + " | integer model (s" + str(
-        deploy["seed"]
-    ) + ") |"
+    head = (
+        "| row | in range | "
+        + " | ".join(names)
+        + " | integer model (s"
+        + str(deploy["seed"])
+        + ") |"
+    )
     rule = "|---|:-:|" + "---:|" * (len(names) + 1)
     int_rows = exported["robustness"]["rows"]["int8"]
     lines = []
     for i, row in enumerate(runs[0]["suite"]):
-        cells = [
-            f"{r['suite'][i]['success_rate']:.0%} ({100 * r['suite'][i]['final_error_median_m']:.1f})"
-            for r in runs
-        ]
-        ir = int_rows[i]
-        cells.append(f"{ir['success_rate']:.0%} ({100 * ir['final_error_median_m']:.1f})")
+        cells = [_cell(r["suite"][i]) for r in runs]
+        cells.append(_cell(int_rows[i]))
         inside = "yes" if row["inside_training_range"] else "no"
         lines.append(f"| {row['row']} | {inside} | " + " | ".join(cells) + " |")
     train_lines = "\n".join(
@@ -110,7 +114,7 @@ stop rule; `hover` is what `make train` runs (the randomised, noisy, delayed wor
 (median final position error, cm). Success: survive 5 s and stay within 0.1 m of the
 target for the whole last second.
 
-| policy | env steps | updates | wall | best evaluation | nominal | nominal median error | worst row in range | combined |
+| policy | env steps | updates | wall | best eval. | nominal | median error | worst in range | worst case |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 {train_lines}
 
@@ -120,7 +124,7 @@ target for the whole last second.
 
 The last column is the numpy integer model of the exported `policy.h` (int8 weights,
 int16 activations), flown by `python -m export` on the same rows: largest success gap to
-the float policy on any row {rob['max_row_gap_pp']:.1f} pp (target 2 pp).
+the float policy on any row {rob["max_row_gap_pp"]:.1f} pp (target 2 pp).
 """
     write_section("robustness", md)
     print(md)

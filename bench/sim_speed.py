@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     args = ap.parse_args(argv)
     rows = []
-    results = {task: simbench.run(task, args.seconds) for task in ("hover", "hover-nominal", "takeoff")}
+    results = {
+        task: simbench.run(task, args.seconds) for task in ("hover", "hover-nominal", "takeoff")
+    }
     for task, res in results.items():
         for n in simbench.SIZES:
             rows.append(

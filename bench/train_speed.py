@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> str:
     run_dir = Path(args.run_dir)
     results = {
         "hover": [
-            ours("hover-nominal", "ddpg", s, args.minutes, args.eval_every, run_dir) for s in args.seeds
+            ours("hover-nominal", "ddpg", s, args.minutes, args.eval_every, run_dir)
+            for s in args.seeds
         ]
     }
     results["hover_td3"] = [

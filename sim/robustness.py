@@ -4,8 +4,9 @@ Each row changes the world (never the observation layout) of the policy's own ta
 the nominal world; each parameter alone at both ends of the deployable hover task's
 training range (``sim.tasks.HOVER``) and beyond it; the other published Crazyflie
 inertias; latency 0 / 10 / 20 / 30 ms; sensor noise x1 and x2; a constant disturbance
-force; two combined rows. Rows start from the same initial states (one seed, apart from those of training, evaluation, export and HIL), so policies
-are compared on the same episodes.
+force; two combined rows. Rows start from the same initial states (one seed, apart
+from those of training, evaluation, export and HIL), so policies are compared on the
+same episodes.
 """
 
 from __future__ import annotations

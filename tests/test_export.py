@@ -267,3 +267,11 @@ def test_late_failure_leaves_out_dir_as_it_was(capsys, tmp_path, exported):
     line = _fails(capsys, out, str(exported["ckpt"]), "--cc", "no-such-cc-quadpilot")
     assert "no-such-cc-quadpilot" in line
     assert (out / "keep.txt").read_text() == "old"
+
+
+def test_observation_layout_other_than_the_tasks_is_refused_naming_both(capsys, tmp_path, payload):
+    payload["policy_spec"]["obs_layout"][-1] = ["rotor_speeds", 4, "an older layout"]
+    bad = tmp_path / "checkpoint.pt"
+    torch.save(payload, bad)
+    line = _fails(capsys, tmp_path / "out", str(bad))
+    assert "rotor_speeds:4" in line and "past_actions:16" in line

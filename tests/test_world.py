@@ -121,7 +121,7 @@ def test_motor_mismatch_arm_force_and_torque_enter_the_equations():
 
 
 def test_per_episode_draws_stay_in_their_ranges():
-    t = make_task("hover")
+    t = make_task("hover", latency_s=(0.0, 0.02))
     b = QuadBatch(t, 4000, seed=1)
     b.reset()
     p, body = b.params, b.body

@@ -125,7 +125,7 @@ stop rule; `hover` is what `make train` runs (the randomised, noisy, delayed wor
 (median final position error, cm). Success: survive 5 s and stay within 0.1 m of the
 target for the whole last second.
 
-| policy | env steps | updates | wall | best eval | nominal | median | worst 1-param in range | all ends |
+| policy | env steps | updates | wall | best eval | nominal | median | worst in range | all ends |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 {train_lines}
 

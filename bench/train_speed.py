@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> str:
 evaluation). Success: the sim's definition (survive, error < 0.1 m over the last
 second). Takeoff has its own section (`python -m bench train_takeoff`).
 
-Nominal hover (the `hover-nominal` preset, DDPG, without its stop rule), {len(args.seeds)} seeds: {hover_ok} of {len(args.seeds)} reached
+Nominal hover (the `hover-nominal` preset, DDPG, without its stop rule),
+{len(args.seeds)} seeds: {hover_ok} of {len(args.seeds)} reached
 95%.
 
 {header}

@@ -123,7 +123,9 @@ stop rule; `hover` is what `make train` runs (the randomised, noisy, delayed wor
 (training and evaluation use others); a row changes one thing from the nominal world
 (docs/sim.md; "in range": inside the deployable task's training range). Cells: success
 (median final position error, cm). Success: survive 5 s and stay within 0.1 m of the
-target for the whole last second.
+target for the whole last second. "worst in range": the worst single-parameter row inside
+the training ranges; "all ends": the last row, every parameter at its hard end at once.
+Wall time includes the evaluations (every 100,000 env steps).
 
 | policy | env steps | updates | wall | best eval | nominal | median | worst in range | all ends |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|

@@ -42,7 +42,11 @@ for _task, _id in ENV_IDS.items():
 
 
 def make_vec(
-    task: str | TaskConfig = "hover", num_envs: int = 256, seed: int | None = None, **overrides
+    task: str | TaskConfig = "hover",
+    num_envs: int = 256,
+    seed: int | None = None,
+    privileged: bool = False,
+    **overrides,
 ) -> QuadVectorEnv:
     """A batched vector env (same-step autoreset); see ``QuadVectorEnv``."""
-    return QuadVectorEnv(task, num_envs=num_envs, seed=seed, **overrides)
+    return QuadVectorEnv(task, num_envs=num_envs, seed=seed, privileged=privileged, **overrides)

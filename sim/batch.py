@@ -64,27 +64,34 @@ def _uniform(rng, e):
 
 
 @njit(cache=True, inline="always")
-def _normal(rng, e):
-    """A standard normal draw (Box-Muller, one of the pair)."""
-    u1 = _uniform(rng, e)
-    u2 = _uniform(rng, e)
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+def _normals(rng, e, out, n):
+    """``n`` (even) standard normal draws into ``out`` (Box-Muller, both of each pair)."""
+    for k in range(0, n, 2):
+        r = math.sqrt(-2.0 * math.log(_uniform(rng, e)))
+        a = 2.0 * math.pi * _uniform(rng, e)
+        out[k] = r * math.cos(a)
+        out[k + 1] = r * math.sin(a)
 
 
 @njit(cache=True, inline="always")
-def _observe(w, e, tp, oo, target, q, out):
+def _observe(w, e, tp, oo, target, scratch, out):
     """The flight controller's observation of environment e (layout: TaskConfig.obs_layout):
     the true state seen through the estimator's noise, plus what the board keeps itself.
-    ``q`` is scratch for 4 numbers."""
-    s, p, fc, rng = w.state[e], w.params[e], w.fc[e], w.rng
+    ``scratch`` holds 16 numbers."""
+    s, p, fc = w.state[e], w.params[e], w.fc[e]
     sp, sv, sa, sg = tp[T.T_NOISE_POS], tp[T.T_NOISE_VEL], tp[T.T_NOISE_ATT], tp[T.T_NOISE_GYRO]
+    q, z = scratch[0:4], scratch[4:16]  # z: unit normals for position, velocity, attitude, gyro
+    if sp > 0.0 or sv > 0.0 or sa > 0.0 or sg > 0.0:
+        _normals(w.rng, e, z, 12)
+    else:
+        z[:] = 0.0
     o = oo[T.O_POS]
     for k in range(3):
-        out[o + k] = s[L.POS + k] - target[k] + (sp * _normal(rng, e) if sp > 0.0 else 0.0)
+        out[o + k] = s[L.POS + k] - target[k] + sp * z[k]
     for k in range(4):
         q[k] = s[L.QUAT + k]
     if sa > 0.0:  # attitude error: a small rotation about the body axes, q (x) dq
-        ax, ay, az = sa * _normal(rng, e), sa * _normal(rng, e), sa * _normal(rng, e)
+        ax, ay, az = sa * z[6], sa * z[7], sa * z[8]
         angle = math.sqrt(ax * ax + ay * ay + az * az)
         c = math.cos(0.5 * angle)
         f = math.sin(0.5 * angle) / angle if angle > 1e-12 else 0.5
@@ -98,11 +105,10 @@ def _observe(w, e, tp, oo, target, q, out):
     quat_to_matrix(q, out[o : o + 9])
     o = oo[T.O_VEL]
     for k in range(3):
-        out[o + k] = s[L.VEL + k] + (sv * _normal(rng, e) if sv > 0.0 else 0.0)
+        out[o + k] = s[L.VEL + k] + sv * z[3 + k]
     o = oo[T.O_RATES]
     for k in range(3):
-        noise = sg * _normal(rng, e) if sg > 0.0 else 0.0
-        out[o + k] = s[L.OMEGA + k] + p[L.P_GYRO_BIAS + k] + noise
+        out[o + k] = s[L.OMEGA + k] + p[L.P_GYRO_BIAS + k] + sg * z[9 + k]
     o = oo[T.O_ROTORS]
     if o >= 0:
         for k in range(4):
@@ -118,7 +124,7 @@ def _observe(w, e, tp, oo, target, q, out):
 
 
 @njit(cache=True, inline="always")
-def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q):
+def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, scratch):
     """Apply env e's action, integrate one control step, observe and score it."""
     s, p, fc = w.state[e], w.params[e], w.fc[e]
     lo, span = tp[T.T_LO], tp[T.T_SPAN]
@@ -149,11 +155,13 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q):
     if tp[T.T_GUST_STD] > 0.0:  # Ornstein-Uhlenbeck gust, exact discretisation
         a = tp[T.T_GUST_DECAY]
         sd = tp[T.T_GUST_STD] * p[L.P_MASS] * math.sqrt(1.0 - a * a)
+        z = scratch[4:8]
+        _normals(w.rng, e, z, 4)
         for k in range(3):
-            gust[k] = a * gust[k] + sd * _normal(w.rng, e)
+            gust[k] = a * gust[k] + sd * z[k]
     w.steps[e] += 1
     o = w.obs[e]
-    _observe(w, e, tp, oo, target, q, o)
+    _observe(w, e, tp, oo, target, scratch, o)
     # The integral the board keeps, of the position error it observed; clipped per axis.
     lim, pos = tp[T.T_INT_LIMIT], oo[T.O_POS]
     for k in range(3):
@@ -201,9 +209,9 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q):
 def _step_range(w, actions, frame, tp, oo, target, start, stop):
     work = np.empty((5, L.N_STATE))
     cmd = np.empty(4)
-    q = np.empty(4)
+    scratch = np.empty(16)
     for e in range(start, stop):
-        _step_env(w, e, actions, frame, tp, oo, target, work, cmd, q)
+        _step_env(w, e, actions, frame, tp, oo, target, work, cmd, scratch)
 
 
 # The vector env uses the parallel entry point, the single env the serial one (no thread
@@ -223,9 +231,9 @@ def task_step_serial(w, actions, frame, tp, oo, target):
 @njit(cache=True)
 def observe_rows(w, idx, tp, oo, target):
     """Observe the environments ``idx`` (after a reset) into ``w.obs``."""
-    q = np.empty(4)
+    scratch = np.empty(16)
     for e in idx:
-        _observe(w, e, tp, oo, target, q, w.obs[e])
+        _observe(w, e, tp, oo, target, scratch, w.obs[e])
 
 
 class QuadBatch:
@@ -358,14 +366,16 @@ class QuadBatch:
             )
         self._step(self.world, actions, self.frame, self.tp, self.oo, self.target)
 
-    def position_error(self) -> np.ndarray:
-        return np.linalg.norm(self.state[:, L.POS : L.POS + 3] - self.target, axis=1)
+    def position_error(self, idx: np.ndarray | None = None) -> np.ndarray:
+        rows = slice(None) if idx is None else idx
+        return np.linalg.norm(self.state[rows, L.POS : L.POS + 3] - self.target, axis=1)
 
-    def privileged(self) -> np.ndarray:
+    def privileged(self, idx: np.ndarray | None = None) -> np.ndarray:
         """What the simulator knows and the board does not (PRIVILEGED_DIM per row, about
         unit scale): the true state and this episode's draws. For an asymmetric critic
-        during training only; no policy ever sees it."""
-        s, p, fc, body = self.state, self.params, self.fc, self.body
+        during training only; no policy ever sees it. ``idx``: only these rows."""
+        rows = slice(None) if idx is None else idx
+        s, p, fc, body = self.state[rows], self.params[rows], self.fc[rows], self.body
         base = self.base_params
         weight = p[:, L.P_MASS : L.P_MASS + 1] * body.gravity
         rotors = 2.0 * (s[:, L.ROTOR : L.ROTOR + 4] - self.lo) / self.span - 1.0

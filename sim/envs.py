@@ -62,6 +62,13 @@ class QuadEnv(gym.Env):
         return b.obs[0].copy(), float(b.reward[0]), terminated, truncated, info
 
 
+def _rows_only(values: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """``values`` of rows ``idx`` in an (n, ...) array of zeros."""
+    out = np.zeros((n, *values.shape[1:]), dtype=values.dtype)
+    out[idx] = values
+    return out
+
+
 class QuadVectorEnv(VectorEnv):
     """``num_envs`` quadrotors stepped together, with same-step autoreset.
 
@@ -77,9 +84,13 @@ class QuadVectorEnv(VectorEnv):
         task: str | TaskConfig = "hover",
         num_envs: int = 256,
         seed: int | None = None,
+        privileged: bool = False,
         **overrides,
     ):
+        """``privileged``: also return the ended episodes' privileged state in
+        ``info["final_privileged"]`` (for an asymmetric critic)."""
         self.task = _task(task, overrides)
+        self.keep_privileged = privileged
         self.batch = QuadBatch(self.task, num_envs, seed=seed)
         self.num_envs = self.batch.n
         self.single_observation_space, self.single_action_space = _spaces(self.task)
@@ -98,7 +109,7 @@ class QuadVectorEnv(VectorEnv):
     def privileged(self) -> np.ndarray:
         """(num_envs, PRIVILEGED_DIM): the true state and each episode's draws, for an
         asymmetric critic (``QuadBatch.privileged``); after an episode ended, the final one
-        is in ``info["final_privileged"]``."""
+        is in ``info["final_privileged"]`` when the env was made with privileged=True."""
         return self.batch.privileged()
 
     def step(self, actions):
@@ -112,11 +123,12 @@ class QuadVectorEnv(VectorEnv):
             info = {
                 "final_obs": obs.copy(),
                 "_final_obs": done.copy(),
-                "final_privileged": b.privileged(),
                 "is_success": b.success.copy(),
                 "_is_success": done.copy(),
-                "final_position_error": b.position_error(),
+                "final_position_error": _rows_only(b.position_error(idx), idx, b.n),
             }
+            if self.keep_privileged:
+                info["final_privileged"] = _rows_only(b.privileged(idx), idx, b.n)
             b.reset(idx)
             obs[idx] = b.obs[idx]
         return obs, b.reward.copy(), b.terminated.copy(), b.truncated.copy(), info

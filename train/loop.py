@@ -63,7 +63,9 @@ class Trainer:
                 f"evaluated task's ({[n for n, *_ in self.task.obs_layout]}); it is "
                 f"{[n for n, *_ in train_task.obs_layout]}"
             )
-        self.env = make_vec(train_task, num_envs=cfg.num_envs, seed=cfg.seed)
+        self.env = make_vec(
+            train_task, num_envs=cfg.num_envs, seed=cfg.seed, privileged=cfg.critic_privileged
+        )
         self.obs, _ = self.env.reset(seed=cfg.seed)
         priv_dim = PRIVILEGED_DIM if cfg.critic_privileged else 0
         self.agent = Agent(cfg, obs_dim, ACT_DIM, priv_dim)

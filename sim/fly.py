@@ -38,10 +38,18 @@ def plot_rollout(r: Rollout, path: Path, title: str, max_lines: int = 20) -> Pat
         f"{title}\nsuccess {r.success_rate:.0%} of {r.success.size} (green: success, red: failure)"
     )
     fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG to a temporary name, rename it onto ``path``, close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path

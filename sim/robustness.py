@@ -255,6 +255,8 @@ def plot(named: dict[str, list[dict]], path: Path, title: str = "robustness suit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from sim.fly import save_figure
+
     names = list(named)
     rows_ = [r["row"] + ("" if r["inside_training_range"] else " *") for r in named[names[0]]]
     y = np.arange(len(rows_))
@@ -278,13 +280,7 @@ def plot(named: dict[str, list[dict]], path: Path, title: str = "robustness suit
     ax1.legend(loc="lower left", fontsize=8)
     fig.suptitle(f"{title}   (* = beyond the training range)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_json(named: dict[str, list[dict]], path: Path) -> Path:

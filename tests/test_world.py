@@ -9,29 +9,13 @@ import pytest
 
 from sim import dynamics as D
 from sim import layout as L
+from sim import robustness as R
 from sim.batch import QuadBatch
 from sim.tasks import make_task
 
-# Every randomised quantity pinned at its nominal value: a test then moves one of them.
-STILL = dict(
-    randomise=True,
-    mass_scale=(1.0, 1.0),
-    inertia_scale=(1.0, 1.0),
-    thrust_scale=(1.0, 1.0),
-    motor_mismatch=0.0,
-    motor_tau_up_scale=(1.0, 1.0),
-    motor_tau_down_scale=(1.0, 1.0),
-    arm_scale=(1.0, 1.0),
-    disturbance_force=0.0,
-    com_offset=0.0,
-    gust_force=0.0,
-    noise_position=0.0,
-    noise_velocity=0.0,
-    noise_attitude=0.0,
-    noise_gyro=0.0,
-    gyro_bias=0.0,
-    latency_s=(0.0, 0.0),
-)
+# Every randomised quantity pinned at its nominal value (the robustness suite's base
+# world): a test then moves one of them.
+STILL = R.STILL
 
 
 def level_at_target(b):

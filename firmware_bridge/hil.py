@@ -216,7 +216,9 @@ def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, s
         t = closed_loop_task(task, name, None if paced_run else opts.latency_ms)
         if paced_run:
             stats = paced.PacedStats()
+            start = time.monotonic()
             board_run = paced.fly(paced.board_answer(link, t, stats), t, opts.episodes, seed, link)
+            wall = time.monotonic() - start
             delay = int(np.median(stats.delay_steps)) if stats.delay_steps else 0
             runs = {
                 "board": board_run,
@@ -232,6 +234,7 @@ def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, s
                 "latency_ms_median": 1000 * delay / t.physics_hz,
                 "deadline_misses": stats.deadline_misses,
                 "board_steps": stats.steps,
+                "wall_s": wall,
             }
         else:
             board_policy = BoardPolicy(link)

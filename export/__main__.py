@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> dict:
         task=spec["task"],
         episodes=args.episodes,
         seed=seed + 3000,
-        gap_pp=abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100,
+        gap_pp=round(abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100, 9),
     )
     suite = None
     if args.robustness_episodes:

@@ -69,7 +69,7 @@ def robustness_of(policies: dict[str, Policy], spec: dict, episodes: int) -> dic
     rows = {name: robustness.run(policy, task, episodes) for name, policy in policies.items()}
     a, b = list(rows)[:2]
     gaps = [
-        abs(x["success_rate"] - y["success_rate"]) * 100
+        round(abs(x["success_rate"] - y["success_rate"]) * 100, 9)
         for x, y in zip(rows[a], rows[b], strict=True)
     ]
     return {

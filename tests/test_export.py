@@ -99,7 +99,7 @@ def test_report_figures(exported):
     assert rob["episodes_per_row"] == 10 and set(rob["rows"]) == {"float", "int8"}
     assert [r["row"] for r in rob["rows"]["int8"]] == [r.name for r in robustness.rows()]
     gaps = [
-        abs(f["success_rate"] - i["success_rate"]) * 100
+        round(abs(f["success_rate"] - i["success_rate"]) * 100, 9)
         for f, i in zip(rob["rows"]["float"], rob["rows"]["int8"], strict=True)
     ]
     assert rob["max_row_gap_pp"] == max(gaps) <= 2.0

@@ -329,8 +329,14 @@ def plot(rep: dict, open_loop: dict, closed_loop: dict, inputs, states):
             sr = rep["closed_loop"]["success_rate"][name]
             label = f"{name} (success {sr:.0%})" if e == 0 else None
             a.plot(t, dist[:, e], color=color, ls=ls, lw=lw, label=label)
+    nominal = rep["closed_loop"]["rows"].get("nominal", {})
+    late = (
+        f"board latency median {nominal.get('latency_ms_median', 0):g} ms, real time"
+        if rep["closed_loop"]["paced"]
+        else f"{nominal.get('latency_ms', 0):g} ms late, lockstep"
+    )
     a.set(
-        title=f"closed loop: {rep['closed_loop']['task']}, same initial states",
+        title=f"closed loop: {rep['closed_loop']['task']}, nominal row ({late}), same starts",
         xlabel="s",
         ylabel="distance to target, m",
     )

@@ -153,7 +153,7 @@ def test_averaged_policy_trails_the_actor_by_policy_average_per_actor_update():
         assert not torch.equal(p1, a)
     assert torch.equal(agent.policy.obs_std, agent.actor.obs_std)
     # Without averaging the deployed policy is the actor itself.
-    plain = make_agent("ddpg")[1]
+    plain = make_agent("ddpg", policy_average=0.0)[1]
     assert plain.policy is plain.actor
 
 

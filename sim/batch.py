@@ -73,7 +73,7 @@ def _normals(rng, e, out, n):
         out[k + 1] = r * math.sin(a)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _observe(w, e, tp, oo, target, scratch, out):
     """The flight controller's observation of environment e (layout: TaskConfig.obs_layout):
     the true state seen through the estimator's noise, plus what the board keeps itself.
@@ -123,7 +123,7 @@ def _observe(w, e, tp, oo, target, scratch, out):
             out[o + k] = fc[L.FC_PAST + k]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, scratch):
     """Apply env e's action, integrate one control step, observe and score it."""
     s, p, fc = w.state[e], w.params[e], w.fc[e]

@@ -66,3 +66,13 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
 
 
 stop = stop_process  # the bridge's own: terminate, then kill after 3 s
+
+
+def interruptible() -> None:
+    """preexec_fn for a child that a test stops with SIGINT: whatever the test runner's
+    own disposition and mask (a CI job started in the background ignores SIGINT; some
+    thread pools block it), the child starts with the default handler, unblocked."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

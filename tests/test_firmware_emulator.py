@@ -10,7 +10,16 @@ import sys
 
 import numpy as np
 import pytest
-from firmware_support import OBS_DIM, ROOT, fixture_hash, fixture_policy, make, read_line, stop
+from firmware_support import (
+    OBS_DIM,
+    ROOT,
+    fixture_hash,
+    fixture_policy,
+    interruptible,
+    make,
+    read_line,
+    stop,
+)
 from toolchain import require_tool
 
 from firmware_bridge.emulator import Emulator
@@ -77,6 +86,7 @@ def test_cli_emulate_prints_info_and_stops_on_ctrl_c():
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     try:
         lines = [read_line(proc, timeout=60) for _ in range(5)]

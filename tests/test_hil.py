@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from firmware_support import ROOT, stop
+from firmware_support import ROOT, interruptible, stop
 from toolchain import require_tool
 
 from export import header, quantize, rollouts
@@ -276,6 +276,7 @@ def test_ctrl_c_stops_qemu(exported, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         deadline = time.monotonic() + 60

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from firmware_support import interruptible
 
 from sim.tasks import make_task
 from train import checkpoint as ckpt_io
@@ -207,6 +208,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     bar_seen = False

@@ -68,10 +68,11 @@ def test_fake_quantised_forward_simulates_the_integer_pipeline(amplified):
 
 def test_finetuned_weights_lie_on_their_int8_grid(amplified):
     policy, calib, _ = amplified
-    ft = finetune.finetune(policy, calib, steps=20, max_samples=2000)
+    # 100 steps: 20 sometimes did not beat the plain export (with one torch thread, as
+    # after a training test), and then there would be nothing on the grid to check.
+    ft = finetune.finetune(policy, calib, steps=100, max_samples=2000)
     assert ft.policy.model_hash == policy.model_hash and ft.policy.actor is policy.actor
-    if ft.info["best_step"] is None:
-        pytest.skip("20 steps did not beat the plain export")
+    assert ft.info["best_step"] is not None, "100 fine-tuning steps never beat the plain export"
     for w in ft.policy.weights:
         scale = np.abs(w.astype(np.float64)).max(axis=1, keepdims=True) / 127
         codes = w / scale

@@ -87,11 +87,9 @@ def build(
         }
 
     runs = closed_loop["runs"]
-    success = {k: r.success_rate for k, r in runs.items()}
-    identical = bool(
-        np.array_equal(runs["board"].positions, runs["reference"].positions, equal_nan=True)
-    )
     rows = {name: _row_summary(row) for name, row in closed_loop["rows"].items()}
+    success = rows["nominal"]["success_rate"]  # closed_loop["runs"] is the nominal row
+    identical = rows["nominal"]["board_identical_to_reference"]
     gap_pp = max(row["success_gap_pp"] for row in rows.values())
 
     instructions = instructions_from_ticks(median_ticks, tick_hz) if emulated else None

@@ -67,6 +67,8 @@ class Trainer:
             train_task, num_envs=cfg.num_envs, seed=cfg.seed, privileged=cfg.critic_privileged
         )
         self.obs, _ = self.env.reset(seed=cfg.seed)
+        # The privileged state of the current step (a function of the env's state).
+        self.priv = self.env.privileged() if cfg.critic_privileged else None
         priv_dim = PRIVILEGED_DIM if cfg.critic_privileged else 0
         self.agent = Agent(cfg, obs_dim, ACT_DIM, priv_dim)
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM, priv_dim)
@@ -98,11 +100,11 @@ class Trainer:
     def collect_step(self) -> None:
         cfg = self.cfg
         action = self.act()
-        priv = self.env.privileged() if cfg.critic_privileged else None
+        priv = self.priv
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         done = terminated | truncated
         stored_next = next_obs
-        next_priv = self.env.privileged() if cfg.critic_privileged else None
+        self.priv = next_priv = self.env.privileged() if cfg.critic_privileged else None
         if done.any():  # the real last observation, not the next episode's first
             stored_next = np.where(info["_final_obs"][:, None], info["final_obs"], next_obs)
             if cfg.critic_privileged:
@@ -230,6 +232,7 @@ class Trainer:
         self.noise.load_state_dict(ckpt["noise"])
         _load_env_state(self.env, ckpt["env"])
         self.obs = ckpt["obs"].numpy().copy()
+        self.priv = self.env.privileged() if self.cfg.critic_privileged else None
         self.rng.bit_generator.state = ckpt["rng"]["numpy"]
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.buffer.load_state_dict(replay)

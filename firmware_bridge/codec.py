@@ -26,13 +26,16 @@ from .protocol import (
     HEADER_SIZE,
     INFO_FLAG_ECHO,
     INFO_SIZE,
+    INFO_V1_SIZE,
     MAX_ENCODED,
     MAX_PACKET,
     MAX_PAYLOAD,
     MIN_PACKET,
+    PROTOCOL_VERSION,
     STEP_HEADER,
     ErrorCode,
     MsgType,
+    ResetCause,
     Scheme,
     TickSource,
 )
@@ -262,8 +265,15 @@ class Info:
     tick_hz: int
     model_hash: bytes = field(repr=False)
     build_id: str
+    # Version 2 (zero when decoded from a version-1 INFO):
+    reset_cause: int = ResetCause.UNKNOWN
+    reset_flags: int = 0  # STM32: RCC_CSR bits 31:24 at boot
+    watchdog_ms: int = 0  # nominal watchdog timeout, 0 = none
+    rx_dropped: int = 0  # bytes lost to a full receive ring since reset
+    rx_overruns: int = 0  # UART overruns (at least one byte lost each) since reset
     TYPE = MsgType.INFO
     _FORMAT = "<BBBBBBHII"  # the 16 fixed bytes before the hash
+    _FORMAT_V2 = "<BBHII"  # the 12 bytes after the build id
 
     @property
     def model_hash_hex(self) -> str:
@@ -287,7 +297,15 @@ class Info:
             self.tick_hz,
         )
         build = self.build_id.encode("ascii")[:BUILD_ID_SIZE].ljust(BUILD_ID_SIZE, b"\0")
-        return head + self.model_hash + build
+        tail = struct.pack(
+            self._FORMAT_V2,
+            self.reset_cause,
+            self.reset_flags,
+            self.watchdog_ms,
+            self.rx_dropped,
+            self.rx_overruns,
+        )
+        return head + self.model_hash + build + tail
 
     def describe(self) -> str:
         def name(enum, value):
@@ -300,7 +318,10 @@ class Info:
             f"protocol v{self.protocol_version}, build {self.build_id!r}, "
             f"model {self.model_hash_hex[:16]}... ({name(Scheme, self.scheme)}, "
             f"obs {self.obs_dim}, act {self.act_dim}, {self.macs} MACs), "
-            f"ticks {name(TickSource, self.tick_source)} at {self.tick_hz} Hz"
+            f"ticks {name(TickSource, self.tick_source)} at {self.tick_hz} Hz, "
+            f"reset {name(ResetCause, self.reset_cause)} (flags 0x{self.reset_flags:02x}), "
+            + (f"watchdog {self.watchdog_ms} ms" if self.watchdog_ms else "no watchdog")
+            + f", rx dropped {self.rx_dropped}, overruns {self.rx_overruns}"
             + (", ECHO build (no policy)" if self.echo else "")
         )
 
@@ -341,12 +362,17 @@ def parse(packet: Packet) -> Message:
             raise _length_error(packet, f"ERROR payload of {len(p)} bytes")
         return Error(p[0], p[1])
     if t == MsgType.INFO:
-        if len(p) != INFO_SIZE:
+        # Another version's INFO is decoded as far as version 1's layout goes, so that
+        # the handshake can refuse the device by its version instead of timing out.
+        other = len(p) >= INFO_V1_SIZE and p[0] != PROTOCOL_VERSION
+        if len(p) != INFO_SIZE and not other:
             raise _length_error(packet, f"INFO payload of {len(p)} bytes")
         fixed = struct.unpack_from(Info._FORMAT, p)
         model_hash = bytes(p[16 : 16 + HASH_SIZE])
-        build = bytes(p[16 + HASH_SIZE :]).split(b"\0", 1)[0].decode("ascii", "replace")
-        return Info(*fixed, model_hash=model_hash, build_id=build)
+        build_bytes = bytes(p[16 + HASH_SIZE : INFO_V1_SIZE])
+        build = build_bytes.split(b"\0", 1)[0].decode("ascii", "replace")
+        tail = () if other else struct.unpack_from(Info._FORMAT_V2, p, INFO_V1_SIZE)
+        return Info(*fixed, model_hash, build, *tail)
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"type 0x{t:02x}", packet.seq)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: INFO gained reset cause, watchdog and receive counters
 
 HEADER_SIZE = 3  # type u8, seq u16 LE
 CRC_SIZE = 2
@@ -27,7 +27,8 @@ CRC16_CHECK = 0x29B1  # CRC of b"123456789"
 
 HASH_SIZE = 32
 BUILD_ID_SIZE = 24
-INFO_SIZE = 16 + HASH_SIZE + BUILD_ID_SIZE
+INFO_V1_SIZE = 16 + HASH_SIZE + BUILD_ID_SIZE  # version 1's INFO; version 2 appends 12
+INFO_SIZE = INFO_V1_SIZE + 12
 INFO_FLAG_ECHO = 0x01
 
 STEP_HEADER = 1
@@ -60,6 +61,19 @@ class ErrorCode(IntEnum):
 INTEGRITY_ERRORS = frozenset({ErrorCode.BAD_FRAME, ErrorCode.BAD_CRC, ErrorCode.OVERSIZE})
 
 
+class ResetCause(IntEnum):
+    """Why the device last reset (INFO byte 72; the STM32F405 reads RCC_CSR)."""
+
+    UNKNOWN = 0  # no flag: host build, or QEMU's stub RCC
+    POWER_ON = 1
+    PIN = 2
+    SOFTWARE = 3
+    WATCHDOG = 4  # the independent watchdog expired
+    WINDOW_WATCHDOG = 5
+    LOW_POWER = 6
+    BROWN_OUT = 7
+
+
 class Scheme(IntEnum):
     NONE = 0
     INT8 = 1
@@ -89,6 +103,7 @@ C_NAMES: dict[str, int] = {
     "QP_CRC16_CHECK": CRC16_CHECK,
     "QP_HASH_SIZE": HASH_SIZE,
     "QP_BUILD_ID_SIZE": BUILD_ID_SIZE,
+    "QP_INFO_V1_SIZE": INFO_V1_SIZE,
     "QP_INFO_SIZE": INFO_SIZE,
     "QP_INFO_FLAG_ECHO": INFO_FLAG_ECHO,
     "QP_STEP_HEADER": STEP_HEADER,
@@ -97,6 +112,7 @@ C_NAMES: dict[str, int] = {
     **{f"QP_MSG_{m.name}": m.value for m in MsgType},
     **{f"QP_ERROR_{e.name}": e.value for e in ErrorCode},
     **{f"QP_SCHEME_{s.name}": s.value for s in Scheme},
+    **{f"QP_RESET_{r.name}": r.value for r in ResetCause},
     "QP_TICK_HOST_CLOCK": TickSource.HOST_CLOCK,
     "QP_TICK_SYSTICK": TickSource.SYSTICK,
     "QP_TICK_DWT_CYCCNT": TickSource.DWT_CYCCNT,

@@ -84,6 +84,7 @@ static size_t reply_info(qp_device_t *dev, uint16_t seq, uint8_t *out)
 {
     uint8_t *p = &dev->reply[QP_HEADER_SIZE];
     const char *id = dev->board->build_id;
+    const qp_ring_t *rx = dev->board->rx;
     size_t i;
 
     p[0] = QP_PROTOCOL_VERSION;
@@ -96,6 +97,7 @@ static size_t reply_info(qp_device_t *dev, uint16_t seq, uint8_t *out)
     qp_put_u32(&p[8], (uint32_t)QP_MACS);
     qp_put_u32(&p[12], dev->board->tick_hz);
     memcpy(&p[16], dev->model_hash, QP_HASH_SIZE);
+    /* Cut at QP_BUILD_ID_SIZE bytes, padded with zeros: no terminator when it is full. */
     for (i = 0; i < QP_BUILD_ID_SIZE; i++) {
         p[16 + QP_HASH_SIZE + i] = (uint8_t)(id != NULL ? *id : 0);
         if (id != NULL && *id != '\0') {
@@ -104,6 +106,11 @@ static size_t reply_info(qp_device_t *dev, uint16_t seq, uint8_t *out)
             id = NULL; /* pad the rest with zeros */
         }
     }
+    p[QP_INFO_V1_SIZE] = dev->board->reset_cause;
+    p[QP_INFO_V1_SIZE + 1] = dev->board->reset_flags;
+    qp_put_u16(&p[QP_INFO_V1_SIZE + 2], dev->board->watchdog_ms);
+    qp_put_u32(&p[QP_INFO_V1_SIZE + 4], rx != NULL ? rx->dropped : 0u);
+    qp_put_u32(&p[QP_INFO_V1_SIZE + 8], rx != NULL ? rx->overruns : 0u);
     return finish_reply(dev, QP_MSG_INFO, seq, QP_INFO_SIZE, out);
 }
 
@@ -230,4 +237,18 @@ size_t qp_device_rx(qp_device_t *dev, uint8_t byte, uint8_t *out)
         return reply_error(dev, 0, QP_ERROR_BAD_FRAME, 0, out);
     }
     return qp_device_handle_packet(dev, dev->packet, (size_t)n, out);
+}
+
+size_t qp_device_poll(qp_device_t *dev, uint8_t *out)
+{
+    qp_ring_t *rx = dev->board->rx;
+    uint8_t byte;
+
+    while (rx != NULL && qp_ring_pop(rx, &byte)) {
+        size_t n = qp_device_rx(dev, byte, out);
+        if (n > 0) {
+            return n;
+        }
+    }
+    return 0;
 }

@@ -1,8 +1,9 @@
 /* qp_device.h - the device side of the protocol: a byte-at-a-time receiver that
  * reassembles frames, checks them and answers each with exactly one reply frame.
  *
- * Board-independent: the board feeds received bytes to qp_device_rx() and writes out
- * whatever it returns. No malloc, no globals: all state lives in qp_device_t.
+ * Board-independent: the board's receive interrupt pushes bytes into its qp_ring_t,
+ * the main loop calls qp_device_poll() and writes out whatever it returns. No malloc,
+ * no globals: all state lives in qp_device_t and the board's ring.
  */
 #ifndef QP_DEVICE_H
 #define QP_DEVICE_H
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "qp_protocol.h"
+#include "qp_ring.h"
 
 /* What the board tells the core about itself. */
 typedef struct {
@@ -18,6 +20,10 @@ typedef struct {
     uint32_t (*ticks)(void); /* free-running counter, wraps at 2^32 */
     uint32_t tick_hz;        /* counts per second of ticks() */
     uint8_t tick_source;     /* QP_TICK_* */
+    uint8_t reset_cause;     /* QP_RESET_* */
+    uint8_t reset_flags;     /* raw reset flags (STM32: RCC_CSR bits 31:24), or 0 */
+    uint16_t watchdog_ms;    /* nominal watchdog timeout, 0 if there is none */
+    qp_ring_t *rx;           /* receive ring drained by qp_device_poll (may be NULL) */
 } qp_board_t;
 
 typedef struct {
@@ -44,6 +50,11 @@ void qp_device_init(qp_device_t *dev, const qp_board_t *board);
  * trailing 0x00) is written to out, which must hold QP_MAX_FRAME bytes, and its length
  * is returned; otherwise returns 0. Empty frames (0x00 0x00) are ignored silently. */
 size_t qp_device_rx(qp_device_t *dev, uint8_t byte, uint8_t *out);
+
+/* Drain the board's receive ring through qp_device_rx until a byte completes a frame
+ * (returns the reply's length, bytes after it stay in the ring) or the ring is empty
+ * (returns 0). Returns 0 if the board has no ring. */
+size_t qp_device_poll(qp_device_t *dev, uint8_t *out);
 
 /* Answer one decoded packet (header, payload, CRC). Writes the encoded reply frame to
  * out (QP_MAX_FRAME bytes) and returns its length. Exposed for tests. */

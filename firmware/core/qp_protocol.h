@@ -8,7 +8,7 @@
 #ifndef QP_PROTOCOL_H
 #define QP_PROTOCOL_H
 
-#define QP_PROTOCOL_VERSION 1
+#define QP_PROTOCOL_VERSION 2 /* 2: INFO gained reset cause, watchdog and receive counters */
 
 /* Packet = type (u8) | seq (u16 LE) | payload | crc16 (u16 LE), COBS-framed, 0x00-terminated. */
 #define QP_HEADER_SIZE 3
@@ -47,11 +47,22 @@
 #define QP_ERROR_NONFINITE 7    /* NaN or Inf in the observation; detail = index */
 #define QP_ERROR_POLICY 8       /* policy returned an error or a non-finite action */
 
-/* INFO payload (72 bytes). */
+/* INFO payload (84 bytes): version 1's 72 bytes, then the version 2 fields. */
 #define QP_HASH_SIZE 32
 #define QP_BUILD_ID_SIZE 24
-#define QP_INFO_SIZE (16 + QP_HASH_SIZE + QP_BUILD_ID_SIZE)
+#define QP_INFO_V1_SIZE (16 + QP_HASH_SIZE + QP_BUILD_ID_SIZE)
+#define QP_INFO_SIZE (QP_INFO_V1_SIZE + 12)
 #define QP_INFO_FLAG_ECHO 0x01 /* echo build: STEP copies obs into the action, no policy */
+
+/* Reset causes reported in INFO (the STM32F405 reads them from RCC_CSR). */
+#define QP_RESET_UNKNOWN 0            /* no flag set: host build, or QEMU's stub RCC */
+#define QP_RESET_POWER_ON 1           /* PORRSTF */
+#define QP_RESET_PIN 2                /* PINRSTF alone: the NRST pin */
+#define QP_RESET_SOFTWARE 3           /* SFTRSTF: SYSRESETREQ */
+#define QP_RESET_WATCHDOG 4           /* IWDGRSTF: the independent watchdog expired */
+#define QP_RESET_WINDOW_WATCHDOG 5    /* WWDGRSTF */
+#define QP_RESET_LOW_POWER 6          /* LPWRRSTF */
+#define QP_RESET_BROWN_OUT 7          /* BORRSTF without PORRSTF */
 
 /* Scheme ids, equal to the policy header's QP_SCHEME_ID. */
 #define QP_SCHEME_NONE 0

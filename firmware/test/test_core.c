@@ -1,8 +1,11 @@
-/* Unit tests for the portable core: CRC, COBS, receiver and dispatch, and the shared
- * protocol vectors (tests/vectors/protocol.jsonl, path given as argv[1]).
+/* Unit tests for the portable core: CRC, COBS, the receive ring, receiver and
+ * dispatch, the STM32F405's reset-cause decoding, and the shared protocol vectors
+ * (tests/vectors/protocol.jsonl, path given as argv[1]).
  *
  * The device under test runs the fixture policy with a fake tick counter that advances
- * 7 per read at 1 MHz and build id "vectors", exactly as the vector file assumes.
+ * 7 per read at 1 MHz, build id "vectors", reset cause WATCHDOG (flags 0x24), a 250 ms
+ * watchdog and receive counters preset to 258 dropped and 3 overruns, exactly as the
+ * vector file assumes. Its input goes through the receive ring, as on the boards.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include "qp_crc16.h"
 #include "qp_device.h"
 #include "qp_wire.h"
+#include "../boards/stm32f405/reset_cause.h"
 
 #include QP_MODEL_HEADER
 
@@ -35,7 +39,10 @@ static uint32_t fake_ticks(void)
     fake_clock += 7;
     return fake_clock;
 }
-static const qp_board_t TEST_BOARD = {"vectors", fake_ticks, 1000000u, QP_TICK_HOST_CLOCK};
+static qp_ring_t vec_ring;
+static const qp_board_t TEST_BOARD = {"vectors",          fake_ticks, 1000000u,
+                                      QP_TICK_HOST_CLOCK, QP_RESET_WATCHDOG, 0x24,
+                                      250,                &vec_ring};
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -84,19 +91,32 @@ static void to_hex(const uint8_t *data, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* Feed bytes to a fresh device; concatenate every reply into out. */
+/* Feed bytes to a fresh device through its ring, as much as fits at a time, as an
+ * interrupt handler would between two polls; concatenate every reply into out. */
 static size_t run_device(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
 {
     static qp_device_t dev;
     uint8_t reply[QP_MAX_FRAME];
-    size_t i, total = 0;
+    size_t i = 0, total = 0;
+    qp_ring_init(&vec_ring);
+    vec_ring.dropped = 258;
+    vec_ring.overruns = 3;
     qp_device_init(&dev, &TEST_BOARD);
-    for (i = 0; i < n; i++) {
-        size_t r = qp_device_rx(&dev, in[i], reply);
-        if (r > 0 && total + r <= cap) {
-            memcpy(&out[total], reply, r);
+    while (i < n || qp_ring_count(&vec_ring) > 0) {
+        while (i < n && qp_ring_push(&vec_ring, in[i])) {
+            i++;
         }
-        total += r;
+        vec_ring.dropped = 258; /* a full ring is not part of the vectors */
+        for (;;) {
+            size_t r = qp_device_poll(&dev, reply);
+            if (r == 0) {
+                break;
+            }
+            if (total + r <= cap) {
+                memcpy(&out[total], reply, r);
+            }
+            total += r;
+        }
     }
     return total;
 }
@@ -284,6 +304,164 @@ static void test_garbage_then_good(void)
     CHECK(dev.stats.steps == 1, "steps = %u", (unsigned)dev.stats.steps);
 }
 
+/* The ring keeps order across wrap-around, counts what a full ring drops, and
+ * qp_device_poll stops at the first reply, leaving later bytes queued. */
+static void test_ring(void)
+{
+    static qp_ring_t ring;
+    uint32_t i, pushed = 0, popped = 0;
+    uint8_t b;
+    int ok = 1;
+
+    qp_ring_init(&ring);
+    CHECK(qp_ring_pop(&ring, &b) == 0, "pop from an empty ring");
+    for (i = 0; i < 10 * QP_RX_RING_SIZE; i++) {
+        /* Push two, pop one; when full, pop: the indices wrap many times. */
+        if (qp_ring_count(&ring) < QP_RX_RING_SIZE && i % 3 != 2) {
+            ok &= qp_ring_push(&ring, (uint8_t)(pushed++ * 7u));
+        } else if (qp_ring_pop(&ring, &b)) {
+            ok &= b == (uint8_t)(popped++ * 7u);
+        }
+    }
+    CHECK(ok, "ring lost or reordered bytes");
+    while (qp_ring_pop(&ring, &b)) {
+        ok &= b == (uint8_t)(popped++ * 7u);
+    }
+    CHECK(ok && pushed == popped, "ring drain: pushed %u popped %u", (unsigned)pushed,
+          (unsigned)popped);
+
+    /* Free-running counters near 2^32 wrap without losing track. */
+    ring.head = ring.tail = 0xFFFFFFF0u;
+    for (i = 0; i < QP_RX_RING_SIZE; i++) {
+        ok &= qp_ring_push(&ring, (uint8_t)i);
+    }
+    CHECK(ok && qp_ring_count(&ring) == QP_RX_RING_SIZE, "ring across 2^32");
+    CHECK(qp_ring_push(&ring, 0xAA) == 0 && qp_ring_push(&ring, 0xBB) == 0 &&
+              ring.dropped == 2,
+          "full ring: dropped = %u", (unsigned)ring.dropped);
+    for (i = 0; i < QP_RX_RING_SIZE; i++) {
+        ok &= qp_ring_pop(&ring, &b) && b == (uint8_t)i;
+    }
+    CHECK(ok && qp_ring_count(&ring) == 0, "ring across 2^32: contents");
+}
+
+static size_t encode_step_zeros(uint16_t seq, uint8_t *frame)
+{
+    uint8_t body[QP_MAX_PACKET];
+    size_t n = 4 + 4 * QP_OBS_DIM, len;
+    body[0] = QP_MSG_STEP;
+    qp_put_u16(&body[1], seq);
+    body[3] = QP_OBS_DIM;
+    memset(&body[4], 0, 4 * QP_OBS_DIM);
+    qp_put_u16(&body[n], qp_crc16(body, n));
+    len = qp_cobs_encode(body, n + 2, frame, QP_MAX_FRAME);
+    frame[len] = 0;
+    return len + 1;
+}
+
+static int decode_reply(const uint8_t *frame, size_t n, uint8_t *packet, size_t *len);
+
+/* Frames queued back to back are answered one poll each, in order; a ring overflow
+ * damages one frame (an integrity ERROR, never an ACTION), is counted, is reported in
+ * INFO, and the frames after it are answered. */
+static void test_poll_and_overflow(void)
+{
+    static qp_device_t dev;
+    static uint8_t frame[QP_MAX_FRAME], reply[QP_MAX_FRAME], packet[QP_MAX_ENCODED];
+    size_t flen, n, len, i, k;
+    int in_order = 1;
+
+    qp_ring_init(&vec_ring);
+    qp_device_init(&dev, &TEST_BOARD);
+    for (k = 0; k < 6; k++) {
+        flen = encode_step_zeros((uint16_t)(100 + k), frame);
+        for (i = 0; i < flen; i++) {
+            CHECK(qp_ring_push(&vec_ring, frame[i]), "ring full after %zu frames", k);
+        }
+    }
+    for (k = 0; k < 6; k++) {
+        n = qp_device_poll(&dev, reply);
+        in_order &= n > 0 && decode_reply(reply, n, packet, &len) &&
+                    packet[0] == QP_MSG_ACTION && qp_get_u16(&packet[1]) == 100 + k;
+        in_order &= qp_ring_count(&vec_ring) == (5 - k) * flen;
+    }
+    CHECK(in_order, "queued frames not answered one per poll, in order");
+    CHECK(qp_device_poll(&dev, reply) == 0, "reply from an empty ring");
+
+    /* Fill the ring with a good frame's start, so its tail bytes are dropped. */
+    flen = encode_step_zeros(200, frame);
+    for (i = 0; qp_ring_count(&vec_ring) < QP_RX_RING_SIZE - 10; i++) {
+        (void)qp_ring_push(&vec_ring, frame[i % (flen - 1)] ? frame[i % (flen - 1)] : 1);
+    }
+    for (i = 0; i < flen; i++) {
+        (void)qp_ring_push(&vec_ring, frame[i]); /* only 10 fit: the rest is dropped */
+    }
+    CHECK(vec_ring.dropped == flen - 10, "dropped = %u", (unsigned)vec_ring.dropped);
+    while ((n = qp_device_poll(&dev, reply)) > 0) {
+        CHECK(decode_reply(reply, n, packet, &len) && packet[0] == QP_MSG_ERROR &&
+                  packet[3] <= QP_ERROR_OVERSIZE,
+              "overflowed frame answered with type %02x", packet[0]);
+    }
+    (void)qp_ring_push(&vec_ring, 0); /* the host's resynchronising delimiter */
+    while ((n = qp_device_poll(&dev, reply)) > 0) {
+        CHECK(decode_reply(reply, n, packet, &len) && packet[0] == QP_MSG_ERROR,
+              "damaged frame not rejected");
+    }
+    /* A HELLO now reports the drops. */
+    {
+        uint8_t body[5] = {QP_MSG_HELLO, 9, 0, 0, 0};
+        qp_put_u16(&body[3], qp_crc16(body, 3));
+        flen = qp_cobs_encode(body, 5, frame, sizeof frame);
+        frame[flen++] = 0;
+    }
+    for (i = 0; i < flen; i++) {
+        (void)qp_ring_push(&vec_ring, frame[i]);
+    }
+    n = qp_device_poll(&dev, reply);
+    CHECK(n > 0 && decode_reply(reply, n, packet, &len) && packet[0] == QP_MSG_INFO &&
+              len == QP_MIN_PACKET + QP_INFO_SIZE,
+          "no INFO after the overflow");
+    CHECK(qp_get_u32(&packet[3 + QP_INFO_V1_SIZE + 4]) == vec_ring.dropped &&
+              packet[3 + QP_INFO_V1_SIZE] == QP_RESET_WATCHDOG &&
+              qp_get_u16(&packet[3 + QP_INFO_V1_SIZE + 2]) == 250,
+          "INFO does not report the ring's counters");
+    flen = encode_step_zeros(201, frame);
+    for (i = 0; i < flen; i++) {
+        (void)qp_ring_push(&vec_ring, frame[i]);
+    }
+    n = qp_device_poll(&dev, reply);
+    CHECK(n > 0 && decode_reply(reply, n, packet, &len) && packet[0] == QP_MSG_ACTION &&
+              qp_get_u16(&packet[1]) == 201,
+          "good frame after the overflow not answered");
+}
+
+/* RCC_CSR as it reads after each kind of reset (flags set together on silicon). */
+static void test_reset_cause(void)
+{
+    static const struct {
+        uint32_t csr;
+        uint8_t cause;
+    } cases[] = {
+        {0, QP_RESET_UNKNOWN},
+        {RCC_CSR_PORRSTF | RCC_CSR_BORRSTF | RCC_CSR_PINRSTF, QP_RESET_POWER_ON},
+        {RCC_CSR_PINRSTF, QP_RESET_PIN},
+        {RCC_CSR_SFTRSTF | RCC_CSR_PINRSTF, QP_RESET_SOFTWARE},
+        {RCC_CSR_IWDGRSTF | RCC_CSR_PINRSTF, QP_RESET_WATCHDOG},
+        {RCC_CSR_WWDGRSTF | RCC_CSR_PINRSTF, QP_RESET_WINDOW_WATCHDOG},
+        {RCC_CSR_LPWRRSTF | RCC_CSR_PINRSTF, QP_RESET_LOW_POWER},
+        {RCC_CSR_BORRSTF | RCC_CSR_PINRSTF, QP_RESET_BROWN_OUT},
+        {RCC_CSR_IWDGRSTF | RCC_CSR_PORRSTF | RCC_CSR_BORRSTF, QP_RESET_WATCHDOG},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t got = stm32_reset_cause(cases[i].csr | 3u); /* LSION, LSIRDY: not flags */
+        CHECK(got == cases[i].cause, "RCC_CSR %08x: cause %u, want %u",
+              (unsigned)cases[i].csr, got, cases[i].cause);
+    }
+    CHECK(stm32_reset_flags(RCC_CSR_IWDGRSTF | RCC_CSR_PINRSTF | RCC_CSR_RMVF | 0xFFu) == 0x24,
+          "flag byte");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -294,6 +472,9 @@ int main(int argc, char **argv)
     test_cobs_roundtrip();
     test_fixture_policy();
     test_garbage_then_good();
+    test_ring();
+    test_poll_and_overflow();
+    test_reset_cause();
     run_vectors(argv[1]);
     printf("%d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;

@@ -12,7 +12,9 @@ One JSON object per line, every value the C test reads is a lowercase hex string
                 rejected) and the decoded reply.
 The device under test in exchanges: firmware/test/policy_fixture.h, build id "vectors",
 a tick counter advancing 7 per read at 1 MHz (so every ACTION reports 7 ticks),
-tick source 0 (host clock). Expected replies come from the Python codec and the numpy
+tick source 0 (host clock), reset cause WATCHDOG with flags 0x24, a 250 ms watchdog,
+and receive counters of 258 dropped bytes and 3 overruns (preset, to pin their byte
+order). Expected replies come from the Python codec and the numpy
 fixture policy; the C tests check that the firmware core produces the same bytes.
 """
 
@@ -31,9 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 from firmware_support import ACT_DIM, OBS_DIM, VECTORS, fixture_hash, fixture_policy  # noqa: E402
 
 from firmware_bridge import codec  # noqa: E402
-from firmware_bridge.protocol import MAX_PAYLOAD, ErrorCode, MsgType, TickSource  # noqa: E402
+from firmware_bridge.protocol import (  # noqa: E402
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    MsgType,
+    ResetCause,
+    TickSource,
+)
 
 BUILD_ID, TICK_HZ, TICKS_PER_CALL = "vectors", 1_000_000, 7
+RESET_FLAGS, WATCHDOG_MS, RX_DROPPED, RX_OVERRUNS = 0x24, 250, 258, 3  # IWDGRSTF | PINRSTF
 
 
 # ---------------------------------------------------------------- reference device
@@ -70,7 +80,7 @@ def device_reply(frame: bytes | codec.FrameError) -> bytes:
 
 def fixture_info() -> codec.Info:
     return codec.Info(
-        protocol_version=1,
+        protocol_version=PROTOCOL_VERSION,
         scheme=2,
         obs_dim=OBS_DIM,
         act_dim=ACT_DIM,
@@ -81,6 +91,11 @@ def fixture_info() -> codec.Info:
         tick_hz=TICK_HZ,
         model_hash=bytes.fromhex(fixture_hash()),
         build_id=BUILD_ID,
+        reset_cause=ResetCause.WATCHDOG,
+        reset_flags=RESET_FLAGS,
+        watchdog_ms=WATCHDOG_MS,
+        rx_dropped=RX_DROPPED,
+        rx_overruns=RX_OVERRUNS,
     )
 
 

@@ -1,4 +1,5 @@
-/* STM32F405 board: clock, tick counter, polled USART1 and the main loop.
+/* STM32F405 board: clock, tick counter, interrupt-driven USART1 receive, independent
+ * watchdog, reset cause and the main loop.
  *
  * One ELF serves QEMU (netduinoplus2) and silicon:
  * - Ticks come from the DWT cycle counter when it runs (silicon) and otherwise from
@@ -7,12 +8,16 @@
  * - With -DQP_REAL_CLOCK the core runs from HSE 8 MHz through the PLL at 168 MHz.
  *   Every wait on a ready flag is bounded, so on QEMU (whose RCC is a stub) the clock
  *   setup gives up and the core stays on the 16 MHz HSI instead of hanging.
+ * - QEMU models neither the IWDG nor RCC_CSR: the watchdog writes go to an
+ *   unimplemented-device region (ignored) and the reset cause reads as unknown.
  * USART1 uses PA9 (TX) and PA10 (RX), alternate function 7, 8N1: 921600 baud at
- * 168 MHz, 115200 baud on HSI. QEMU ignores the baud rate.
+ * 168 MHz, 115200 baud on HSI. QEMU ignores the baud rate. Its RXNE interrupt moves
+ * every received byte into a ring the main loop drains (docs/hardware.md explains why).
  */
 #include <stdint.h>
 
 #include "qp_device.h"
+#include "reset_cause.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -23,6 +28,7 @@
 #define RCC_AHB1ENR REG(RCC_BASE + 0x30u)
 #define RCC_APB1ENR REG(RCC_BASE + 0x40u)
 #define RCC_APB2ENR REG(RCC_BASE + 0x44u)
+#define RCC_CSR REG(RCC_BASE + 0x74u)
 #define FLASH_ACR REG(0x40023C00u)
 #define PWR_CR REG(0x40007000u)
 
@@ -42,7 +48,28 @@
 #define USART_SR_TXE (1u << 7)
 #define USART_CR1_RE (1u << 2)
 #define USART_CR1_TE (1u << 3)
+#define USART_CR1_RXNEIE (1u << 5) /* interrupt on RXNE, and on ORE as well */
 #define USART_CR1_UE (1u << 13)
+#define USART1_IRQN 37u
+#define NVIC_ISER(n) REG(0xE000E100u + 4u * (n))
+
+/* Independent watchdog (RM0090 section 21) and its debug freeze (section 38.16.4). */
+#define IWDG_BASE 0x40003000u
+#define IWDG_KR REG(IWDG_BASE + 0x00u)
+#define IWDG_PR REG(IWDG_BASE + 0x04u)
+#define IWDG_RLR REG(IWDG_BASE + 0x08u)
+#define IWDG_SR REG(IWDG_BASE + 0x0Cu)
+#define IWDG_KEY_START 0xCCCCu
+#define IWDG_KEY_ACCESS 0x5555u
+#define IWDG_KEY_REFRESH 0xAAAAu
+#define DBGMCU_APB1_FZ REG(0xE0042008u)
+#define DBG_IWDG_STOP (1u << 12)
+/* LSI ~32 kHz / 32 = 1 kHz; 250 counts = 250 ms nominal (170 ms at the LSI's 47 kHz
+ * maximum, 470 ms at its 17 kHz minimum). */
+#define IWDG_PRESCALER_CODE 3u /* PR = 3: divide by 32 */
+#define IWDG_RELOAD 249u
+#define WATCHDOG_MS 250u
+#define WATCHDOG_REFRESH_HZ 100u /* refresh at most every 10 ms of ticks */
 
 #define SYST_CSR REG(0xE000E010u)
 #define SYST_RVR REG(0xE000E014u)
@@ -68,8 +95,7 @@
 static uint32_t core_hz = HSI_HZ;
 static uint32_t apb2_hz = HSI_HZ;
 
-#ifdef QP_REAL_CLOCK
-static int wait_set(volatile uint32_t *reg, uint32_t mask, uint32_t value)
+static int wait_set(const volatile uint32_t *reg, uint32_t mask, uint32_t value)
 {
     uint32_t spins;
     for (spins = 0; spins < READY_SPINS; spins++) {
@@ -80,8 +106,10 @@ static int wait_set(volatile uint32_t *reg, uint32_t mask, uint32_t value)
     return 0;
 }
 
+#ifdef QP_REAL_CLOCK
+
 /* HSE 8 MHz -> PLL (M 8, N 336, P 2, Q 7) -> 168 MHz SYSCLK, AHB /1, APB1 /4, APB2 /2
- * (RM0090 6.3.2). Flash needs 5 wait states at 168 MHz and 2.7-3.6 V (RM0090 3.5.1). */
+ * (RM0090 7.3.2). Flash needs 5 wait states at 168 MHz and 2.7-3.6 V (RM0090 3.5.1). */
 static void clock_init(void)
 {
     RCC_CR |= 1u << 16; /* HSEON */
@@ -163,7 +191,39 @@ static uint8_t ticks_init(void)
     return QP_TICK_SYSTICK;
 }
 
+/* ---- watchdog and reset cause ---- */
+
+static uint32_t refresh_period, last_refresh;
+
+/* Started after the clock set-up, whose bounded waits can together take longer than
+ * the timeout on a board without a crystal; from here on nothing waits unbounded. */
+static void watchdog_start(uint32_t tick_hz)
+{
+    DBGMCU_APB1_FZ |= DBG_IWDG_STOP; /* a core halted by a debugger is not reset */
+    IWDG_KR = IWDG_KEY_START;        /* also starts the LSI */
+    IWDG_KR = IWDG_KEY_ACCESS;
+    IWDG_PR = IWDG_PRESCALER_CODE;
+    IWDG_RLR = IWDG_RELOAD;
+    (void)wait_set(&IWDG_SR, 3u, 0u); /* PVU, RVU: the new values reached the LSI domain */
+    IWDG_KR = IWDG_KEY_REFRESH;
+    refresh_period = tick_hz / WATCHDOG_REFRESH_HZ;
+    last_refresh = board_ticks();
+}
+
+/* Called on every pass of the main loop; writes the key only when 10 ms have passed,
+ * which keeps the register traffic (and QEMU's unimplemented-device log) small. */
+static void watchdog_refresh(void)
+{
+    uint32_t now = board_ticks();
+    if (now - last_refresh >= refresh_period) {
+        IWDG_KR = IWDG_KEY_REFRESH;
+        last_refresh = now;
+    }
+}
+
 /* ---- USART1 ---- */
+
+static qp_ring_t rx_ring;
 
 static void usart1_init(void)
 {
@@ -177,18 +237,30 @@ static void usart1_init(void)
     /* BRR holds USARTDIV in 12.4 fixed point (oversampling by 16), rounded. */
     div16 = (apb2_hz + BAUD / 2) / BAUD;
     USART1_BRR = div16;
-    USART1_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE;
+    qp_ring_init(&rx_ring);
+    USART1_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE;
+    NVIC_ISER(USART1_IRQN / 32u) = 1u << (USART1_IRQN % 32u);
 }
 
-static uint8_t usart1_getc(void)
+/* One byte per interrupt: the data register holds a single byte, and the next one is
+ * complete one character time (10.85 us at 921600 baud) later. Reading SR then DR
+ * clears RXNE and ORE (RM0090 30.6.1). With ORE set the byte in DR is still good; the
+ * one behind it was lost, which the ring counts. */
+void USART1_IRQHandler(void)
 {
-    /* An overrun (bytes lost while we were busy) is cleared by reading SR then DR;
-     * the framing resynchronises at the next 0x00. */
-    while ((USART1_SR & (USART_SR_RXNE | USART_SR_ORE)) == 0) {
+    uint32_t sr = USART1_SR;
+    if ((sr & (USART_SR_RXNE | USART_SR_ORE)) != 0) {
+        uint8_t byte = (uint8_t)USART1_DR;
+        if ((sr & USART_SR_ORE) != 0) {
+            qp_ring_note_overrun(&rx_ring);
+        }
+        if ((sr & USART_SR_RXNE) != 0) {
+            (void)qp_ring_push(&rx_ring, byte);
+        }
     }
-    return (uint8_t)USART1_DR;
 }
 
+/* Transmit is polled: the receive interrupt keeps filling the ring meanwhile. */
 static void usart1_write(const uint8_t *data, uint32_t n)
 {
     uint32_t i;
@@ -204,15 +276,26 @@ static uint8_t reply[QP_MAX_FRAME];
 
 int main(void)
 {
-    static qp_board_t board = {QP_BUILD_ID, board_ticks, 0, 0};
+    static qp_board_t board = {QP_BUILD_ID, board_ticks, 0, 0, 0, 0, WATCHDOG_MS, &rx_ring};
+    uint32_t csr = RCC_CSR;
 
+    RCC_CSR = csr | RCC_CSR_RMVF; /* clear the flags, so the next reset shows only its own */
+    board.reset_cause = stm32_reset_cause(csr);
+    board.reset_flags = stm32_reset_flags(csr);
     clock_init();
     board.tick_source = ticks_init();
     board.tick_hz = core_hz;
-    usart1_init();
+    watchdog_start(core_hz);
     qp_device_init(&device, &board);
+    usart1_init();
+    /* No WFI: nothing periodic would wake the core to refresh the watchdog (SysTick
+     * runs only under QEMU), so an idle board would reset itself. */
     for (;;) {
-        size_t n = qp_device_rx(&device, usart1_getc(), reply);
-        usart1_write(reply, (uint32_t)n);
+        size_t n;
+        watchdog_refresh();
+        n = qp_device_poll(&device, reply);
+        if (n > 0) {
+            usart1_write(reply, (uint32_t)n);
+        }
     }
 }

@@ -2,14 +2,16 @@
  *
  * Reset_Handler enables the FPU before any floating-point instruction can run (QEMU
  * and silicon both fault on a VFP instruction with CP10/CP11 disabled), copies .data
- * from flash, zeroes .bss and calls main. Only the 16 system exceptions are listed:
- * the firmware uses no peripheral interrupts.
+ * from flash, zeroes .bss and calls main. The table lists the 16 system exceptions and
+ * the F405's 82 peripheral interrupts (RM0090 section 12.2, table 61); only USART1
+ * (IRQ 37) is enabled, every other entry parks in Default_Handler.
  */
 #include <stdint.h>
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern int main(void);
 extern void SysTick_Handler(void);
+extern void USART1_IRQHandler(void);
 
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 
@@ -49,11 +51,17 @@ void Default_Handler(void)
 
 typedef void (*handler_t)(void);
 
-/* Word 0 is the initial stack pointer, words 1-15 the system exception handlers. */
+#define IRQS 82u
+
+/* Word 0 is the initial stack pointer, then 15 system exception handlers, then IRQs. */
 typedef struct {
-    uint32_t *initial_sp;   /* cppcheck-suppress unusedStructMember ; read by the core */
-    handler_t handlers[15]; /* cppcheck-suppress unusedStructMember */
+    uint32_t *initial_sp;          /* cppcheck-suppress unusedStructMember ; read by the core */
+    handler_t handlers[15];        /* cppcheck-suppress unusedStructMember */
+    handler_t irq[IRQS];           /* cppcheck-suppress unusedStructMember */
 } vector_table_t;
+
+#define D Default_Handler
+#define D8 D, D, D, D, D, D, D, D
 
 __attribute__((section(".isr_vector"), used)) static const vector_table_t vectors = {
     &_estack,
@@ -70,5 +78,10 @@ __attribute__((section(".isr_vector"), used)) static const vector_table_t vector
         0,               /* reserved */
         Default_Handler, /* PendSV */
         SysTick_Handler,
+    },
+    {
+        D8, D8, D8, D8, D, D, D, D, D, /* IRQ 0-36 */
+        USART1_IRQHandler,              /* IRQ 37 */
+        D8, D8, D8, D8, D8, D, D, D, D, /* IRQ 38-81 */
     },
 };

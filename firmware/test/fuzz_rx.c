@@ -1,11 +1,16 @@
 /* libFuzzer harness for the frame receiver (build: make fuzz; run: bench/fuzz.py).
  *
- * Feeds arbitrary bytes to a fresh device and checks, besides memory safety (ASan,
- * UBSan), the protocol's promises for every reply:
+ * Feeds arbitrary bytes to a fresh device the way the boards do: each byte goes into
+ * the receive ring (the UART interrupt's job) and the main loop polls the device. The
+ * device is modelled as busy after each reply for as many byte times as the reply is
+ * long (it transmits at the rate bytes arrive) plus a few for a policy call, so bytes
+ * pile up in the ring, and a flood of short frames overflows it. Besides memory safety
+ * (ASan, UBSan) the harness checks, on the bytes that entered the ring:
  *   - a reply comes only on a 0x00 that ends a non-empty frame, and then always;
  *   - it is one well-formed frame: no inner 0x00, valid COBS, length, CRC;
  *   - ACTION only for an intact STEP of the right size with finite observations;
- *   - integrity errors carry seq 0, every other reply echoes the request's seq.
+ *   - integrity errors carry seq 0, every other reply echoes the request's seq;
+ *   - the ring counts every byte it drops, and INFO reports that count.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +19,7 @@
 #include "qp_cobs.h"
 #include "qp_crc16.h"
 #include "qp_device.h"
+#include "qp_ring.h"
 #include "qp_wire.h"
 
 #include QP_MODEL_HEADER
@@ -25,7 +31,12 @@ static uint32_t fuzz_ticks(void)
 {
     return clock_now += 3;
 }
-static const qp_board_t FUZZ_BOARD = {"fuzz", fuzz_ticks, 1000000u, QP_TICK_HOST_CLOCK};
+static qp_ring_t ring;
+static const qp_board_t FUZZ_BOARD = {"fuzz", fuzz_ticks, 1000000u, QP_TICK_HOST_CLOCK,
+                                      QP_RESET_POWER_ON, 0x0E, 250, &ring};
+
+#define MAX_INPUT (1u << 16)
+#define POLICY_BYTE_TIMES 8 /* ~80 us of inference at 921600 baud */
 
 #define REQUIRE(cond)          \
     do {                       \
@@ -69,7 +80,8 @@ static request_t inspect(const uint8_t *frame, size_t n, int overflow)
     return r;
 }
 
-static void check_reply(const uint8_t *reply, size_t n, request_t req)
+/* Returns the reply's type. */
+static uint8_t check_reply(const uint8_t *reply, size_t n, request_t req, uint32_t dropped)
 {
     static uint8_t packet[QP_MAX_ENCODED];
     long len;
@@ -95,35 +107,92 @@ static void check_reply(const uint8_t *reply, size_t n, request_t req)
     } else {
         REQUIRE(req.intact && seq == req.seq && packet[0] == (req.type | 0x80));
     }
+    if (packet[0] == QP_MSG_INFO) {
+        const uint8_t *v2 = &packet[QP_HEADER_SIZE + QP_INFO_V1_SIZE];
+        REQUIRE(len == QP_MIN_PACKET + QP_INFO_SIZE);
+        REQUIRE(v2[0] == QP_RESET_POWER_ON && v2[1] == 0x0E && qp_get_u16(&v2[2]) == 250);
+        REQUIRE(qp_get_u32(&v2[4]) == dropped && qp_get_u32(&v2[8]) == 0);
+    }
+    return packet[0];
+}
+
+/* The harness's own view of the frame the device is receiving. */
+typedef struct {
+    uint8_t frame[QP_MAX_ENCODED];
+    size_t len;
+    int overflow;
+} tracker_t;
+
+/* Account for the bytes the device consumed in one poll, seen[from..to), given what
+ * the poll returned; returns the reply's type, or 0 without a reply. */
+static uint8_t account(tracker_t *t, const uint8_t *seen, size_t from, size_t to,
+                       const uint8_t *reply, size_t n, uint32_t dropped)
+{
+    uint8_t type = 0;
+    size_t i;
+    REQUIRE(n == 0 || (to > from && seen[to - 1] == 0));
+    for (i = from; i < to; i++) {
+        if (seen[i] != 0) {
+            if (t->len < sizeof t->frame) {
+                t->frame[t->len++] = seen[i];
+            } else {
+                t->overflow = 1;
+            }
+            continue;
+        }
+        if (n > 0 && i == to - 1) {
+            REQUIRE(t->len > 0 || t->overflow);
+            type = check_reply(reply, n, inspect(t->frame, t->len, t->overflow), dropped);
+        } else {
+            REQUIRE(t->len == 0 && !t->overflow); /* a non-empty frame left unanswered */
+        }
+        t->len = 0;
+        t->overflow = 0;
+    }
+    return type;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static qp_device_t dev;
     static uint8_t reply[QP_MAX_FRAME];
-    static uint8_t frame[QP_MAX_ENCODED];
-    size_t frame_len = 0, i;
-    int overflow = 0;
+    static uint8_t seen[MAX_INPUT]; /* the bytes that entered the ring, in order */
+    static tracker_t tracker;
+    size_t accepted = 0, accounted = 0, busy_until = 0, i;
+    uint32_t dropped = 0;
 
-    qp_device_init(&dev, &FUZZ_BOARD);
-    for (i = 0; i < size; i++) {
-        size_t n = qp_device_rx(&dev, data[i], reply);
-        if (data[i] != 0) {
-            REQUIRE(n == 0);
-            if (frame_len < sizeof frame) {
-                frame[frame_len++] = data[i];
-            } else {
-                overflow = 1;
-            }
-            continue;
-        }
-        if (frame_len == 0 && !overflow) {
-            REQUIRE(n == 0); /* empty frames are ignored */
-        } else {
-            check_reply(reply, n, inspect(frame, frame_len, overflow));
-        }
-        frame_len = 0;
-        overflow = 0;
+    if (size > MAX_INPUT) {
+        return 0;
     }
+    qp_ring_init(&ring);
+    qp_device_init(&dev, &FUZZ_BOARD);
+    tracker.len = 0;
+    tracker.overflow = 0;
+    /* Byte time i: byte i arrives; if the device is not busy, its main loop polls.
+     * After the input ends, the main loop drains the ring. */
+    for (i = 0; i < size || qp_ring_count(&ring) > 0; i++) {
+        size_t n, consumed;
+        uint8_t type;
+        if (i < size) {
+            if (qp_ring_push(&ring, data[i])) {
+                seen[accepted++] = data[i];
+            } else {
+                dropped++;
+            }
+            REQUIRE(ring.dropped == dropped);
+            if (i < busy_until) {
+                continue;
+            }
+        }
+        n = qp_device_poll(&dev, reply);
+        consumed = accepted - qp_ring_count(&ring);
+        REQUIRE(n > 0 || consumed == accepted); /* no reply: the ring was drained */
+        type = account(&tracker, seen, accounted, consumed, reply, n, dropped);
+        accounted = consumed;
+        if (n > 0) {
+            busy_until = i + n + (type == QP_MSG_ACTION ? POLICY_BYTE_TIMES : 0);
+        }
+    }
+    REQUIRE(accounted == accepted && accepted + dropped == size);
     return 0;
 }

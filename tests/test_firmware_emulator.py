@@ -4,9 +4,11 @@ works from the command line."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from toolchain import require_tool
 
 from firmware_bridge.emulator import Emulator
 from firmware_bridge.link import HandshakeError
+from firmware_bridge.protocol import ResetCause
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +81,52 @@ def test_real_clock_build_falls_back_to_hsi_in_qemu():
     with Emulator(elf=elf) as emu:
         obs = np.full(OBS_DIM, 0.75, dtype=np.float32)
         np.testing.assert_array_equal(emu.link.step(obs).action, fixture_policy(obs))
+
+
+UNIMP_WRITE = re.compile(
+    r"^(\S+): unimplemented device write \(size 4, offset 0x([0-9a-f]+), value 0x([0-9a-f]+)\)"
+)
+IWDG_REGION = {"IWDG", "I2S2ext"}  # QEMU 7.2 labels the region at 0x40003000 I2S2ext
+REFRESH = (0x0, 0xAAAA)
+
+
+def unimplemented_writes(log) -> list[tuple[str, int, int]]:
+    if not log.exists():
+        return []
+    found = (UNIMP_WRITE.match(line) for line in log.read_text().splitlines())
+    return [(m[1], int(m[2], 16), int(m[3], 16)) for m in found if m]
+
+
+def test_watchdog_is_started_and_refreshed_and_reset_flags_cleared(tmp_path):
+    """QEMU 7.2 models no IWDG: the firmware's writes land in an unimplemented-device
+    region, harmlessly, and `-d unimp` logs them. The log must show the start sequence
+    with the documented prescaler and reload, then the main loop's refreshes, and the
+    RMVF write that clears RCC_CSR's reset flags."""
+    log = tmp_path / "unimp.log"
+
+    class LoggedEmulator(Emulator):
+        def command(self, elf, port):
+            return [*super().command(elf, port), "-d", "unimp", "-D", str(log)]
+
+    def iwdg_writes():
+        return [(off, val) for dev, off, val in unimplemented_writes(log) if dev in IWDG_REGION]
+
+    with LoggedEmulator(expected_hash=fixture_hash()) as emu:
+        assert emu.info.watchdog_ms == 250 and emu.info.reset_cause == ResetCause.UNKNOWN
+        obs = np.full(OBS_DIM, 0.5, dtype=np.float32)
+        np.testing.assert_array_equal(emu.link.step(obs).action, fixture_policy(obs))
+        # Refreshes come every 10 ms of virtual time; wait for a few (QEMU flushes its
+        # log line by line), with a generous deadline instead of a fixed sleep.
+        deadline = time.monotonic() + 60
+        while iwdg_writes().count(REFRESH) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert emu.link.ping(b"still alive") > 0
+    writes = iwdg_writes()
+    # KR start, KR unlock, PR = 3 (/32), RLR = 249, KR refresh: 250 ms at 32 kHz.
+    assert writes[:5] == [(0x0, 0xCCCC), (0x0, 0x5555), (0x4, 3), (0x8, 249), REFRESH]
+    assert len(writes) >= 8 and set(writes[5:]) == {REFRESH}, writes[:12]
+    rcc = [(off, val) for dev, off, val in unimplemented_writes(log) if dev == "RCC"]
+    assert rcc[0] == (0x74, 1 << 24)  # RCC_CSR |= RMVF, before anything else in RCC
 
 
 def test_cli_emulate_prints_info_and_stops_on_ctrl_c():

@@ -25,7 +25,13 @@ from toolchain import require_tool
 from firmware_bridge import codec
 from firmware_bridge.emulator import Emulator
 from firmware_bridge.link import DeviceError, HandshakeError, Link
-from firmware_bridge.protocol import INTEGRITY_ERRORS, ErrorCode, MsgType, TickSource
+from firmware_bridge.protocol import (
+    INTEGRITY_ERRORS,
+    ErrorCode,
+    MsgType,
+    ResetCause,
+    TickSource,
+)
 
 HOST_EXE = FIRMWARE / "build" / "host" / "policy_fixture" / "qp_host"
 
@@ -106,11 +112,16 @@ def test_handshake_info(device):
     assert info.model_hash_hex == fixture_hash()
     assert (info.obs_dim, info.act_dim, info.scheme, info.macs) == (18, 4, 2, 72)
     assert not info.echo and info.max_payload == 256
+    # QEMU's RCC is a stub (RCC_CSR reads 0) and the host has no reset register.
+    assert info.reset_cause == ResetCause.UNKNOWN and info.reset_flags == 0
+    assert info.rx_dropped == 0 and info.rx_overruns == 0
     if kind == "qemu":
         assert info.tick_source == TickSource.SYSTICK and info.tick_hz == 168_000_000
         assert info.build_id.startswith("stm32f405-")
+        assert info.watchdog_ms == 250
     else:
         assert info.tick_source == TickSource.HOST_CLOCK and info.tick_hz == 1_000_000_000
+        assert info.watchdog_ms == 0
 
 
 def test_handshake_refuses_another_model(device):
@@ -138,6 +149,46 @@ def test_ping_payload_sizes(device):
     _, link = device
     for n in (0, 1, 100, 256):
         assert link.ping(bytes(random.Random(n).randrange(256) for _ in range(n))) > 0
+
+
+def test_pipelined_frames_are_all_answered_in_order(link):
+    """Every request is written before any reply is read, so the frames arrive back to
+    back and queue in the device's receive ring (1,024 bytes: about 12 of these STEPs)
+    while it answers the earlier ones. Each must get its own correct reply, in order.
+    (QEMU's UART never overruns, so this checks the ring's bookkeeping, not silicon
+    timing; the replies, ~25 KB, fit the pty's and the socket's buffers.)"""
+    rng = np.random.default_rng(11)
+    expected, wire = [], bytearray()
+    for i in range(300):
+        seq = link.next_seq()
+        if i % 3 == 0:
+            obs = rng.normal(0, 2, OBS_DIM).astype(np.float32)
+            msg = codec.Step(tuple(float(v) for v in obs))
+            expected.append((seq, "step", fixture_policy(obs)))
+        elif i % 3 == 1:
+            data = rng.integers(0, 256, int(rng.integers(0, 65)), dtype=np.uint8).tobytes()
+            msg = codec.Ping(data)
+            expected.append((seq, "pong", data))
+        else:
+            msg = codec.Hello()
+            expected.append((seq, "info", None))
+        wire += codec.encode(msg, seq)
+    link.send_raw(bytes(wire))
+    for seq, kind, want in expected:
+        frame = link.read_frame(timeout=10.0)
+        assert frame is not None, f"no reply for seq {seq} ({kind})"
+        assert not isinstance(frame, codec.FrameError), frame
+        reply_seq, msg = codec.decode(frame)
+        assert reply_seq == seq, (reply_seq, seq, msg)
+        if kind == "step":
+            assert isinstance(msg, codec.Action), msg
+            np.testing.assert_array_equal(np.asarray(msg.action, dtype=np.float32), want)
+        elif kind == "pong":
+            assert msg == codec.Pong(want)
+        else:
+            assert isinstance(msg, codec.Info) and msg.model_hash_hex == fixture_hash()
+            assert msg.rx_dropped == 0 and msg.rx_overruns == 0
+    assert link.read_frame(timeout=0.2) is None  # nothing more: one reply per frame
 
 
 # ------------------------------------------------------------------ fault injection

@@ -15,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge import codec
-from firmware_bridge.protocol import MAX_ENCODED, MAX_PAYLOAD, ErrorCode, MsgType
+from firmware_bridge.link import HandshakeError, Link
+from firmware_bridge.protocol import (
+    INFO_SIZE,
+    INFO_V1_SIZE,
+    MAX_ENCODED,
+    MAX_PAYLOAD,
+    ErrorCode,
+    MsgType,
+    ResetCause,
+)
 
 _spec = importlib.util.spec_from_file_location(
     "protocol_vectors_generate", ROOT / "tests" / "vectors" / "generate.py"
@@ -100,6 +109,43 @@ def test_action_roundtrip_and_timing():
     seq, back = codec.decode(codec.encode(msg, 9)[:-1])
     assert (seq, back) == (9, msg)
     assert back.infer_seconds == pytest.approx(1e-4)
+
+
+def test_info_layout_of_the_version_2_fields():
+    info = generate.fixture_info()
+    payload = info.payload()
+    assert len(payload) == INFO_SIZE == 84
+    assert payload[INFO_V1_SIZE:] == bytes.fromhex("04 24 fa00 02010000 03000000")
+    assert codec.decode(codec.encode(info, 3)[:-1]) == (3, info)
+    assert info.reset_cause == ResetCause.WATCHDOG and "reset watchdog" in info.describe()
+
+
+def test_info_of_another_version_is_decoded_so_the_host_can_refuse_it():
+    """A version-1 device sends a 72-byte INFO: the host reads its version and refuses
+    it by name instead of discarding the reply as malformed and timing out."""
+    v1 = bytes([1]) + generate.fixture_info().payload()[1:INFO_V1_SIZE]
+    seq, old = codec.decode(codec.encode_packet(MsgType.INFO, 4, v1)[:-1])
+    assert (seq, old.protocol_version, old.build_id) == (4, 1, "vectors")
+    assert (old.reset_cause, old.watchdog_ms, old.rx_dropped) == (0, 0, 0)
+    with Link("loop://") as link, pytest.raises(HandshakeError, match="protocol v1, host v2"):
+        link._check_info(old, None, False)
+    # A current-version INFO of the wrong length is a malformed reply.
+    v2 = generate.fixture_info().payload()
+    for cut in (v2[:INFO_V1_SIZE], v2[:-1], v2 + b"\x00"):
+        with pytest.raises(codec.FrameError) as e:
+            codec.decode(codec.encode_packet(MsgType.INFO, 5, cut)[:-1])
+        assert e.value.code == ErrorCode.BAD_LENGTH
+
+
+def test_build_id_is_cut_at_24_bytes_without_a_terminator():
+    info = generate.fixture_info()
+    long_id = "stm32f405-0123456789abcdef+extra"
+    payload = codec.Info(**{**vars(info), "build_id": long_id}).payload()
+    assert payload[48:72] == long_id.encode()[:24] and 0 not in payload[48:72]
+    assert (
+        codec.decode(codec.encode_packet(MsgType.INFO, 1, payload)[:-1])[1].build_id
+        == (long_id[:24])
+    )
 
 
 def test_decode_rejects_each_failure_with_its_code():

@@ -462,6 +462,26 @@ static void test_reset_cause(void)
           "flag byte");
 }
 
+/* A build id longer than its field is cut at QP_BUILD_ID_SIZE bytes with no 0x00. */
+static void test_long_build_id(void)
+{
+    static const char id[] = "stm32f405-0123456789abcdef+extra";
+    static const qp_board_t board = {id, fake_ticks, 1u, 0, 0, 0, 0, NULL};
+    static qp_device_t dev;
+    static uint8_t out[QP_MAX_FRAME], packet[QP_MAX_ENCODED];
+    uint8_t hello[QP_MIN_PACKET] = {QP_MSG_HELLO, 1, 0, 0, 0};
+    size_t n, len;
+
+    qp_device_init(&dev, &board);
+    qp_put_u16(&hello[3], qp_crc16(hello, 3));
+    n = qp_device_handle_packet(&dev, hello, sizeof hello, out);
+    CHECK(decode_reply(out, n, packet, &len) && len == QP_MIN_PACKET + QP_INFO_SIZE &&
+              memcmp(&packet[3 + 16 + QP_HASH_SIZE], id, QP_BUILD_ID_SIZE) == 0,
+          "long build id not cut at %d bytes", QP_BUILD_ID_SIZE);
+    CHECK(qp_get_u32(&packet[3 + QP_INFO_V1_SIZE + 4]) == 0, "no ring: dropped must read 0");
+    CHECK(qp_device_poll(&dev, out) == 0, "poll without a ring");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -475,6 +495,7 @@ int main(int argc, char **argv)
     test_ring();
     test_poll_and_overflow();
     test_reset_cause();
+    test_long_build_id();
     run_vectors(argv[1]);
     printf("%d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;

@@ -53,7 +53,8 @@
 #define USART1_IRQN 37u
 #define NVIC_ISER(n) REG(0xE000E100u + 4u * (n))
 
-/* Independent watchdog (RM0090 section 21) and its debug freeze (section 38.16.4). */
+/* Independent watchdog (RM0090 section 21) and its freeze while a debugger halts the core
+ * (RM0090 section 38.16, DBGMCU_APB1_FZ). */
 #define IWDG_BASE 0x40003000u
 #define IWDG_KR REG(IWDG_BASE + 0x00u)
 #define IWDG_PR REG(IWDG_BASE + 0x04u)

@@ -3,7 +3,7 @@
  * Reset_Handler enables the FPU before any floating-point instruction can run (QEMU
  * and silicon both fault on a VFP instruction with CP10/CP11 disabled), copies .data
  * from flash, zeroes .bss and calls main. The table lists the 16 system exceptions and
- * the F405's 82 peripheral interrupts (RM0090 section 12.2, table 61); only USART1
+ * the F405's 82 peripheral interrupts (RM0090 section 12.1.3); only USART1
  * (IRQ 37) is enabled, every other entry parks in Default_Handler.
  */
 #include <stdint.h>

@@ -11,8 +11,8 @@
  * - QEMU models neither the IWDG nor RCC_CSR: the watchdog writes go to an
  *   unimplemented-device region (ignored) and the reset cause reads as unknown.
  * USART1 uses PA9 (TX) and PA10 (RX), alternate function 7, 8N1: 921600 baud at
- * 168 MHz, 115200 baud on HSI. QEMU ignores the baud rate. Its RXNE interrupt moves
- * every received byte into a ring the main loop drains (docs/hardware.md explains why).
+ * 168 MHz, 115200 baud on HSI. QEMU ignores the baud rate. The USART1 RXNE interrupt
+ * moves every received byte into a ring the main loop drains (docs/hardware.md says why).
  */
 #include <stdint.h>
 
@@ -66,7 +66,7 @@
 #define DBGMCU_APB1_FZ REG(0xE0042008u)
 #define DBG_IWDG_STOP (1u << 12)
 /* LSI ~32 kHz / 32 = 1 kHz; 250 counts = 250 ms nominal (170 ms at the LSI's 47 kHz
- * maximum, 470 ms at its 17 kHz minimum). */
+ * maximum, 471 ms at its 17 kHz minimum). */
 #define IWDG_PRESCALER_CODE 3u /* PR = 3: divide by 32 */
 #define IWDG_RELOAD 249u
 #define WATCHDOG_MS 250u
@@ -196,8 +196,8 @@ static uint8_t ticks_init(void)
 
 static uint32_t refresh_period, last_refresh;
 
-/* Started after the clock set-up, whose bounded waits can together take longer than
- * the timeout on a board without a crystal; from here on nothing waits unbounded. */
+/* Started after the clock set-up: a wait there that times out (no crystal, no PLL lock)
+ * takes ~0.1 s, most of the shortest timeout. From here on nothing waits unbounded. */
 static void watchdog_start(uint32_t tick_hz)
 {
     DBGMCU_APB1_FZ |= DBG_IWDG_STOP; /* a core halted by a debugger is not reset */

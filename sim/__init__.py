@@ -4,9 +4,18 @@ Importing ``sim`` registers ``quadpilot/Hover-v0`` (the deployable hover task: r
 world, noisy estimates, latency), ``quadpilot/HoverNominal-v0`` and ``quadpilot/Takeoff-v0``.
 """
 
+import os
+
 import gymnasium as gym
+import numba
 
 from sim import kernel_cache
+
+# numba's OpenMP layer shares torch's libgomp, whose idle workers keep spinning after a
+# parallel kernel: on a machine with other work they starved the next torch job 10x
+# (an export under CI load). The workqueue layer's workers sleep; the sim is as fast.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 kernel_cache.drop_if_stale()  # before any kernel is loaded from the cache
 

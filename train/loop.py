@@ -1,13 +1,13 @@
 """The training run: collect from the vector env, update, evaluate, log, checkpoint.
 
 A run lives in ``runs/<name>/``: ``checkpoint.pt`` (everything needed to resume or to
-export), ``replay.pt`` (the replay buffer, for an exact resume), ``metrics.csv``,
-TensorBoard events and ``learning_curve.png``. ``runs/latest`` points at the newest run.
+export), ``replay-<step>.pt`` (the replay buffer, for an exact resume), ``best.pt``,
+``metrics.csv``, TensorBoard events and ``learning_curve.png`` (train/run_files.py says
+how they stay consistent). ``runs/latest`` points at the newest run.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import platform
@@ -24,24 +24,14 @@ from sim.batch import PRIVILEGED_DIM
 from sim.rollout import collect
 from sim.tasks import ACT_DIM, make_task
 from train import checkpoint as ckpt_io
+from train import run_files
 from train.config import TrainConfig
 from train.ddpg import Agent, update
+from train.interrupt import StopRequest
 from train.noise import GaussianNoise, OUNoise
 from train.policy import RunningNorm
 from train.replay import ReplayBuffer
 
-METRIC_FIELDS = (
-    "env_steps",
-    "updates",
-    "wall_seconds",
-    "success_rate",
-    "final_error",
-    "episode_length",
-    "eval_return",
-    "train_return",
-    "critic_loss",
-    "actor_loss",
-)
 EVAL_SEED = 12345  # evaluation episodes are the same set for every run and every eval
 
 
@@ -195,9 +185,7 @@ class Trainer:
 
     def save(self, wall: float) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        replay = self.buffer.state_dict()
-        ckpt_io.atomic_write(self.run_dir / "replay.pt", lambda tmp: torch.save(replay, tmp))
-        ckpt_io.save(self.run_dir / "checkpoint.pt", self.payload(wall))
+        run_files.save(self.run_dir, self.payload(wall), self.buffer.state_dict())
 
     def is_best(self, row: dict) -> bool:
         """Ranks above every earlier evaluation (``_rank``)."""
@@ -208,17 +196,22 @@ class Trainer:
         run got worse later). Policy only: a run resumes from ``checkpoint.pt``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_io.save(
-            self.run_dir / "best.pt",
+            self.run_dir / run_files.BEST,
             {"kind": ckpt_io.POLICY_ONLY, **self.policy_payload(), "evaluation": dict(row)},
         )
 
-    def restore(self, ckpt: dict, replay: dict) -> None:
+    def restore(self, ckpt: dict, replay: dict, source: Path) -> None:
         a = self.agent
-        a.actor.load_state_dict(ckpt.get("actor_trained", ckpt["actor"]["state_dict"]))
-        a.policy.load_state_dict(ckpt["actor"]["state_dict"])
-        a.actor_target.load_state_dict(ckpt["actor_target"])
-        a.critics.load_state_dict(ckpt["critics"])
-        a.critic_targets.load_state_dict(ckpt["critic_targets"])
+        policy = ckpt["actor"]["state_dict"]  # older runs saved no separate trained actor
+        states = {"actor": policy, "actor_trained": ckpt.get("actor_trained", policy)}
+        for module, key in (
+            (a.actor, "actor_trained"),
+            (a.policy, "actor"),
+            (a.actor_target, "actor_target"),
+            (a.critics, "critics"),
+            (a.critic_targets, "critic_targets"),
+        ):
+            ckpt_io.load_state(module, states.get(key, ckpt.get(key)), source, key)
         a.actor_opt.load_state_dict(ckpt["actor_opt"])
         a.critic_opt.load_state_dict(ckpt["critic_opt"])
         a.updates = int(ckpt["updates"])
@@ -241,8 +234,12 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _point_latest(self.run_dir)
-        writer = _tensorboard(self.run_dir)
+        run_files.clean_stale(self.run_dir)
+        run_files.point_latest(self.run_dir)
+        resumed = self.env_steps > 0
+        if resumed:  # files a killed session wrote past its checkpoint: back to it
+            run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
+        writer = run_files.tensorboard(self.run_dir, self.env_steps if resumed else None)
         start = time.perf_counter()
         next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
         next_ckpt = (self.env_steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -255,46 +252,57 @@ class Trainer:
             desc=self.run_dir.name,
         )
         stop_reason = "total_env_steps reached"
-        try:
-            while self.env_steps < cfg.total_env_steps:
-                self.collect_step()
-                self.learn()
-                bar.update(cfg.num_envs)
-                wall = self.wall_before + time.perf_counter() - start
-                if self.env_steps >= next_eval:
-                    next_eval += cfg.eval_every
-                    row = self.log_eval(wall, writer)
-                    bar.set_postfix(
-                        success=f"{row['success_rate']:.0%}", ret=f"{row['train_return']:.0f}"
-                    )
-                    if cfg.stop_success and row["success_rate"] >= cfg.stop_success:
-                        stop_reason = f"evaluation success {row['success_rate']:.0%}"
+        with StopRequest() as stop:
+            try:
+                while self.env_steps < cfg.total_env_steps:
+                    self.collect_step()
+                    self.learn()
+                    bar.update(cfg.num_envs)
+                    wall = self.wall_before + time.perf_counter() - start
+                    if self.env_steps >= next_eval:
+                        next_eval += cfg.eval_every
+                        row = self.log_eval(wall, writer)
+                        bar.set_postfix(
+                            success=f"{row['success_rate']:.0%}", ret=f"{row['train_return']:.0f}"
+                        )
+                        if cfg.stop_success and row["success_rate"] >= cfg.stop_success:
+                            stop_reason = f"evaluation success {row['success_rate']:.0%}"
+                            break
+                    if self.env_steps >= next_ckpt:
+                        next_ckpt += cfg.checkpoint_every
+                        self.save(wall)
+                    if cfg.max_minutes and wall > 60 * cfg.max_minutes:
+                        stop_reason = f"max_minutes={cfg.max_minutes} reached"
                         break
-                if self.env_steps >= next_ckpt:
-                    next_ckpt += cfg.checkpoint_every
-                    self.save(wall)
-                if cfg.max_minutes and wall > 60 * cfg.max_minutes:
-                    stop_reason = f"max_minutes={cfg.max_minutes} reached"
-                    break
-        except KeyboardInterrupt:
-            bar.close()
-            wall = self.wall_before + time.perf_counter() - start
-            self.save(wall)
-            print(
-                f"\ninterrupted at {self.env_steps:,} env steps; checkpoint saved in "
-                f"{self.run_dir}; continue with: python -m train --resume {self.run_dir}"
-            )
-            raise
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        wall = self.wall_before + time.perf_counter() - start
-        if not self.metrics or self.metrics[-1]["env_steps"] != self.env_steps:
-            self.log_eval(wall, None)
-        self.save(wall)
-        write_metrics_csv(self.run_dir / "metrics.csv", self.metrics)
-        plot_learning_curve(self.run_dir / "learning_curve.png", self.metrics, self.run_dir.name)
+                    if stop.requested:
+                        bar.close()
+                        self.save(wall)
+                        print(
+                            f"\ninterrupted at {self.env_steps:,} env steps; checkpoint saved "
+                            f"in {self.run_dir}; continue with: python -m train --resume "
+                            f"{self.run_dir}"
+                        )
+                        raise KeyboardInterrupt
+                wall = self.wall_before + time.perf_counter() - start
+                if not self.metrics or self.metrics[-1]["env_steps"] != self.env_steps:
+                    self.log_eval(wall, None)
+                self.save(wall)
+                run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
+                run_files.plot_learning_curve(
+                    self.run_dir / run_files.CURVE, self.metrics, self.run_dir.name
+                )
+            except KeyboardInterrupt:
+                if not stop.requested or not _saved_at(self.run_dir, self.env_steps):
+                    print(
+                        f"\nstopped at once; {self.run_dir / run_files.CHECKPOINT} holds the "
+                        f"last complete save (resume with: python -m train --resume "
+                        f"{self.run_dir})"
+                    )
+                raise
+            finally:
+                bar.close()
+                if writer is not None:
+                    writer.close()
         last = self.metrics[-1]
         best = max(self.metrics, key=_rank)
         print(
@@ -302,7 +310,7 @@ class Trainer:
             f"updates, {wall:.0f} s; eval success {last['success_rate']:.0%}, final error "
             f"{last['final_error']:.3f} m -> {self.run_dir}\n"
             f"best evaluation: {best['success_rate']:.0%} at {best['env_steps']:,} env steps "
-            f"-> {self.run_dir / 'best.pt'}"
+            f"-> {self.run_dir / run_files.BEST}"
         )
         return self.run_dir
 
@@ -324,26 +332,13 @@ class Trainer:
                 if k != "env_steps":
                     writer.add_scalar(k, v, self.env_steps)
             writer.flush()
-        write_metrics_csv(self.run_dir / "metrics.csv", self.metrics)
+        run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
         return row
 
 
 def resume(path: str | os.PathLike, **overrides) -> Trainer:
     """A Trainer that continues the run at ``path`` exactly where its checkpoint left it."""
-    ckpt_file = ckpt_io.resolve(path)
-    ckpt = ckpt_io.load(ckpt_file)
-    if ckpt.get("kind") == ckpt_io.POLICY_ONLY:
-        raise ckpt_io.CheckpointError(
-            f"{ckpt_file}: holds a policy only (the best evaluation); resume from the run's "
-            f"checkpoint.pt: python -m train --resume {ckpt_file.parent}"
-        )
-    replay_file = ckpt_file.parent / "replay.pt"
-    try:
-        replay = torch.load(replay_file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ckpt_io.CheckpointError(
-            f"{replay_file}: cannot resume without the replay buffer ({type(exc).__name__})"
-        ) from exc
+    ckpt_file, ckpt, replay = run_files.load(path)
     saved = ckpt["config"]
     try:
         cfg = TrainConfig(
@@ -354,15 +349,15 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
                 **overrides,
             }
         )
-    except TypeError as exc:
+    except (TypeError, KeyError) as exc:
         raise ckpt_io.CheckpointError(
             f"{ckpt_file}: config incompatible with this version ({exc})"
-        ) from exc
+        ) from None
     trainer = Trainer(cfg, run_dir=ckpt_file.parent)
     try:
-        trainer.restore(ckpt, replay)
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise ckpt_io.CheckpointError(f"{ckpt_file}: cannot restore ({exc})") from exc
+        trainer.restore(ckpt, replay, ckpt_file)
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise ckpt_io.CheckpointError(f"{ckpt_file}: cannot restore ({exc!r})") from None
     return trainer
 
 
@@ -370,6 +365,13 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
 def _rank(row: dict) -> tuple[float, float]:
     """Evaluations compare by success; on a tie, the lower final error ranks higher."""
     return (row["success_rate"], -row["final_error"])
+
+
+def _saved_at(run_dir: Path, step: int) -> bool:
+    try:
+        return ckpt_io.load(run_dir / run_files.CHECKPOINT)["step"] == step
+    except ckpt_io.CheckpointError:
+        return False
 
 
 def _plain(d: dict) -> dict:
@@ -391,57 +393,3 @@ def _load_env_state(env, s: dict) -> None:
     arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
     arrays["rng"] = arrays["rng"].view(np.uint64)
     env.batch.load_state_dict(arrays)
-
-
-def _point_latest(run_dir: Path) -> None:
-    latest = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_dir.name)
-    os.replace(tmp, latest)
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is a dependency; degrade rather than fail a run
-        return None
-    return SummaryWriter(log_dir=str(run_dir / "tb"))
-
-
-def write_metrics_csv(path: Path, metrics: list[dict]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            w.writeheader()
-            w.writerows(metrics)
-
-    ckpt_io.atomic_write(path, write)
-
-
-def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([m["env_steps"] for m in metrics]) / 1e6
-    wall = np.array([m["wall_seconds"] for m in metrics])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(steps, [100 * m["success_rate"] for m in metrics], "o-", color="tab:green")
-    ax1.set_xlabel("environment steps (millions)")
-    ax1.set_ylabel("evaluation success (%)", color="tab:green")
-    ax1.set_ylim(-2, 102)
-    ax1.grid(alpha=0.3)
-    ax1b = ax1.twiny()
-    ax1b.set_xlim(*(np.interp(ax1.get_xlim(), steps, wall) if len(steps) > 1 else (0, 1)))
-    ax1b.set_xlabel("wall-clock seconds")
-    ax2.plot(steps, [m["eval_return"] for m in metrics], "o-", label="evaluation return")
-    ax2.plot(steps, [m["train_return"] for m in metrics], ".-", label="training return (last 100)")
-    ax2.set_xlabel("environment steps (millions)")
-    ax2.legend()
-    ax2.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    ckpt_io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)

@@ -1,0 +1,240 @@
+"""A run's files as one consistent unit: exact resume after a kill -9 inside any write or a
+Ctrl-C inside an update or a sim step, no temporary files left, and damaged or mismatched
+files refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from train import checkpoint as ckpt_io
+from train import run_files
+from train.__main__ import main as train_cli
+from train.config import make_config
+from train.loop import Trainer, resume
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(
+    num_envs=8,
+    total_env_steps=1600,
+    warmup_steps=256,
+    batch_size=64,
+    buffer_size=5000,
+    eval_every=400,
+    eval_episodes=4,
+    checkpoint_every=400,
+    obs_norm_steps=1000,
+    critic_hidden=(32, 32),
+    actor_hidden=(16, 16),
+)
+# Fields that say when and where a run happened, not what it computed.
+CIRCUMSTANCES = {"wall_seconds", "versions", "run_dir", "name"}
+
+
+def tensors_of(x, path=""):
+    """Every leaf of a checkpoint, by path, wall-clock figures left out."""
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            if k not in CIRCUMSTANCES:
+                out.update(tensors_of(v, f"{path}/{k}"))
+        return out
+    if isinstance(x, (list, tuple)):
+        out = {}
+        for i, v in enumerate(x):
+            out.update(tensors_of(v, f"{path}/{i}"))
+        return out
+    return {path: x}
+
+
+def differences(a: Path, b: Path) -> list[str]:
+    fa, fb = tensors_of(ckpt_io.load(a)), tensors_of(ckpt_io.load(b))
+    fa.pop("/replay", None), fb.pop("/replay", None)
+    diff = sorted(set(fa) ^ set(fb))
+    for k in set(fa) & set(fb):
+        x, y = fa[k], fb[k]
+        same = torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+        if not same:
+            diff.append(k)
+    return diff
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run."""
+    d = tmp_path_factory.mktemp("reference")
+    return Trainer(make_config("hover", run_dir=str(d), name="ref", **TINY)).run()
+
+
+def interrupted(tmp_path, mode, what, nth):
+    cfg = json.dumps({"preset": "hover", **TINY})
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "interrupted_run.py"),
+            str(run),
+            cfg,
+            mode,
+            what,
+            str(nth),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return run, proc
+
+
+@pytest.mark.parametrize(
+    "prefix, nth",
+    [
+        ("replay-", 2),  # inside the replay write: checkpoint.pt still names the previous one
+        ("checkpoint.pt", 2),  # between the new replay file and the checkpoint naming it
+        ("best.pt", 2),
+    ],
+)
+def test_kill_during_a_write_resumes_bit_identical(tmp_path, reference, prefix, nth):
+    run, proc = interrupted(tmp_path, "kill-during", prefix, nth)
+    assert proc.returncode == -9, proc.stderr
+    assert list(run.glob(".*.tmp")), "the kill should have left a half-written file"
+    resume(run).run()
+    assert differences(run / "checkpoint.pt", reference / "checkpoint.pt") == []
+    assert differences(run / "best.pt", reference / "best.pt") == []
+    leftovers = sorted(p.name for p in run.iterdir() if p.name != "tb")
+    assert leftovers == sorted(
+        ["checkpoint.pt", "best.pt", "replay-1600.pt", "metrics.csv", "learning_curve.png"]
+    )
+    assert _metrics(run) == _metrics(reference)
+
+
+@pytest.mark.parametrize("function, nth", [("update", 40), ("collect_step", 77)])
+def test_ctrl_c_inside_a_step_saves_a_resumable_state(tmp_path, reference, function, nth):
+    run, proc = interrupted(tmp_path, "sigint-in", function, nth)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "checkpoint saved" in proc.stdout and "Traceback" not in proc.stderr
+    saved = ckpt_io.load(run)  # the step it was in finished, and nothing after it began
+    assert (saved["updates"] if function == "update" else saved["step"] // 8) == nth
+    assert not list(run.glob(".*.tmp"))
+    resume(run).run()
+    assert differences(run / "checkpoint.pt", reference / "checkpoint.pt") == []
+    assert _metrics(run) == _metrics(reference)
+
+
+def _metrics(run: Path) -> list[str]:
+    lines = (run / "metrics.csv").read_text().splitlines()
+    wall = lines[0].split(",").index("wall_seconds")
+    return [",".join(x for i, x in enumerate(line.split(",")) if i != wall) for line in lines]
+
+
+# Damaged, foreign and mismatched files ---------------------------------------------------
+class Gadget:  # anything torch would need to run code to rebuild
+    pass
+
+
+def _corrupt(kind: str, good: Path, target: Path) -> None:
+    data = good.read_bytes()
+    ckpt = ckpt_io.load(good)
+    if kind == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    elif kind == "random bytes":
+        target.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "text":
+        target.write_text("step: 1000\nactor: mine\n")
+    elif kind == "empty":
+        target.write_bytes(b"")
+    elif kind == "flipped byte":
+        i = data.index(b"PK\x03\x04", len(data) // 2) - 64  # inside a member's data
+        target.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :])
+    elif kind == "foreign":
+        torch.save({"weights": torch.zeros(3)}, target)
+    elif kind == "code inside":
+        torch.save({**ckpt, "extra": Gadget()}, target, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    elif kind == "other version":
+        torch.save({**ckpt, "version": 99}, target)
+    elif kind == "wrong shapes":
+        ckpt["actor"]["state_dict"]["net.0.weight"] = torch.zeros(16, 5)
+        torch.save(ckpt, target)
+    elif kind == "non-finite":
+        ckpt["actor"]["state_dict"]["net.0.weight"][0, 0] = float("nan")
+        torch.save(ckpt, target)
+
+
+BAD = {
+    "truncated": "truncated or damaged checkpoint",
+    "random bytes": "not a checkpoint",
+    "text": "not a checkpoint",
+    "empty": "empty file",
+    "flipped byte": "damaged checkpoint",
+    "foreign": "not a quadpilot checkpoint",
+    "code inside": "refused: this checkpoint holds objects other than tensors",
+    "other version": "checkpoint version 99; this quadpilot reads version",
+    "wrong shapes": r"actor tensor net.0.weight has shape \(16, 5\); this network's is",
+    "non-finite": "actor tensor net.0.weight holds non-finite values",
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("small")
+    cfg = make_config("hover", run_dir=str(d), name="a", **{**TINY, "total_env_steps": 800})
+    return Trainer(cfg).run()
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_checkpoint_gets_one_line_in_the_project_words(kind, small_run, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    _corrupt(kind, small_run / "checkpoint.pt", bad)
+    assert train_cli(["evaluate", str(bad), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {bad}: ")
+    import re
+
+    assert re.search(BAD[kind], err), err
+    for library_words in ("weights_only", "Traceback", "KeyError", "pickle", "torch.load"):
+        assert library_words not in err
+
+
+def test_a_replay_file_of_another_save_is_refused_naming_both(small_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in small_run.iterdir():
+        if f.is_file():
+            (run / f.name).write_bytes(f.read_bytes())
+    replay = torch.load(run / "replay-800.pt", weights_only=True)
+    torch.save({**replay, "step": 400}, run / "replay-800.pt")
+    assert train_cli(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "replay-800.pt holds the transitions of step 400 but checkpoint.pt is at step 800" in err
+    (run / "replay-800.pt").unlink()
+    assert train_cli(["--resume", str(run)]) == 2
+    assert "names the replay buffer replay-800.pt, which is missing" in capsys.readouterr().err
+
+
+def test_resume_cleans_what_a_killed_process_left(small_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in small_run.iterdir():
+        if f.is_file():
+            (run / f.name).write_bytes(f.read_bytes())
+    left = [run / ".checkpoint.pt.abc123.tmp", run / ".learning_curve.png.x1.tmp"]
+    for p in left:
+        p.write_bytes(b"half")
+    (run / "replay-1200.pt").write_bytes(b"an unfinished save's replay")
+    os.symlink(run.name, tmp_path / ".latest.999999999")  # no such process
+    removed = run_files.clean_stale(run)
+    assert sorted(p.name for p in removed) == sorted(
+        [".checkpoint.pt.abc123.tmp", ".learning_curve.png.x1.tmp", "replay-1200.pt"]
+    )
+    assert (run / "replay-800.pt").exists()
+    assert not (tmp_path / ".latest.999999999").is_symlink()

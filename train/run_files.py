@@ -1,0 +1,178 @@
+"""The files of a run directory, saved so that a kill at any moment leaves a set that resumes.
+
+``checkpoint.pt`` is the commit point. A save writes the replay buffer to a new
+``replay-<step>.pt`` first, then ``checkpoint.pt`` naming that file, and only then deletes
+the older replay file; every file is written to a temporary name and renamed. So whatever
+instant a run dies at, ``checkpoint.pt`` names a complete replay file of its own step.
+``metrics.csv``, ``learning_curve.png`` and TensorBoard events may run ahead of the
+checkpoint after a kill; a resumed run rewrites them from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train import checkpoint as ckpt_io
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+METRICS = "metrics.csv"
+CURVE = "learning_curve.png"
+REPLAY_FORMAT = "quadpilot-replay"
+LEGACY_REPLAY = "replay.pt"  # runs saved before replay files carried their step
+METRIC_FIELDS = (
+    "env_steps",
+    "updates",
+    "wall_seconds",
+    "success_rate",
+    "final_error",
+    "episode_length",
+    "eval_return",
+    "train_return",
+    "critic_loss",
+    "actor_loss",
+)
+
+
+def replay_name(step: int) -> str:
+    return f"replay-{step}.pt"
+
+
+def save(run_dir: Path, payload: dict, replay: dict) -> None:
+    """Replay first, then the checkpoint that names it, then drop the replay it replaced."""
+    step = int(payload["step"])
+    name = replay_name(step)
+    tagged = {"format": REPLAY_FORMAT, "step": step, **replay}
+    ckpt_io.atomic_write(run_dir / name, lambda tmp: torch.save(tagged, tmp))
+    ckpt_io.save(run_dir / CHECKPOINT, {**payload, "replay": name})
+    for old in _replay_files(run_dir):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load(path: str | os.PathLike) -> tuple[Path, dict, dict]:
+    """(checkpoint file, checkpoint, replay) of a run, checked to belong to the same step."""
+    ckpt_file = ckpt_io.resolve(path)
+    ckpt = ckpt_io.load(ckpt_file)
+    if ckpt.get("kind") == ckpt_io.POLICY_ONLY:
+        raise ckpt_io.CheckpointError(
+            f"{ckpt_file}: holds a policy only (the best evaluation); resume from the run's "
+            f"{CHECKPOINT}: python -m train --resume {ckpt_file.parent}"
+        )
+    step = int(ckpt["step"])
+    replay_file = ckpt_file.parent / ckpt.get("replay", LEGACY_REPLAY)
+    if not replay_file.exists():
+        raise ckpt_io.CheckpointError(
+            f"{ckpt_file} (step {step:,}) names the replay buffer {replay_file.name}, which "
+            f"is missing: this run cannot continue exactly"
+        )
+    replay = ckpt_io.read(replay_file, "replay buffer")
+    try:
+        size, pos, capacity = (int(replay[k]) for k in ("size", "pos", "capacity"))
+        saved = int(replay.get("step", size))  # a legacy file: its fill stands in for its step
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ckpt_io.CheckpointError(f"{replay_file}: not a quadpilot replay buffer") from None
+    # One transition per env step: a buffer of the checkpoint's step has exactly this fill.
+    if saved != step or size != min(step, capacity) or pos != step % capacity:
+        raise ckpt_io.CheckpointError(
+            f"{replay_file.name} holds the transitions of step {saved:,} but "
+            f"{ckpt_file.name} is at step {step:,}: the two files are from different saves"
+        )
+    return ckpt_file, ckpt, replay
+
+
+def clean_stale(run_dir: Path) -> list[Path]:
+    """Delete what a killed process left: temporary files and replay files that the
+    checkpoint does not name. Returns what was deleted."""
+    run_dir = Path(run_dir)
+    keep = None
+    try:
+        keep = ckpt_io.load(run_dir / CHECKPOINT).get("replay", LEGACY_REPLAY)
+    except ckpt_io.CheckpointError:
+        pass  # no checkpoint yet: every replay file is an orphan of an unfinished save
+    stale = [p for p in run_dir.glob(".*.tmp") if p.is_file()]
+    stale += [p for p in _replay_files(run_dir) if p.name != keep]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    for link in run_dir.parent.glob(".latest.*"):  # point_latest's own temporary links
+        if link.is_symlink() and not _alive(link.suffix[1:]):
+            link.unlink(missing_ok=True)
+    return stale
+
+
+def point_latest(run_dir: Path) -> None:
+    """``runs/latest`` -> this run, replaced atomically."""
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, latest)
+
+
+def tensorboard(run_dir: Path, purge_step: int | None = None):
+    """A TensorBoard writer; ``purge_step`` hides events a killed session logged past the
+    checkpoint it resumes from."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; degrade rather than fail a run
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
+
+
+def write_metrics_csv(path: Path, metrics: list[dict]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(metrics)
+
+    ckpt_io.atomic_write(path, write)
+
+
+def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([m["env_steps"] for m in metrics]) / 1e6
+    wall = np.array([m["wall_seconds"] for m in metrics])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(steps, [100 * m["success_rate"] for m in metrics], "o-", color="tab:green")
+    ax1.set_xlabel("environment steps (millions)")
+    ax1.set_ylabel("evaluation success (%)", color="tab:green")
+    ax1.set_ylim(-2, 102)
+    ax1.grid(alpha=0.3)
+    ax1b = ax1.twiny()
+    ax1b.set_xlim(*(np.interp(ax1.get_xlim(), steps, wall) if len(steps) > 1 else (0, 1)))
+    ax1b.set_xlabel("wall-clock seconds")
+    ax2.plot(steps, [m["eval_return"] for m in metrics], "o-", label="evaluation return")
+    ax2.plot(steps, [m["train_return"] for m in metrics], ".-", label="training return (last 100)")
+    ax2.set_xlabel("environment steps (millions)")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        ckpt_io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def _replay_files(run_dir: Path) -> list[Path]:
+    return [*run_dir.glob("replay-*.pt"), *run_dir.glob(LEGACY_REPLAY)]
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -273,13 +273,14 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
 
     inputs = load_inputs(opts)
     closed_loop_task(task_of_spec(inputs.policy.spec), "nominal", opts.latency_ms)  # early
-    log(f"states: {opts.states} rollout states of the float policy (seed {opts.seed})")
-    states = replay_states(inputs.policy, opts.states, opts.seed + STATES_SEED_OFFSET)
+    # The board first: a wrong port or an unplugged board fails before any heavy work.
     with board(opts, inputs.header) as (link, emulated):
         info = link.info
         log(f"board: {info.describe()}")
         if Scheme(info.scheme).name.lower() != opts.scheme:
             raise HilError(f"the board runs the {Scheme(info.scheme).name} scheme")
+        log(f"states: {opts.states} rollout states of the float policy (seed {opts.seed})")
+        states = replay_states(inputs.policy, opts.states, opts.seed + STATES_SEED_OFFSET)
         log(f"open loop: {len(states)} STEPs")
         ol = open_loop(link, states)
         paced_run = (not emulated) if opts.paced is None else opts.paced

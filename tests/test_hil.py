@@ -224,6 +224,9 @@ def test_wrong_model_hash_is_refused(exported, tmp_path):
 
 def test_clear_errors_without_traceback(exported, tmp_path):
     args = common_args(exported, tmp_path / "r")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
     with socket.socket() as silent:  # accepts the connection, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
@@ -238,6 +241,7 @@ def test_clear_errors_without_traceback(exported, tmp_path):
                 "no such checkpoint",
             ),
             "no such port": (["--port", "/dev/ttyQP_NONE", *args], "cannot open"),
+            "closed port": (["--port", f"socket://127.0.0.1:{closed_port}", *args], "cannot open"),
             "timeout": (
                 ["--port", f"socket://127.0.0.1:{port}", "--timeout", "0.1", *args],
                 "no INFO",
@@ -248,6 +252,8 @@ def test_clear_errors_without_traceback(exported, tmp_path):
             proc = hil(*argv, timeout=60)
             assert proc.returncode == 2, (name, proc.stderr)
             assert message in proc.stderr and "Traceback" not in proc.stderr, (name, proc.stderr)
+            if "--port" in argv:  # the port is tried before any rollout is computed
+                assert "rollout states" not in proc.stdout, (name, proc.stdout)
     assert not (tmp_path / "r").exists()
 
 

@@ -14,6 +14,7 @@ ALL = [
     "export_speed",
     "firmware_speed",
     "fuzz",
+    "resume",
 ]
 
 

@@ -35,36 +35,6 @@ TINY = dict(
     critic_hidden=(32, 32),
     actor_hidden=(16, 16),
 )
-# Fields that say when and where a run happened, not what it computed.
-CIRCUMSTANCES = {"wall_seconds", "versions", "run_dir", "name"}
-
-
-def tensors_of(x, path=""):
-    """Every leaf of a checkpoint, by path, wall-clock figures left out."""
-    if isinstance(x, dict):
-        out = {}
-        for k, v in x.items():
-            if k not in CIRCUMSTANCES:
-                out.update(tensors_of(v, f"{path}/{k}"))
-        return out
-    if isinstance(x, (list, tuple)):
-        out = {}
-        for i, v in enumerate(x):
-            out.update(tensors_of(v, f"{path}/{i}"))
-        return out
-    return {path: x}
-
-
-def differences(a: Path, b: Path) -> list[str]:
-    fa, fb = tensors_of(ckpt_io.load(a)), tensors_of(ckpt_io.load(b))
-    fa.pop("/replay", None), fb.pop("/replay", None)
-    diff = sorted(set(fa) ^ set(fb))
-    for k in set(fa) & set(fb):
-        x, y = fa[k], fb[k]
-        same = torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
-        if not same:
-            diff.append(k)
-    return diff
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +78,8 @@ def test_kill_during_a_write_resumes_bit_identical(tmp_path, reference, prefix, 
     assert proc.returncode == -9, proc.stderr
     assert list(run.glob(".*.tmp")), "the kill should have left a half-written file"
     resume(run).run()
-    assert differences(run / "checkpoint.pt", reference / "checkpoint.pt") == []
-    assert differences(run / "best.pt", reference / "best.pt") == []
+    assert run_files.differences(run / "checkpoint.pt", reference / "checkpoint.pt") == []
+    assert run_files.differences(run / "best.pt", reference / "best.pt") == []
     leftovers = sorted(p.name for p in run.iterdir() if p.name != "tb")
     assert leftovers == sorted(
         ["checkpoint.pt", "best.pt", "replay-1600.pt", "metrics.csv", "learning_curve.png"]
@@ -126,7 +96,7 @@ def test_ctrl_c_inside_a_step_saves_a_resumable_state(tmp_path, reference, funct
     assert (saved["updates"] if function == "update" else saved["step"] // 8) == nth
     assert not list(run.glob(".*.tmp"))
     resume(run).run()
-    assert differences(run / "checkpoint.pt", reference / "checkpoint.pt") == []
+    assert run_files.differences(run / "checkpoint.pt", reference / "checkpoint.pt") == []
     assert _metrics(run) == _metrics(reference)
 
 
@@ -238,3 +208,13 @@ def test_resume_cleans_what_a_killed_process_left(small_run, tmp_path):
     )
     assert (run / "replay-800.pt").exists()
     assert not (tmp_path / ".latest.999999999").is_symlink()
+
+
+def test_differences_names_the_entry_that_differs(small_run, tmp_path):
+    ckpt = ckpt_io.load(small_run)
+    assert run_files.differences(small_run / "checkpoint.pt", small_run / "checkpoint.pt") == []
+    ckpt["critics"][next(iter(ckpt["critics"]))].view(-1)[0] += 1e-7
+    ckpt["wall_seconds"] += 5.0  # when it ran is not what it computed
+    torch.save(ckpt, tmp_path / "other.pt")
+    diff = run_files.differences(small_run / "checkpoint.pt", tmp_path / "other.pt")
+    assert diff == [f"/critics/{next(iter(ckpt['critics']))}"]

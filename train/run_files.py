@@ -164,6 +164,45 @@ def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
         plt.close(fig)
 
 
+def differences(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+    """The entries on which two checkpoints disagree, apart from those that say when and
+    where a run happened (wall clock, versions, run name and directory, replay file name):
+    empty for a resumed run that ended exactly as the uninterrupted one."""
+    fa, fb = _leaves(ckpt_io.load(a)), _leaves(ckpt_io.load(b))
+    diff = sorted(set(fa) ^ set(fb))
+    for k in sorted(set(fa) & set(fb)):
+        if not _bit_equal(fa[k], fb[k]):
+            diff.append(k)
+    return diff
+
+
+def _bit_equal(x, y) -> bool:
+    """Equal to the bit (a NaN equals the same NaN)."""
+    if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+        return (
+            x.dtype == y.dtype and x.shape == y.shape and x.numpy().tobytes() == y.numpy().tobytes()
+        )
+    if isinstance(x, float) and isinstance(y, float):
+        return np.float64(x).tobytes() == np.float64(y).tobytes()
+    return type(x) is type(y) and x == y
+
+
+_CIRCUMSTANCES = {"wall_seconds", "versions", "run_dir", "name", "replay"}
+
+
+def _leaves(x, path: str = "") -> dict:
+    if isinstance(x, dict):
+        items = ((k, v) for k, v in x.items() if k not in _CIRCUMSTANCES)
+    elif isinstance(x, (list, tuple)):
+        items = enumerate(x)
+    else:
+        return {path: x}
+    out = {}
+    for k, v in items:
+        out.update(_leaves(v, f"{path}/{k}"))
+    return out
+
+
 def _replay_files(run_dir: Path) -> list[Path]:
     return [*run_dir.glob("replay-*.pt"), *run_dir.glob(LEGACY_REPLAY)]
 

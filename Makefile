@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages the firmware and HIL stages need (checked by `make deps`).
-DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang cppcheck
+DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang cppcheck \
+                stlink-tools dfu-util
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The deployable hover policy (randomised, noisy, delayed world; train/config.py says
@@ -15,13 +16,15 @@ TRAIN_ARGS ?=
 RUN    ?= runs/latest/best.pt
 OUT    ?= artifacts
 
-.PHONY: all venv deps test lint train export bench hil flash firmware clean help
+.PHONY: all venv deps test lint train export bench hil flash flash-dfu firmware clean help
 all: help
 
 help:
 	@echo "make train export   train the default preset into runs/, export artifacts/"
 	@echo "make test           every test (Python, C, emulator); installs what it needs"
 	@echo "make hil            emulator HIL of $(OUT)/ vs $(RUN): reports/hil.json, reports/hil.png"
+	@echo "make flash          build $(MODEL) for a real board and write it with an ST-LINK"
+	@echo "make flash-dfu      the same over USB (board started with its BOOT button held)"
 	@echo "make bench          refresh docs/benchmarks.md"
 	@echo "make deps           install the Debian packages: $(DEB_PACKAGES)"
 	@echo "make lint           ruff"
@@ -68,10 +71,17 @@ MODEL ?= $(OUT)/policy.h
 firmware:
 	$(MAKE) -C firmware BOARD=$(BOARD) MODEL=$(abspath $(MODEL))
 
-# A real board: the HSE/PLL clock set-up on, then ST-LINK (see docs/hardware.md for DFU).
-flash:
-	$(MAKE) -C firmware BOARD=stm32f405 MODEL=$(abspath $(MODEL)) SCHEME=int8 REAL_CLOCK=1
-	st-flash --reset write firmware/build/stm32f405/policy-realclock/quadpilot.bin 0x08000000
+# A real board: the HSE/PLL clock set-up on; written with an ST-LINK (METHOD=stlink) or
+# over USB through the ROM DFU bootloader (METHOD=dfu, or `make flash-dfu`), then verified.
+METHOD ?= stlink
+FLASH_IMAGE = firmware/build/stm32f405/$(basename $(notdir $(MODEL)))-realclock/quadpilot.bin
+flash: $(STAMP) deps
+	@test -f $(MODEL) || { echo "flash: $(MODEL) is missing: run \`make train export\` first (or MODEL=path/to/policy.h)" >&2; exit 1; }
+	@$(MAKE) -s -C firmware BOARD=stm32f405 MODEL=$(abspath $(MODEL)) SCHEME=int8 REAL_CLOCK=1
+	@$(PY) -m firmware_bridge flash $(FLASH_IMAGE) --method $(METHOD)
+
+flash-dfu:
+	@$(MAKE) --no-print-directory flash METHOD=dfu
 
 clean:
 	rm -rf firmware/build reports

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .emulator import DEFAULT_MODEL, Emulator, EmulatorError
+from .flash import TOOLS, FlashError, flash
 from .hil import HEADER_FILES, HilError, HilOptions, run_hil
 from .link import LinkError
 
@@ -133,6 +134,21 @@ def run_hil_command(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def add_flash_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="firmware image (.bin), e.g. from `make firmware REAL_CLOCK=1`")
+    p.add_argument(
+        "--method",
+        default="stlink",
+        choices=list(TOOLS),
+        help="stlink: an ST-LINK on the SWD pins; dfu: USB, board started with BOOT held",
+    )
+
+
+def run_flash(args: argparse.Namespace) -> int:
+    print(flash(args.image, args.method))
+    return 0
+
+
 COMMANDS = [
     (
         "emulate",
@@ -146,6 +162,7 @@ COMMANDS = [
         add_hil_arguments,
         run_hil_command,
     ),
+    ("flash", "write a firmware image to a board and verify it", add_flash_arguments, run_flash),
 ]
 
 
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
-    except (EmulatorError, HilError, LinkError, ValueError) as e:
+    except (EmulatorError, FlashError, HilError, LinkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

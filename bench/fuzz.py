@@ -91,6 +91,44 @@ def merge(scratch: Path) -> int:
     return corpus_size()[0] - before
 
 
+def section(r: dict, how: str, before: tuple, after: tuple, load: tuple) -> str:
+    """The docs/benchmarks.md section for one run."""
+    row = " | ".join(
+        [
+            f"{r['executions']:,}",
+            f"{r['wall_s']:.0f} s",
+            f"{r['exec_per_s']:,}",
+            str(r["coverage"]),
+            str(r["features"]),
+            f"{r['new_units']:,}",
+            str(len(r["crashes"])),
+        ]
+    )
+    flag = how.replace("--runs ", "-runs=").replace("--seconds ", "-max_total_time=")
+    return f"""## Fuzzing the frame receiver
+
+`.venv/bin/python -m bench fuzz {how}` (libFuzzer `{flag}`, ASan and UBSan,
+clang -O1; harness `firmware/test/fuzz_rx.c`), starting from the {before[0]} inputs of
+`tests/fuzz/corpus` ({before[1]:,} bytes). Machine: {machine()}; 1-minute load average
+{load[0]:.2f} when it started, {load[1]:.2f} when it ended (the fuzzer's own core included).
+
+| executions | wall time | per second | edges covered | features | inputs added | crashes |
+|---|---|---|---|---|---|---|
+| {row} |
+
+The inputs with new coverage were then merged back with `-merge=1`: the corpus now
+holds {after[0]} files, {after[1]:,} bytes ({after[2]} added).
+
+Every byte takes the boards' path: into the receive ring, drained by
+`qp_device_poll`. After each reply the modelled device stays busy for as many byte
+times as the reply is long (plus 8 for a policy call), so bytes queue in the ring and a
+flood of short frames overflows it. Beyond memory safety the harness checks the
+protocol's promises on every reply: well-formed frame, an ACTION only for an intact STEP
+with finite observations, seq 0 exactly on integrity errors, a reply for every
+non-empty frame the device received and for nothing else, and every byte the full ring
+dropped counted, in the ring and in INFO."""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     limit = ap.add_mutually_exclusive_group()
@@ -120,43 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write and not failed:
         print(f"corpus: {seeds_before} -> {files_after} files ({bytes_after:,} bytes)")
         how = f"--runs {args.runs}" if args.runs else f"--seconds {seconds}"
-        flag = f"-runs={args.runs}" if args.runs else f"-max_total_time={seconds}"
-        row = " | ".join(
-            [
-                f"{r['executions']:,}",
-                f"{r['wall_s']:.0f} s",
-                f"{r['exec_per_s']:,}",
-                str(r["coverage"]),
-                str(r["features"]),
-                str(r["new_units"]),
-                str(len(r["crashes"])),
-            ]
-        )
         write_section(
             "fuzz",
-            f"""## Fuzzing the frame receiver
-
-`.venv/bin/python -m bench fuzz {how}` (libFuzzer `{flag}` with ASan and UBSan, clang -O1; harness
-`firmware/test/fuzz_rx.c`, starting from the {seeds_before} inputs of `tests/fuzz/corpus`,
-{bytes_before:,} bytes). Machine: {machine()}; load average
-{load_before[0]:.2f} before, {load_after[0]:.2f} at the end (1-minute).
-
-| executions | wall time | per second | edges covered | features | new inputs | crashes |
-|---|---|---|---|---|---|---|
-| {row} |
-
-The inputs with new coverage were merged back (`-merge=1`): the corpus now holds
-{files_after} files, {bytes_after:,} bytes ({added} added).
-
-Every byte takes the boards' path: into the receive ring, drained by
-`qp_device_poll`. After each reply the modelled device stays busy for as many byte
-times as the reply is long (plus 8 for a policy call), so bytes queue in the ring and a
-flood of short frames overflows it. Beyond memory safety the harness checks the
-protocol's promises on every reply: well-formed frame, an ACTION only for an intact STEP
-with finite observations, seq 0 exactly on integrity errors, a reply for every
-non-empty frame the device received and for nothing else, and every byte the full ring
-dropped counted, in the ring and in INFO.""",
-        )
+            section(
+                r, how, (seeds_before, bytes_before), (files_after, bytes_after, added),
+                (load_before[0], load_after[0]),
+            ),
+        )  # fmt: skip
     return 1 if failed else 0
 
 

@@ -12,8 +12,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # how it is trained). PRESET=hover-nominal trains the nominal-world policy instead.
 PRESET ?= hover
 TRAIN_ARGS ?=
-# The best evaluation of the newest run (a run can get worse after its best point).
-RUN    ?= runs/latest/best.pt
+# The best evaluation (a run can get worse after its best point) of the newest run of
+# PRESET: runs/latest-<preset> follows only that preset's runs, so `make train export hil`
+# refers to one run whatever else was trained in between.
+RUN    ?= runs/latest-$(PRESET)/best.pt
 OUT    ?= artifacts
 
 .PHONY: all venv deps test lint train export bench hil flash flash-dfu firmware clean help
@@ -58,7 +60,7 @@ train: $(STAMP)
 	$(PY) -m train --preset $(PRESET) $(TRAIN_ARGS)
 
 export: $(STAMP)
-	$(PY) -m export $(RUN) --out $(OUT)
+	$(PY) -m export $(RUN) --out $(OUT) --expect-preset $(PRESET)
 
 bench: $(STAMP)
 	$(PY) -m bench

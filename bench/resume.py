@@ -38,6 +38,12 @@ ARGS = [
 MODES = ("Ctrl-C", "kill -9", "kill -9 during a write")
 
 
+def _default_sigint() -> None:
+    # As at a terminal: a bench started in the background (nohup, &) ignores SIGINT, and
+    # its children would inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def train(run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "train", *extra],
@@ -45,6 +51,7 @@ def train(run_dir: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_default_sigint,
     )
 
 

@@ -106,6 +106,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="base seed of all rollouts")
     p.add_argument(
+        "--expect-preset",
+        default=None,
+        metavar="PRESET",
+        help="refuse a checkpoint trained with another preset (the Makefile passes its PRESET)",
+    )
+    p.add_argument(
         "--no-c-check",
         action="store_true",
         help="skip compiling the headers with the host C compiler",
@@ -147,6 +153,12 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
 
 def run(args: argparse.Namespace) -> dict:
     policy = model_mod.load(args.checkpoint)
+    if args.expect_preset and policy.preset != args.expect_preset:
+        raise ExportError(
+            f"{policy.origin} is not a {args.expect_preset} run: export it with "
+            f"PRESET={policy.preset} or give a {args.expect_preset} checkpoint (RUN=...)"
+        )
+    print(f"exporting {policy.origin}", flush=True)
     act_bits = quantize.ACTIVATIONS[args.activations]
     quantize.check_shapes(policy, args.input, act_bits)
     spec, seed = policy.spec, args.seed
@@ -208,6 +220,8 @@ def run(args: argparse.Namespace) -> dict:
 
     rep = {
         "checkpoint": str(policy.source),
+        "run": policy.origin,
+        "preset": policy.preset,
         "step": policy.step,
         "model_hash": policy.model_hash,
         "out_dir": str(args.out),

@@ -6,6 +6,7 @@ one ``FloatPolicy``, so they all describe the same weights and carry the same ha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,14 @@ class FloatPolicy:
     biases: tuple[np.ndarray, ...]  # float32 (out,) per layer
     activation: str  # hidden layers; the last layer is always tanh
     model_hash: str
+    preset: str | None = None  # the training preset of the run it came from, if known
+
+    @property
+    def origin(self) -> str:
+        """Which run, preset and step: ``runs/latest`` resolved to the run it points at."""
+        real = self.source.resolve() if self.source.exists() else self.source
+        shown = str(self.source) if real == self.source.absolute() else f"{self.source} = {real}"
+        return f"{shown} (preset {self.preset or 'unknown'}, step {self.step:,})"
 
     @property
     def obs_dim(self) -> int:
@@ -126,4 +135,6 @@ def load(path: str | Path) -> FloatPolicy:
     step = ckpt.get("step", 0)
     if not isinstance(step, int):
         raise ExportError(f"{source}: step is {step!r}; expected an integer")
-    return from_actor(actor, spec, step, source)
+    config = ckpt.get("config")
+    preset = config.get("preset") if isinstance(config, dict) else None
+    return dataclasses.replace(from_actor(actor, spec, step, source), preset=preset)

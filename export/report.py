@@ -94,7 +94,7 @@ def table(report: dict) -> str:
     err = i8["error_vs_float"]
     c = report["c_check"]
     lines = [
-        f"export {report['checkpoint']} (step {report['step']}) -> {report['out_dir']}",
+        f"export {report.get('run', report['checkpoint'])} -> {report['out_dir']}",
         f"  model hash {report['model_hash']}",
         "",
         f"  {'':28s}{i8['scheme'] + ' (policy.h)':>25s}{'float32 (policy_f32.h)':>25s}",

@@ -272,6 +272,7 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
     from . import hil_report
 
     inputs = load_inputs(opts)
+    log(f"checkpoint: {inputs.policy.origin}")
     closed_loop_task(task_of_spec(inputs.policy.spec), "nominal", opts.latency_ms)  # early
     # The board first: a wrong port or an unplugged board fails before any heavy work.
     with board(opts, inputs.header) as (link, emulated):

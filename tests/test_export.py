@@ -77,6 +77,7 @@ def test_printed_table(exported):
 
 def test_report_figures(exported):
     rep = exported["report"]
+    assert rep["run"] == f"{exported['dir'] / 'run'} (preset unknown, step 42)"
     assert rep["step"] == 42 and len(rep["model_hash"]) == 64
     i8 = rep["int8"]
     assert i8["scheme"] == "int8w-int16a" and i8["activations"] == "int16"
@@ -206,12 +207,20 @@ def test_missing_checkpoint_cli(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_checkpoint_of_another_preset_is_refused_naming_the_run(capsys, tmp_path, exported):
+    line = _fails(
+        capsys, tmp_path / "out", str(exported["dir"] / "run"), "--expect-preset", "takeoff"
+    )
+    assert f"{exported['dir'] / 'run'}" in line and "(preset unknown, step 42)" in line
+    assert "is not a takeoff run" in line
+
+
 def test_truncated_checkpoint(capsys, tmp_path, exported):
     bad = tmp_path / "checkpoint.pt"
     data = exported["ckpt"].read_bytes()
     bad.write_bytes(data[: len(data) // 2])
     line = _fails(capsys, tmp_path / "out", str(bad))
-    assert str(bad) in line and "not a readable checkpoint" in line
+    assert str(bad) in line and "truncated or damaged checkpoint" in line
 
 
 def test_foreign_file(capsys, tmp_path):
@@ -233,7 +242,7 @@ def test_incompatible_shapes(capsys, tmp_path, payload):
     bad = tmp_path / "checkpoint.pt"
     torch.save(payload, bad)
     line = _fails(capsys, tmp_path / "out", str(bad))
-    assert str(bad) in line and "does not match its config" in line
+    assert str(bad) in line and "actor tensor net.0.weight has shape" in line
 
 
 def test_nonfinite_weights(capsys, tmp_path, payload):

@@ -49,6 +49,7 @@ def test_run_writes_checkpoint_metrics_curve_tensorboard_and_latest(tmp_path):
         assert (run / name).stat().st_size > 0, name
     assert any((run / "tb").iterdir())
     assert (tmp_path / "latest").resolve() == run.resolve()
+    assert (tmp_path / "latest-hover").resolve() == run.resolve()
     actor, spec, ckpt = ckpt_io.load_actor(tmp_path / "latest")
     assert ckpt["step"] == 1600 and spec["obs_dim"] == actor.obs_dim == make_task("hover").obs_dim
     assert spec["task"] == "hover" and "obs_layout" in spec
@@ -57,6 +58,18 @@ def test_run_writes_checkpoint_metrics_curve_tensorboard_and_latest(tmp_path):
     assert not torch.equal(actor.obs_std, torch.ones_like(actor.obs_std))
     rows = metrics_without_time(run)
     assert [int(r["env_steps"]) for r in rows] == [800, 1600]
+
+
+def test_a_run_of_another_preset_moves_latest_but_not_the_presets_link(tmp_path):
+    hover = Trainer(tiny(tmp_path, name="h", total_env_steps=800)).run()
+    cfg = make_config(
+        "takeoff", run_dir=str(tmp_path), name="t", **{**TINY, "total_env_steps": 800}
+    )
+    takeoff = Trainer(cfg).run()
+    assert (tmp_path / "latest").resolve() == takeoff.resolve()
+    assert (tmp_path / "latest-hover").resolve() == hover.resolve()
+    assert (tmp_path / "latest-takeoff").resolve() == takeoff.resolve()
+    assert not list(tmp_path.glob(".latest.*"))
 
 
 def test_same_seed_same_metrics_and_weights(tmp_path):

@@ -31,9 +31,9 @@ def train_main(argv: list[str]) -> int:
     )
     add_arguments(ap)
     args = ap.parse_args(argv)
-    from train.loop import Trainer, resume
-
     try:
+        from train.loop import Trainer, resume
+
         if args.resume:
             extra = {
                 k: getattr(args, k)
@@ -46,6 +46,9 @@ def train_main(argv: list[str]) -> int:
     except (ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing was written", file=sys.stderr)
+        return 130
     try:
         trainer.run()
     except KeyboardInterrupt:

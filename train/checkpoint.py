@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def read(path: Path, what: str = "checkpoint") -> object:
     if damaged is not None:
         raise CheckpointError(f"{path}: damaged {what} ({damaged} fails its checksum)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on a foreign file's pickle
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path}: refused: this {what} holds objects other than tensors and plain data, "

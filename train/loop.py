@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sim import make_vec, policy_spec
 from sim.batch import PRIVILEGED_DIM
@@ -30,6 +29,7 @@ from train.ddpg import Agent, update
 from train.interrupt import StopRequest
 from train.noise import GaussianNoise, OUNoise
 from train.policy import RunningNorm
+from train.progress import Progress
 from train.replay import ReplayBuffer
 
 EVAL_SEED = 12345  # evaluation episodes are the same set for every run and every eval
@@ -235,7 +235,7 @@ class Trainer:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run_files.clean_stale(self.run_dir)
-        run_files.point_latest(self.run_dir)
+        run_files.point_latest(self.run_dir, cfg.preset)
         resumed = self.env_steps > 0
         if resumed:  # files a killed session wrote past its checkpoint: back to it
             run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
@@ -243,28 +243,19 @@ class Trainer:
         start = time.perf_counter()
         next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
         next_ckpt = (self.env_steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-        bar = tqdm(
-            total=cfg.total_env_steps,
-            initial=self.env_steps,
-            unit="step",
-            unit_scale=True,
-            dynamic_ncols=True,
-            desc=self.run_dir.name,
-        )
+        bar = Progress(cfg, self.env_steps, self.wall_before, self.run_dir.name)
         stop_reason = "total_env_steps reached"
         with StopRequest() as stop:
             try:
                 while self.env_steps < cfg.total_env_steps:
                     self.collect_step()
                     self.learn()
-                    bar.update(cfg.num_envs)
                     wall = self.wall_before + time.perf_counter() - start
+                    bar.update(self.env_steps, wall)
                     if self.env_steps >= next_eval:
                         next_eval += cfg.eval_every
                         row = self.log_eval(wall, writer)
-                        bar.set_postfix(
-                            success=f"{row['success_rate']:.0%}", ret=f"{row['train_return']:.0f}"
-                        )
+                        bar.evaluated(row)
                         if cfg.stop_success and row["success_rate"] >= cfg.stop_success:
                             stop_reason = f"evaluation success {row['success_rate']:.0%}"
                             break

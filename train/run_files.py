@@ -105,13 +105,14 @@ def clean_stale(run_dir: Path) -> list[Path]:
     return stale
 
 
-def point_latest(run_dir: Path) -> None:
-    """``runs/latest`` -> this run, replaced atomically."""
-    latest = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_dir.name)
-    os.replace(tmp, latest)
+def point_latest(run_dir: Path, preset: str) -> None:
+    """``runs/latest`` and ``runs/latest-<preset>`` -> this run, each replaced atomically.
+    The Makefile's chain uses the preset's link, which no run of another preset moves."""
+    for name in ("latest", f"latest-{preset}"):
+        tmp = run_dir.parent / f".latest.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, run_dir.parent / name)
 
 
 def tensorboard(run_dir: Path, purge_step: int | None = None):

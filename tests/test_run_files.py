@@ -68,6 +68,7 @@ def interrupted(tmp_path, mode, what, nth):
 @pytest.mark.parametrize(
     "prefix, nth",
     [
+        ("replay-", 1),  # before the first checkpoint: started over from config.json
         ("replay-", 2),  # inside the replay write: checkpoint.pt still names the previous one
         ("checkpoint.pt", 2),  # between the new replay file and the checkpoint naming it
         ("best.pt", 2),
@@ -82,7 +83,8 @@ def test_kill_during_a_write_resumes_bit_identical(tmp_path, reference, prefix, 
     assert run_files.differences(run / "best.pt", reference / "best.pt") == []
     leftovers = sorted(p.name for p in run.iterdir() if p.name != "tb")
     assert leftovers == sorted(
-        ["checkpoint.pt", "best.pt", "replay-1600.pt", "metrics.csv", "learning_curve.png"]
+        ["config.json", "checkpoint.pt", "best.pt", "replay-1600.pt", "metrics.csv"]
+        + ["learning_curve.png"]
     )
     assert _metrics(run) == _metrics(reference)
 

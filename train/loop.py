@@ -235,8 +235,10 @@ class Trainer:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run_files.clean_stale(self.run_dir)
-        run_files.point_latest(self.run_dir, cfg.preset)
         resumed = self.env_steps > 0
+        if not resumed:
+            run_files.write_config(self.run_dir, _plain(dataclasses.asdict(cfg)))
+        run_files.point_latest(self.run_dir, cfg.preset)
         if resumed:  # files a killed session wrote past its checkpoint: back to it
             run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
         writer = run_files.tensorboard(self.run_dir, self.env_steps if resumed else None)
@@ -328,11 +330,26 @@ class Trainer:
 
 
 def resume(path: str | os.PathLike, **overrides) -> Trainer:
-    """A Trainer that continues the run at ``path`` exactly where its checkpoint left it."""
+    """A Trainer that continues the run at ``path`` exactly where its checkpoint left it
+    (or, stopped before its first checkpoint, starts it over from its config.json)."""
+    run_dir = Path(path)
+    if run_dir.is_dir() and not (run_dir / run_files.CHECKPOINT).exists():
+        if (run_dir / run_files.CONFIG).exists():
+            cfg = _config_from(run_files.read_config(run_dir), overrides, run_dir)
+            print(f"{run_dir}: stopped before its first checkpoint; starting it over")
+            return Trainer(cfg, run_dir=run_dir)
     ckpt_file, ckpt, replay = run_files.load(path)
-    saved = ckpt["config"]
+    trainer = Trainer(_config_from(ckpt["config"], overrides, ckpt_file), run_dir=ckpt_file.parent)
     try:
-        cfg = TrainConfig(
+        trainer.restore(ckpt, replay, ckpt_file)
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise ckpt_io.CheckpointError(f"{ckpt_file}: cannot restore ({exc!r})") from None
+    return trainer
+
+
+def _config_from(saved: dict, overrides: dict, source: Path) -> TrainConfig:
+    try:
+        return TrainConfig(
             **{
                 **saved,
                 "actor_hidden": tuple(saved["actor_hidden"]),
@@ -342,14 +359,8 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
         )
     except (TypeError, KeyError) as exc:
         raise ckpt_io.CheckpointError(
-            f"{ckpt_file}: config incompatible with this version ({exc})"
+            f"{source}: config incompatible with this version ({exc})"
         ) from None
-    trainer = Trainer(cfg, run_dir=ckpt_file.parent)
-    try:
-        trainer.restore(ckpt, replay, ckpt_file)
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise ckpt_io.CheckpointError(f"{ckpt_file}: cannot restore ({exc!r})") from None
-    return trainer
 
 
 # Helpers ----------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The files of a run directory, saved so that a kill at any moment leaves a set that resumes.
 
+``config.json`` is written before anything else, so a run stopped before its first
+checkpoint starts over from it (the same seed: the same run).
 ``checkpoint.pt`` is the commit point. A save writes the replay buffer to a new
 ``replay-<step>.pt`` first, then ``checkpoint.pt`` naming that file, and only then deletes
 the older replay file; every file is written to a temporary name and renamed. So whatever
@@ -11,6 +13,7 @@ checkpoint after a kill; a resumed run rewrites them from the checkpoint.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import torch
 from train import checkpoint as ckpt_io
 
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"  # written first: a run stopped before its first checkpoint restarts
 BEST = "best.pt"
 METRICS = "metrics.csv"
 CURVE = "learning_curve.png"
@@ -37,6 +41,22 @@ METRIC_FIELDS = (
     "critic_loss",
     "actor_loss",
 )
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    text = json.dumps(config, indent=1, sort_keys=True)
+    ckpt_io.atomic_write(run_dir / CONFIG, lambda tmp: tmp.write_text(text + "\n"))
+
+
+def read_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / CONFIG
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ckpt_io.CheckpointError(f"{path}: unreadable run configuration ({exc})") from None
+    if not isinstance(config, dict):
+        raise ckpt_io.CheckpointError(f"{path}: not a run configuration")
+    return config
 
 
 def replay_name(step: int) -> str:

@@ -295,10 +295,13 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
         )
         cl = closed_loop(link, inputs, opts, paced_run, opts.seed + EPISODES_SEED_OFFSET)
         stats = link.stats
+        # INFO again: the board's receive counters after every request of the run.
+        after = link.handshake(inputs.header.model_hash)
     report = hil_report.build(
         opts=opts,
         inputs=inputs,
         info=info,
+        info_after=after,
         emulated=emulated,
         states=states,
         open_loop=ol,

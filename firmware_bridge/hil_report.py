@@ -18,7 +18,7 @@ from train.checkpoint import atomic_write
 
 from . import codec
 from .link import LinkStats
-from .protocol import TickSource
+from .protocol import ResetCause, TickSource
 
 if TYPE_CHECKING:
     from .hil import HilOptions, Inputs
@@ -52,11 +52,19 @@ def _check(value, target, ok: bool) -> list:
     return [value, target, bool(ok)]
 
 
+def _reset_cause(code: int) -> str:
+    try:
+        return ResetCause(code).name.lower()
+    except ValueError:
+        return f"code {code}"  # a newer board's cause this host does not name
+
+
 def build(
     *,
     opts: HilOptions,
     inputs: Inputs,
     info: codec.Info,
+    info_after: codec.Info,
     emulated: bool,
     states: np.ndarray,
     open_loop: dict,
@@ -105,6 +113,9 @@ def build(
         checks["mean_abs_error_vs_float"] = _check(
             vs_float["mean"], ref.mean_vs_float, vs_float["mean"] <= ref.mean_vs_float
         )
+    # Every byte the host sent reached the policy: no full ring, no UART overrun.
+    lost = info_after.rx_dropped + info_after.rx_overruns
+    checks["receive_bytes_lost"] = _check(lost, 0, lost == 0)
     if closed_loop["paced"]:
         # In real time the board's commands arrive as late as the link makes them, the
         # reference's at the median of that: trajectories differ, so the gap is reported
@@ -130,6 +141,10 @@ def build(
             "build_id": info.build_id,
             "tick_source": TickSource(info.tick_source).name.lower(),
             "tick_hz": tick_hz,
+            "reset_cause": _reset_cause(info.reset_cause),
+            "watchdog_ms": info.watchdog_ms,
+            "rx_dropped_after_run": info_after.rx_dropped,
+            "rx_overruns_after_run": info_after.rx_overruns,
         },
         "open_loop": {
             "states": int(len(states)),

@@ -135,6 +135,11 @@ def test_emulator_hil_passes_and_is_bit_exact(emulated_run):
     assert 0 < ol["vs_float"]["max"] <= TARGETS["int8_max_abs_error"]
     assert ol["vs_float"]["mean"] <= TARGETS["int8_mean_abs_error"]
     assert all(ok for _, _, ok in rep["checks"].values())
+    # INFO read again after the run: every byte of every request reached the policy.
+    assert rep["checks"]["receive_bytes_lost"] == [0, 0, True]
+    board = rep["board"]
+    assert board["reset_cause"] == "unknown" and board["watchdog_ms"] == 250  # QEMU's RCC reads 0
+    assert board["rx_dropped_after_run"] == board["rx_overruns_after_run"] == 0
 
 
 def test_emulator_hil_closed_loop_matches_reference(emulated_run):

@@ -82,6 +82,10 @@ def trial(scratch: Path, reference: Path, i: int, mode: str, delay: float) -> di
     code = proc.wait(timeout=600)
     stopped_at = _step(run)
     resumed = train(run, "--resume", str(run)).wait(timeout=900)
+    if resumed == 2 and not (run / "config.json").exists():
+        # Killed inside its very first write: --resume says to run the command again.
+        what += "; nothing saved, so the command was run again"
+        resumed = train(run, *ARGS, "--run-dir", str(scratch), "--name", run.name).wait(900)
     left = sorted(p.name for p in run.glob(".*.tmp"))
     diff = (
         run_files.differences(run / "checkpoint.pt", reference / "checkpoint.pt")

@@ -220,3 +220,14 @@ def test_differences_names_the_entry_that_differs(small_run, tmp_path):
     torch.save(ckpt, tmp_path / "other.pt")
     diff = run_files.differences(small_run / "checkpoint.pt", tmp_path / "other.pt")
     assert diff == [f"/critics/{next(iter(ckpt['critics']))}"]
+
+
+def test_a_run_killed_before_saving_anything_says_so_and_is_cleaned(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".config.json.k2j4.tmp").write_text('{"se')  # killed inside its first write
+    assert train_cli(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before it saved anything (not even config.json)" in err
+    assert "start it again with the command that started it" in err
+    assert not list(run.iterdir())

@@ -334,10 +334,15 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
     (or, stopped before its first checkpoint, starts it over from its config.json)."""
     run_dir = Path(path)
     if run_dir.is_dir() and not (run_dir / run_files.CHECKPOINT).exists():
-        if (run_dir / run_files.CONFIG).exists():
-            cfg = _config_from(run_files.read_config(run_dir), overrides, run_dir)
-            print(f"{run_dir}: stopped before its first checkpoint; starting it over")
-            return Trainer(cfg, run_dir=run_dir)
+        run_files.clean_stale(run_dir)
+        if not (run_dir / run_files.CONFIG).exists():
+            raise ckpt_io.CheckpointError(
+                f"{run_dir}: stopped before it saved anything (not even {run_files.CONFIG}); "
+                f"start it again with the command that started it"
+            )
+        cfg = _config_from(run_files.read_config(run_dir), overrides, run_dir)
+        print(f"{run_dir}: stopped before its first checkpoint; starting it over")
+        return Trainer(cfg, run_dir=run_dir)
     ckpt_file, ckpt, replay = run_files.load(path)
     trainer = Trainer(_config_from(ckpt["config"], overrides, ckpt_file), run_dir=ckpt_file.parent)
     try:

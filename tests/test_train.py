@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from firmware_support import interruptible
+from training_support import TINY
 
 from sim.tasks import make_task
 from train import checkpoint as ckpt_io
@@ -19,19 +20,6 @@ from train.config import make_config
 from train.loop import Trainer, resume
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(
-    num_envs=8,
-    total_env_steps=1600,
-    warmup_steps=256,
-    batch_size=64,
-    buffer_size=5000,
-    eval_every=800,
-    eval_episodes=4,
-    checkpoint_every=800,
-    obs_norm_steps=1000,
-    critic_hidden=(32, 32),
-    actor_hidden=(16, 16),
-)
 
 
 def tiny(tmp_path, **overrides):

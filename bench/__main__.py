@@ -10,6 +10,7 @@ ALL = [
     "sim_speed",
     "train_speed",
     "robustness",
+    "presets",
     "train_takeoff",
     "export_speed",
     "firmware_speed",

@@ -77,7 +77,10 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the HIL's own rollouts")
     p.add_argument(
-        "--timeout", type=float, default=1.0, help="seconds per request attempt (default 1)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per request attempt (default 1 for a port, 10 for the emulator)",
     )
     p.add_argument("--baud", type=int, default=921600, help="real serial ports (default 921600)")
     p.add_argument(
@@ -106,7 +109,7 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
 def run_hil_command(args: argparse.Namespace) -> int:
     if args.states < 1000:
         raise ValueError("--states must be >= 1000")
-    if args.episodes < 1 or args.timeout <= 0:
+    if args.episodes < 1 or (args.timeout is not None and args.timeout <= 0):
         raise ValueError("--episodes must be >= 1 and --timeout > 0")
     if args.elf and not args.emulator:
         raise ValueError("--elf needs --emulator")

@@ -49,6 +49,9 @@ EPISODES_SEED_OFFSET = 5000
 # The handshake waits this many request timeouts: a real board may still be booting (or
 # resetting, as Arduino-style USB-serial adapters do) when the port opens.
 HANDSHAKE_TIMEOUTS = 10
+PORT_TIMEOUT = 1.0
+# QEMU loses nothing: its replies are only late when the host is busy (a loaded CI machine).
+EMULATOR_TIMEOUT = 10.0
 
 
 class HilError(RuntimeError):
@@ -67,7 +70,7 @@ class HilOptions:
     episodes: int = 5
     scheme: str = "int8"
     seed: int = 0
-    timeout: float = 1.0  # per request attempt
+    timeout: float | None = None  # per request attempt; None: PORT_TIMEOUT / EMULATOR_TIMEOUT
     baudrate: int = 921600
     # Closed loop: lockstep (the emulator's default) applies latency_ms to the nominal
     # row; paced (a real board's default) runs in real time and applies each answer when
@@ -145,12 +148,16 @@ def board(opts: HilOptions, header: PolicyHeader) -> Iterator[tuple[Link, bool]]
     emulated. The emulator (and QEMU) is stopped however the block exits."""
     if opts.emulator:
         with Emulator(
-            header.path, elf=opts.elf, expected_hash=header.model_hash, link_timeout=opts.timeout
+            header.path,
+            elf=opts.elf,
+            expected_hash=header.model_hash,
+            link_timeout=opts.timeout or EMULATOR_TIMEOUT,
         ) as emu:
             yield emu.link, True
         return
-    with Link(opts.port, baudrate=opts.baudrate, timeout=opts.timeout) as link:
-        link.handshake(header.model_hash, deadline=HANDSHAKE_TIMEOUTS * opts.timeout)
+    timeout = opts.timeout or PORT_TIMEOUT
+    with Link(opts.port, baudrate=opts.baudrate, timeout=timeout) as link:
+        link.handshake(header.model_hash, deadline=HANDSHAKE_TIMEOUTS * timeout)
         yield link, False
 
 

@@ -303,7 +303,7 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
         cl = closed_loop(link, inputs, opts, paced_run, opts.seed + EPISODES_SEED_OFFSET)
         stats = link.stats
         # INFO again: the board's receive counters after every request of the run.
-        after = link.handshake(inputs.header.model_hash)
+        after = link.handshake(inputs.header.model_hash, deadline=HANDSHAKE_TIMEOUTS * link.timeout)
     report = hil_report.build(
         opts=opts,
         inputs=inputs,

@@ -70,6 +70,7 @@ class Trainer:
             else GaussianNoise(shape, cfg.noise_sigma)
         )
         self.env_steps = 0
+        self.saved_step: int | None = None  # the step of the last complete save
         self.update_credit = 0.0
         self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
         self.metrics: list[dict] = []
@@ -186,6 +187,7 @@ class Trainer:
     def save(self, wall: float) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run_files.save(self.run_dir, self.payload(wall), self.buffer.state_dict())
+        self.saved_step = self.env_steps
 
     def is_best(self, row: dict) -> bool:
         """Ranks above every earlier evaluation (``_rank``)."""
@@ -285,7 +287,7 @@ class Trainer:
                     self.run_dir / run_files.CURVE, self.metrics, self.run_dir.name
                 )
             except KeyboardInterrupt:
-                if not stop.requested or not _saved_at(self.run_dir, self.env_steps):
+                if not stop.requested or self.saved_step != self.env_steps:
                     print(
                         f"\nstopped at once; {self.run_dir / run_files.CHECKPOINT} holds the "
                         f"last complete save (resume with: python -m train --resume "
@@ -372,13 +374,6 @@ def _config_from(saved: dict, overrides: dict, source: Path) -> TrainConfig:
 def _rank(row: dict) -> tuple[float, float]:
     """Evaluations compare by success; on a tie, the lower final error ranks higher."""
     return (row["success_rate"], -row["final_error"])
-
-
-def _saved_at(run_dir: Path, step: int) -> bool:
-    try:
-        return ckpt_io.load(run_dir / run_files.CHECKPOINT)["step"] == step
-    except ckpt_io.CheckpointError:
-        return False
 
 
 def _plain(d: dict) -> dict:

@@ -55,7 +55,17 @@ def make_vec(
     num_envs: int = 256,
     seed: int | None = None,
     privileged: bool = False,
+    render_mode: str | None = None,
+    render_index: int = 0,
     **overrides,
 ) -> QuadVectorEnv:
     """A batched vector env (same-step autoreset); see ``QuadVectorEnv``."""
-    return QuadVectorEnv(task, num_envs=num_envs, seed=seed, privileged=privileged, **overrides)
+    return QuadVectorEnv(
+        task,
+        num_envs=num_envs,
+        seed=seed,
+        privileged=privileged,
+        render_mode=render_mode,
+        render_index=render_index,
+        **overrides,
+    )

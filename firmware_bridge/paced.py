@@ -87,6 +87,8 @@ def fly(
     lengths = np.zeros(episodes, dtype=np.int64)
     returns = np.zeros(episodes)
     positions = np.full((n + 1, episodes, 3), np.nan)
+    attitudes = np.full((n + 1, episodes, 4), np.nan)
+    commands = np.full((n, episodes, ACT_DIM), np.nan, dtype=np.float32)
     obs_log, act_log = [], []
     saved = (link.timeout, link.retries) if link else None
     if link:
@@ -96,6 +98,7 @@ def fly(
             b = QuadBatch(task, 1, seed=seed + ep, parallel=False)
             b.reset()
             positions[0, ep] = b.state[0, L.POS : L.POS + 3]
+            attitudes[0, ep] = b.state[0, L.QUAT : L.QUAT + 4]
             last = np.full(ACT_DIM, task.initial_action(), dtype=np.float32)
             tick = time.monotonic()
             for t in range(n):
@@ -107,11 +110,13 @@ def fly(
                 action = last if action is None else action
                 obs_log.append(obs)
                 act_log.append(action)
+                commands[t, ep] = action
                 b.params[0, L.P_DELAY] = delay
                 b.step(action[None, :])
                 last = action
                 returns[ep] += b.reward[0]
                 positions[t + 1, ep] = b.state[0, L.POS : L.POS + 3]
+                attitudes[t + 1, ep] = b.state[0, L.QUAT : L.QUAT + 4]
                 if b.terminated[0] or b.truncated[0]:
                     success[ep] = b.success[0]
                     final_error[ep] = b.position_error()[0]
@@ -132,4 +137,6 @@ def fly(
         positions=positions,
         target=np.asarray(task.target, dtype=float),
         control_hz=task.control_hz,
+        attitudes=attitudes,
+        commands=commands,
     )

@@ -29,7 +29,7 @@ WIDTH = HEIGHT = 480
 TRAIL_SECONDS = 2.0
 # The drawn airframe is enlarged to span at least this fraction of the view: a 4 cm
 # Crazyflie arm in a 1.4 m box would be a few pixels, and its attitude unreadable.
-MIN_ARM_FRACTION = 0.07
+MIN_ARM_FRACTION = 0.09
 ROTOR_RADIUS = 0.45  # of the arm length, for the drawn disc
 ROTOR_POINTS = 16
 TRAIL_SEGMENTS = 60

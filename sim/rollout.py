@@ -30,6 +30,11 @@ class Rollout:
     positions: np.ndarray  # (max_steps + 1, episodes, 3), NaN after an episode ended
     target: np.ndarray  # (3,)
     control_hz: float
+    # For videos (sim/video.py): attitude quaternions (w, x, y, z) beside ``positions``,
+    # and the command each episode applied at each step, (max_steps, episodes, 4); NaN
+    # after an episode ended.
+    attitudes: np.ndarray | None = None
+    commands: np.ndarray | None = None
 
     @property
     def success_rate(self) -> float:
@@ -57,6 +62,9 @@ def collect(
     returns = np.zeros(episodes)
     positions = np.full((cfg.max_steps + 1, episodes, 3), np.nan)
     positions[0] = batch.state[:, L.POS : L.POS + 3]
+    attitudes = np.full((cfg.max_steps + 1, episodes, 4), np.nan)
+    attitudes[0] = batch.state[:, L.QUAT : L.QUAT + 4]
+    commands = np.full((cfg.max_steps, episodes, ACT_DIM), np.nan, dtype=np.float32)
     obs_log, act_log = [], []
     actions = np.zeros((episodes, ACT_DIM))
     for t in range(cfg.max_steps):
@@ -68,10 +76,12 @@ def collect(
         obs_log.append(obs)
         act_log.append(act)
         actions[idx] = act
+        commands[t, idx] = act
         # Finished environments are re-started and keep flying; their results are ignored.
         batch.step(actions)
         returns[idx] += batch.reward[idx]
         positions[t + 1, idx] = batch.state[idx, L.POS : L.POS + 3]
+        attitudes[t + 1, idx] = batch.state[idx, L.QUAT : L.QUAT + 4]
         ended = np.flatnonzero(batch.terminated | batch.truncated)
         done = ended[active[ended]]
         success[done] = batch.success[done]
@@ -90,4 +100,6 @@ def collect(
         positions=positions,
         target=np.asarray(cfg.target, dtype=float),
         control_hz=cfg.control_hz,
+        attitudes=attitudes,
+        commands=commands,
     )

@@ -2,7 +2,7 @@
 
 python -m train --preset hover --seed 3 --algo td3     train into runs/<name>/
 python -m train --resume runs/latest                   continue an interrupted run
-python -m train evaluate [CHECKPOINT]                  success rate, error, plot
+python -m train evaluate [CHECKPOINT] [--video [PATH]] success rate, error, plot, video
 python -m train robustness [CHECKPOINT ...]            the held-out robustness suite
 """
 
@@ -70,11 +70,20 @@ def evaluate_main(argv: list[str]) -> int:
         default=None,
         help="trajectory plot (default: next to the checkpoint, evaluation.png)",
     )
+    ap.add_argument(
+        "--video",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="also a video of the first 3 episodes, .mp4 (imageio-ffmpeg) or .gif "
+        "(default: next to the checkpoint, evaluation.mp4)",
+    )
     args = ap.parse_args(argv)
     from train.evaluate import evaluate_checkpoint
 
     try:
-        evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, args.plot)
+        evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, args.plot, args.video)
     except (ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint: success rate, final position error, episode length, a plot."""
+"""Evaluate a checkpoint: success rate, final position error, episode length, a plot,
+and on request a video of the first few of the evaluated episodes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from sim import robustness
 from sim.fly import plot_rollout
 from sim.rollout import Rollout, collect
 from sim.tasks import TaskConfig, task_of_spec
+from sim.video import Shot, write_rollout_video
+from sim.video import choose as choose_video
 from train.checkpoint import load_actor
 
 
@@ -23,9 +26,21 @@ def fly_checkpoint(
     return r, task, ckpt
 
 
+VIDEO_EPISODES = 3
+
+
 def evaluate_checkpoint(
-    path: str, episodes: int = 100, seed: int = 12345, plot: str | None = None
+    path: str,
+    episodes: int = 100,
+    seed: int = 12345,
+    plot: str | None = None,
+    video: str | None = None,
 ) -> Rollout:
+    """Prints the figures and writes the plot; ``video``: also a video of the first
+    VIDEO_EPISODES episodes at that path ("" for evaluation.mp4 beside the plot's
+    default). A missing video encoder is said in one line; the evaluation stands."""
+    if video:
+        choose_video(video, log=lambda _: None)  # a bad name is refused before flying
     r, task, ckpt = fly_checkpoint(path, episodes, seed)
     print(f"checkpoint      {path} (step {ckpt['step']:,})")
     print(f"task            {task.name} ({task.airframe}), {episodes} episodes, seed {seed}")
@@ -35,13 +50,27 @@ def evaluate_checkpoint(
         f"{float(sorted(r.final_error)[len(r.final_error) // 2]):.4f} m (median)"
     )
     print(f"episode length  {r.lengths.mean():.1f} of {task.max_steps} steps")
-    out = (
-        Path(plot)
-        if plot
-        else Path(path if Path(path).is_dir() else Path(path).parent) / "evaluation.png"
-    )
+    beside = Path(path if Path(path).is_dir() else Path(path).parent)
+    out = Path(plot) if plot else beside / "evaluation.png"
     plot_rollout(r, out, f"{path}: {task.name}")
     print(f"plot            {out}")
+    if video is not None:
+        shown = range(min(VIDEO_EPISODES, episodes))
+        clips = [
+            [
+                Shot(
+                    r,
+                    e,
+                    task,
+                    f"{task.name}, step {ckpt['step']:,}: episode {e + 1} "
+                    f"({'success' if r.success[e] else 'failure'})",
+                )
+            ]
+            for e in shown
+        ]
+        written = write_rollout_video(video or beside / "evaluation.mp4", clips)
+        if written:
+            print(f"video           {written} (episodes 1-{len(shown)})")
     return r
 
 

@@ -104,6 +104,15 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="closed loop in lockstep with --latency-ms (default with --emulator)",
     )
+    p.add_argument(
+        "--video",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="also a video of the closed-loop episodes, board beside reference: .mp4 "
+        "(imageio-ffmpeg) or .gif (default: REPORTS/hil.mp4)",
+    )
 
 
 def run_hil_command(args: argparse.Namespace) -> int:
@@ -113,6 +122,12 @@ def run_hil_command(args: argparse.Namespace) -> int:
         raise ValueError("--episodes must be >= 1 and --timeout > 0")
     if args.elf and not args.emulator:
         raise ValueError("--elf needs --emulator")
+    video = None
+    if args.video is not None:
+        from sim.video import choose
+
+        video = Path(args.video) if args.video else args.reports / "hil.mp4"
+        choose(video, log=lambda _: None)  # a bad name is refused before any work
     opts = HilOptions(
         port=args.port,
         emulator=args.emulator,
@@ -128,12 +143,15 @@ def run_hil_command(args: argparse.Namespace) -> int:
         baudrate=args.baud,
         latency_ms=args.latency_ms,
         paced=args.paced,
+        video=video,
     )
     report = run_hil(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
     from .hil_report import table
 
     print(table(report))
     print(f"wrote {args.reports / 'hil.json'} and {args.reports / 'hil.png'}")
+    if report.get("video"):
+        print(f"video {report['video']}")
     return 0 if report["passed"] else 1
 
 

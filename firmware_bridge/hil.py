@@ -77,6 +77,7 @@ class HilOptions:
     # it arrives (paced.py).
     latency_ms: float = 10.0
     paced: bool | None = None  # None: paced for a real port, lockstep for the emulator
+    video: Path | None = None  # the closed-loop episodes, board beside reference (.mp4/.gif)
 
 
 @dataclass
@@ -317,4 +318,8 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
         wire=bytes_per_step(states[0], info.act_dim),
     )
     hil_report.write(report, ol, cl, inputs, states, Path(opts.reports))
+    if opts.video:
+        log(f"video: {opts.episodes} episodes per row, board beside reference")
+        written = hil_report.write_video(Path(opts.video), cl, inputs, emulated, log)
+        report = {**report, "video": None if written is None else str(written)}
     return report

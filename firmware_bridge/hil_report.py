@@ -279,6 +279,36 @@ def write(rep: dict, open_loop: dict, closed_loop: dict, inputs, states, reports
         plt.close(fig)
 
 
+def write_video(path: Path, closed_loop: dict, inputs, emulated: bool, log) -> Path | None:
+    """Every closed-loop episode, row after row: the board's flight beside the
+    reference's from the same start, replayed from the trajectories the HIL recorded."""
+    from sim.tasks import task_of_spec
+    from sim.video import Shot, write_rollout_video
+
+    task = task_of_spec(inputs.policy.spec)
+    who = {
+        "board": "board (QEMU)" if emulated else "board",
+        "reference": "reference: " + inputs.reference.name.split(" (")[0],
+    }
+    clips = []
+    for row, data in closed_loop["rows"].items():
+        runs = data["runs"]
+        for e in range(runs["board"].success.size):
+            clips.append(
+                [
+                    Shot(
+                        runs[name],
+                        e,
+                        task,
+                        f"{label}\n{row}: episode {e + 1} "
+                        f"({'success' if runs[name].success[e] else 'failure'})",
+                    )
+                    for name, label in who.items()
+                ]
+            )
+    return write_rollout_video(path, clips, log)
+
+
 def plot(rep: dict, open_loop: dict, closed_loop: dict, inputs, states):
     import matplotlib
 

@@ -135,7 +135,7 @@ class Scene:
         # caption sits in the kept bitmap and the commands are bars, not numbers.
         self.caption = fig.text(0.02, 0.98, "", va="top", fontsize=8, family="monospace")
         self.text = fig.text(
-            0.02, 0.945, "", va="top", fontsize=8, family="monospace", animated=True
+            0.02, 0.98, "", va="top", fontsize=8, family="monospace", animated=True
         )
         if self.scale > 1:
             fig.text(0.02, 0.02, f"airframe drawn {self.scale:.1f}x its size", fontsize=7)
@@ -152,6 +152,8 @@ class Scene:
 
     def _keep_background(self, caption: str) -> None:
         self.caption.set_text(caption)
+        lines = caption.count("\n") + 1 if caption else 0
+        self.text.set_y(0.98 - lines * 1.25 * 8 / 72 * 100 / self.height)  # 8 pt lines
         self.canvas.draw()  # also sets the projection the moving artists use
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
         self._caption = caption

@@ -1,4 +1,5 @@
-"""require_tool(): skip a test when a tool is missing locally, fail it on CI.
+"""require_tool(), require_module(): skip a test when a tool or an optional Python package
+is missing locally, fail it on CI.
 
 CI=true means the environment promised every tool (.ci/run sets it), so a missing
 one is a broken environment, not a reason to skip.
@@ -6,6 +7,7 @@ one is a broken environment, not a reason to skip.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 
@@ -21,3 +23,13 @@ def require_tool(name: str) -> str:
             pytest.fail(message + " and CI=true requires it")
         pytest.skip(message)
     return path
+
+
+def require_module(name: str, install: str) -> None:
+    """Skips (locally) or fails (CI=true) when Python package ``name`` is not installed;
+    ``install`` says how to get it."""
+    if importlib.util.find_spec(name) is None:
+        message = f"Python package {name} not installed ({install})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " and CI=true requires it")
+        pytest.skip(message)

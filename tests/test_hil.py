@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from firmware_support import ROOT, interruptible, stop
-from toolchain import require_tool
+from toolchain import require_module, require_tool
 
 from export import header, quantize, rollouts
 from export import int_reference as ref
@@ -103,6 +103,7 @@ def test_header_is_read_back_into_the_exact_integer_model(tmp_path, activation, 
 def emulated_run(exported, tmp_path_factory) -> dict:
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
+    require_module("imageio_ffmpeg", "pip install -e '.[video]'")
     reports = tmp_path_factory.mktemp("reports")
     start = time.monotonic()
     proc = hil(
@@ -112,6 +113,7 @@ def emulated_run(exported, tmp_path_factory) -> dict:
         str(OPEN_LOOP_STATES),
         "--episodes",
         str(EPISODES),
+        "--video",
     )
     return {
         "proc": proc,
@@ -159,7 +161,27 @@ def test_emulator_hil_reports_timing_and_files(emulated_run):
     assert inf["macs"] == make_task("hover").obs_dim * 64 + 64 * 64 + 64 * 4
     assert inf["ticks"]["min"] > 0 and inf["instructions_per_mac"] > 0
     assert (reports / "hil.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in reports.iterdir()) == ["hil.json", "hil.png"]  # no temps
+    assert sorted(p.name for p in reports.iterdir()) == ["hil.json", "hil.mp4", "hil.png"]
+
+
+def test_emulator_hil_video_shows_board_beside_reference(emulated_run):
+    """--video: every closed-loop episode of both rows, board on the left, reference on
+    the right; the board flew the reference's trajectories, so the halves match below
+    the captions (up to the video codec's noise)."""
+    import imageio_ffmpeg
+
+    path = emulated_run["reports"] / "hil.mp4"
+    assert f"video {path}" in emulated_run["proc"].stdout
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    assert meta["size"] == (960, 480) and meta["fps"] == 50
+    frames = [np.frombuffer(f, np.uint8).reshape(480, 960, 3) for f in reader]
+    hold = 25  # half a second at 50 frames/s after each episode
+    assert len(frames) >= 2 * EPISODES * (2 + hold)  # two rows of EPISODES episodes
+    for f in frames[:: max(1, len(frames) // 20)]:
+        left, right = f[60:, :480].astype(int), f[60:, 480:].astype(int)
+        assert np.abs(left - right).mean() < 1.0
+    assert np.abs(frames[0].astype(int) - frames[10].astype(int)).max() > 50  # it moves
 
 
 def test_lockstep_closed_loop_flies_the_nominal_row_late_and_the_combined_row(emulated_run):

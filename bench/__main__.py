@@ -16,6 +16,7 @@ ALL = [
     "firmware_speed",
     "fuzz",
     "resume",
+    "render_speed",
 ]
 
 

@@ -244,6 +244,14 @@ class Window:
         self.period = 1.0 / fps
         self.due = time.monotonic()
 
+    def late(self) -> bool:
+        """True when the screen has fallen more than a frame behind the control rate:
+        that frame is then skipped (not drawn either), so the flight plays in real time."""
+        if time.monotonic() > self.due + self.period:
+            self.due += self.period
+            return True
+        return False
+
     def show(self, frame: np.ndarray) -> None:
         if self.image is None:
             self.image = self.ax.imshow(frame)
@@ -291,7 +299,7 @@ class Viewer:
         self.trail.add(position)
 
     def render(self, batch, i: int) -> np.ndarray | None:
-        if self.no_window:
+        if self.no_window or (self.window is not None and self.window.late()):
             return None
         if self.scene is None:
             self.scene = Scene(self.task)

@@ -188,6 +188,15 @@ def test_window_shows_each_frame_at_the_control_rate():
             window.show(f)
     assert time.monotonic() - start >= (n - 1) / fps * 0.95
     np.testing.assert_array_equal(np.asarray(window.image.get_array()), frames[-1])
+    # A frame more than a period late is skipped, so a slow screen still plays in real time.
+    assert not window.late()
+    time.sleep(2.5 / fps)
+    skipped = 0
+    while window.late():
+        skipped += 1
+    assert skipped >= 2  # one per period missed
+    window.show(frames[0])
+    assert not window.late()
     window.close()
 
 

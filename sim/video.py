@@ -48,9 +48,18 @@ class Shot:
 
 
 def available(suffix: str) -> bool:
-    """Whether an encoder for ``suffix`` (.mp4 or .gif) is installed."""
-    module = {".mp4": "imageio_ffmpeg", ".gif": "PIL"}[suffix]
-    return importlib.util.find_spec(module) is not None
+    """Whether an encoder for ``suffix`` (.mp4 or .gif) is installed and usable."""
+    if suffix == ".gif":
+        return importlib.util.find_spec("PIL") is not None
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        return False
+    import imageio_ffmpeg
+
+    try:  # the package without a binary for this platform raises here
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return False
+    return True
 
 
 def choose(path: str | os.PathLike, log: Callable[[str], None]) -> Path | None:
@@ -165,6 +174,8 @@ def _write_mp4(tmp: Path, images: Iterable[np.ndarray], fps: float) -> int:
     finally:
         if writer is not None:
             writer.close()
+    if count and tmp.stat().st_size == 0:
+        raise OSError("ffmpeg wrote nothing")
     return count
 
 
@@ -200,10 +211,23 @@ def write_rollout_video(
     """``clips`` played one after another into ``path`` in real time (see ``choose`` for
     the format); returns the file written, or None when no encoder is installed."""
     out = choose(path, log)
-    if out is None:
-        return None
+    while out is not None:
+        try:
+            _write_clips(out, clips)
+            return out
+        except OSError as exc:  # the encoder failed (ffmpeg died, a full disk): its words
+            reason = " ".join(str(exc).split())[:300]
+            if out.suffix == ".mp4" and available(".gif"):
+                log(f"video: MP4 encoding failed ({reason}); writing a GIF instead")
+                out = out.with_suffix(".gif")
+            else:
+                log(f"video: writing {out} failed ({reason}); no video written")
+                out = None
+    return None
+
+
+def _write_clips(out: Path, clips: list[list[Shot]]) -> None:
     hz = clips[0][0].rollout.control_hz
     step = stride(hz, out.suffix)
     fps = hz / step
     write(out, frames(clips, step, round(HOLD_SECONDS * fps)), fps)
-    return out

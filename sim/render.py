@@ -1,8 +1,9 @@
 """Pictures of a flight: a 3D view of one vehicle, fast enough to film whole rollouts.
 
 ``Scene`` draws the airframe (arms, rotors coloured by their command, body axes from the
-attitude), the target with its success radius, a fading trail and a line of text (time,
-position error, the four commands) into a matplotlib Agg canvas and returns the pixels.
+attitude), the target with its success radius, a fading trail, a line of text (time,
+position error) and bars of the four commands into a matplotlib Agg canvas, and returns
+the pixels.
 The axes, panes and target do not move, so they are drawn once and kept as a bitmap;
 each frame restores that bitmap and draws only the few moving artists (blitting) - a
 full 3D redraw costs several times more (docs/benchmarks.md, "Rendering").
@@ -28,7 +29,7 @@ RENDER_MODES = ("rgb_array", "human")
 WIDTH = HEIGHT = 480
 TRAIL_SECONDS = 2.0
 # The drawn airframe is enlarged to span at least this fraction of the view: a 4 cm
-# Crazyflie arm in a 1.4 m box would be a few pixels, and its attitude unreadable.
+# Crazyflie arm in the 1.25 m hover box would be a few pixels, and its attitude unreadable.
 MIN_ARM_FRACTION = 0.09
 ROTOR_RADIUS = 0.45  # of the arm length, for the drawn disc
 ROTOR_POINTS = 16

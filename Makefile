@@ -18,11 +18,12 @@ TRAIN_ARGS ?=
 RUN    ?= runs/latest-$(PRESET)/best.pt
 OUT    ?= artifacts
 
-.PHONY: all venv deps test lint train export bench hil flash flash-dfu firmware clean help
+.PHONY: all venv deps test lint train sweep export bench hil flash flash-dfu firmware clean help
 all: help
 
 help:
 	@echo "make train export   train the default preset into runs/, export artifacts/"
+	@echo "make sweep          seeds 1-4 of PRESET at once on a local Ray; runs/latest -> the best"
 	@echo "make test           every test (Python, C, emulator); installs what it needs"
 	@echo "make hil            emulator HIL of $(OUT)/ vs $(RUN): reports/hil.json, reports/hil.png"
 	@echo "make flash          build $(MODEL) for a real board and write it with an ST-LINK"
@@ -35,7 +36,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,sweep]'
 	touch $(STAMP)
 
 # Installs only what is missing; without root and sudo it prints the command to run.
@@ -58,6 +59,12 @@ test: $(STAMP) deps lint
 
 train: $(STAMP)
 	$(PY) -m train --preset $(PRESET) $(TRAIN_ARGS)
+
+# Many runs at once on Ray Tune (the sweep extra); SWEEP_ARGS adds --grid, --address, ...
+SWEEP_ARGS ?= --seeds 1 2 3 4 --pick best
+sweep: $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[sweep]'
+	$(PY) -m train sweep --preset $(PRESET) $(SWEEP_ARGS) $(TRAIN_ARGS)
 
 export: $(STAMP)
 	$(PY) -m export $(RUN) --out $(OUT) --expect-preset $(PRESET)

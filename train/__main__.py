@@ -4,6 +4,7 @@ python -m train --preset hover --seed 3 --algo td3     train into runs/<name>/
 python -m train --resume runs/latest                   continue an interrupted run
 python -m train evaluate [CHECKPOINT] [--video [PATH]] success rate, error, plot, video
 python -m train robustness [CHECKPOINT ...]            the held-out robustness suite
+python -m train sweep --seeds 1 2 3 --grid num_envs=32,128   many runs at once on Ray Tune
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_main(argv[1:])
     if argv and argv[0] == "robustness":
         return robustness_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from train.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     return train_main(argv)
 
 

@@ -79,6 +79,10 @@ class Trainer:
         self.last_stats: dict = {}
         name = cfg.name or f"{cfg.preset}-{cfg.algo}-s{cfg.seed}-{datetime.now():%Y%m%d-%H%M%S}"
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.run_dir) / name
+        # A sweep's trials leave runs/latest alone and draw no bar (many bars in one
+        # terminal read as noise; the sweep prints a line per evaluation instead).
+        self.link_latest = True
+        self.show_progress = True
 
     # Acting -----------------------------------------------------------------------------
     def act(self) -> np.ndarray:
@@ -233,21 +237,23 @@ class Trainer:
         self.buffer.load_state_dict(replay)
 
     # The run ----------------------------------------------------------------------------
-    def run(self) -> Path:
+    def run(self, on_eval=None) -> Path:
+        """Train until a limit binds; ``on_eval(row)`` is called after each evaluation."""
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run_files.clean_stale(self.run_dir)
         resumed = self.env_steps > 0
         if not resumed:
             run_files.write_config(self.run_dir, _plain(dataclasses.asdict(cfg)))
-        run_files.point_latest(self.run_dir, cfg.preset)
+        if self.link_latest:
+            run_files.point_latest(self.run_dir, cfg.preset)
         if resumed:  # files a killed session wrote past its checkpoint: back to it
             run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
         writer = run_files.tensorboard(self.run_dir, self.env_steps if resumed else None)
         start = time.perf_counter()
         next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
         next_ckpt = (self.env_steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-        bar = Progress(cfg, self.env_steps, self.wall_before, self.run_dir.name)
+        bar = Progress(cfg, self.env_steps, self.wall_before, self.run_dir.name, self.show_progress)
         stop_reason = "total_env_steps reached"
         with StopRequest() as stop:
             try:
@@ -260,6 +266,8 @@ class Trainer:
                         next_eval += cfg.eval_every
                         row = self.log_eval(wall, writer)
                         bar.evaluated(row)
+                        if on_eval is not None:
+                            on_eval(row)
                         if cfg.stop_success and row["success_rate"] >= cfg.stop_success:
                             stop_reason = f"evaluation success {row['success_rate']:.0%}"
                             break
@@ -280,7 +288,9 @@ class Trainer:
                         raise KeyboardInterrupt
                 wall = self.wall_before + time.perf_counter() - start
                 if not self.metrics or self.metrics[-1]["env_steps"] != self.env_steps:
-                    self.log_eval(wall, None)
+                    row = self.log_eval(wall, None)
+                    if on_eval is not None:
+                        on_eval(row)
                 self.save(wall)
                 run_files.write_metrics_csv(self.run_dir / run_files.METRICS, self.metrics)
                 run_files.plot_learning_curve(

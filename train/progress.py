@@ -32,7 +32,7 @@ def projected_end(
 
 
 class Progress:
-    def __init__(self, cfg: TrainConfig, env_steps: int, wall: float, name: str):
+    def __init__(self, cfg: TrainConfig, env_steps: int, wall: float, name: str, show: bool = True):
         self.cfg = cfg
         self.start_steps, self.start_wall = env_steps, wall
         total, limit = projected_end(cfg, env_steps, wall, None)
@@ -43,6 +43,7 @@ class Progress:
             unit_scale=True,
             dynamic_ncols=True,
             desc=f"{name} (to {limit})",
+            disable=not show,
         )
         self.name = name
 

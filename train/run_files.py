@@ -125,14 +125,18 @@ def clean_stale(run_dir: Path) -> list[Path]:
     return stale
 
 
-def point_latest(run_dir: Path, preset: str) -> None:
+def point_latest(run_dir: Path, preset: str, links_dir: Path | None = None) -> None:
     """``runs/latest`` and ``runs/latest-<preset>`` -> this run, each replaced atomically.
-    The Makefile's chain uses the preset's link, which no run of another preset moves."""
+    The Makefile's chain uses the preset's link, which no run of another preset moves.
+    ``links_dir``: where the links go (default: the run's parent; a sweep's trials are
+    one level further down)."""
+    links_dir = Path(links_dir) if links_dir is not None else run_dir.parent
+    target = os.path.relpath(run_dir, links_dir)
     for name in ("latest", f"latest-{preset}"):
-        tmp = run_dir.parent / f".latest.{os.getpid()}"
+        tmp = links_dir / f".latest.{os.getpid()}"
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(run_dir.name)
-        os.replace(tmp, run_dir.parent / name)
+        tmp.symlink_to(target)
+        os.replace(tmp, links_dir / name)
 
 
 def tensorboard(run_dir: Path, purge_step: int | None = None):
@@ -153,6 +157,14 @@ def write_metrics_csv(path: Path, metrics: list[dict]) -> None:
             w.writerows(metrics)
 
     ckpt_io.atomic_write(path, write)
+
+
+def read_metrics_csv(path: Path) -> list[dict]:
+    """metrics.csv back as rows of numbers ([] if the run has not evaluated yet)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:

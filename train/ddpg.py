@@ -89,8 +89,11 @@ def actor_loss(
     mean), so it is DDPG with the actor's learning rate scaled by 1 / act_dim.
     """
     obs_n = agent.actor.normalise(obs)
-    action = agent.actor.net(obs_n)
-    state = critic_input(obs_n, priv)
+    return _actor_loss(agent, critic_input(obs_n, priv), agent.actor.net(obs_n), form)
+
+
+def _actor_loss(agent: Agent, state: torch.Tensor, action: torch.Tensor, form: str):
+    """actor_loss for the action mu(s) already computed (the update reuses it)."""
     if form == "autograd":
         return -agent.critics[0](state, action).mean()
     probe = action.detach().requires_grad_(True)
@@ -137,10 +140,11 @@ def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> d
     #    to the action, but none of its parameters get a gradient or move.
     if agent.updates % (cfg.policy_delay if cfg.algo == "td3" else 1) == 0:
         agent.critics.requires_grad_(False)
-        loss = actor_loss(agent, obs, cfg.actor_loss, priv)
+        action = agent.actor.net(obs_n)  # mu(s), shared by the loss and the penalty
+        loss = _actor_loss(agent, state, action, cfg.actor_loss)
         if cfg.smooth_spatial > 0:  # CAPS-style: nearby states should get nearby actions
             near = obs_n + cfg.smooth_sigma * torch.randn_like(obs_n)
-            diff = agent.actor.net(obs_n) - agent.actor.net(near)
+            diff = action - agent.actor.net(near)
             loss = loss + cfg.smooth_spatial * diff.pow(2).sum(dim=-1).mean()
         agent.actor_opt.zero_grad(set_to_none=True)
         loss.backward()

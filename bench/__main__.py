@@ -9,6 +9,7 @@ import sys
 ALL = [
     "sim_speed",
     "train_speed",
+    "train_profile",
     "robustness",
     "presets",
     "train_takeoff",

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.common import machine, write_section
 
 COMMAND = "python -m bench train_profile"
-RATE_HZ = 200
+RATE_HZ = 100
 
 # (category, functions that put a sample in it), checked in this order.
 CATEGORIES = [
@@ -37,13 +37,26 @@ CATEGORIES = [
     ("start-up (imports, JIT, set-up)", ["<module>", "Trainer.__init__", "_find_and_load"]),
 ]
 
-# Measured with this script's method at commit b4ea098 (2026-11-30, quiet machine): the
-# preset before this round of changes, its run to 98% (1.5 M env steps, 46,251 updates).
+# Measured with this script's method (then blocking py-spy at 200 Hz, one torch thread)
+# at commit b4ea098 (2026-11-30, quiet machine): the preset before this round of changes,
+# its run to 98% (1.5 M env steps, 46,251 updates, 134 s of training).
 BEFORE = {
-    "label": "before (b4ea098: 32 envs, lr 1e-3, to 98%)",
-    "wall": 134.4,
+    "label": "b4ea098: 32 envs, lr 1e-3, batch 256, 1-step, 1 thread; run to 98%",
     "updates": 46_251,
     "env_steps": 1_500_000,
+    "seconds": {
+        "update: forward passes and losses": 59.9,
+        "update: backward passes": 41.2,
+        "update: optimiser steps": 10.9,
+        "update: target networks (soft update)": 3.5,
+        "replay sampling": 5.0,
+        "evaluation": 1.3,
+        "acting (actor on the envs' observations)": 5.0,
+        "simulator step": 4.2,
+        "replay insert, normalisation, bookkeeping": 2.0,
+        "saving, metrics, plots": 2.2,
+        "start-up (imports, JIT, set-up)": 2.0,
+    },
 }
 
 
@@ -72,7 +85,7 @@ def profile_run(seed: int, out: Path) -> tuple[Counter, int, dict]:
     raw = out / "profile.txt"
     run_dir = out / "runs"
     cmd = [
-        spy, "record", "-r", str(RATE_HZ), "-f", "raw", "-o", str(raw), "--",
+        spy, "record", "--nonblocking", "-r", str(RATE_HZ), "-f", "raw", "-o", str(raw), "--",
         sys.executable, "-m", "train", "--preset", "hover-nominal", "--seed", str(seed),
         "--stop-success", "0.95", "--run-dir", str(run_dir), "--name", "profiled",
     ]  # fmt: skip
@@ -92,9 +105,9 @@ def update_ops(n: int = 300) -> list[tuple[str, float, int]]:
     from train.config import make_config
     from train.ddpg import Agent, update
 
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
     cfg = make_config("hover-nominal")
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)
     from sim.tasks import ACT_DIM, make_task
 
     obs_dim = make_task(cfg.task).obs_dim
@@ -130,34 +143,45 @@ def main(argv: list[str] | None = None) -> str:
         counts, total, last = profile_run(args.seed, Path(tmp))
     ops = update_ops()
     wall = total / RATE_HZ
-    lines = ["| where | seconds | share |", "|---|---:|---:|"]
-    for name, n in counts.most_common():
-        lines.append(f"| {name} | {n / RATE_HZ:.1f} | {n / total:.0%} |")
+    before = BEFORE["seconds"]
+    b_total = sum(before.values())
+    lines = [
+        "| where | before: s | share | now: s | share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = [n for n, _ in CATEGORIES] + ["other Python (the loop itself, progress bar)"]
+    for name in names:
+        b, n = before.get(name, 0.0), counts.get(name, 0) / RATE_HZ
+        if b or n:
+            lines.append(f"| {name} | {b:.1f} | {b / b_total:.0%} | {n:.1f} | {n / wall:.0%} |")
+    lines.append(f"| all | {b_total:.1f} | | {wall:.1f} | |")
     op_lines = ["| operator | us per update | calls per update |", "|---|---:|---:|"]
     per_update = sum(us for _, us, _ in ops)
     for key, us, calls in ops[:10]:
         op_lines.append(f"| `{key}` | {us:.0f} | {calls} |")
     syncs = [r for r in ops if r[0] in ("aten::item", "aten::_local_scalar_dense")]
     sync_us = sum(us for _, us, _ in syncs)
+    from train.config import make_config
+
+    cfg = make_config("hover-nominal")
     md = f"""## Training: where the seconds go (profile)
 
-`{COMMAND}` on {machine()}: py-spy at {RATE_HZ} Hz on
-`python -m train --preset hover-nominal --seed {args.seed} --stop-success 0.95`, the main
-thread's samples put in the first matching category. The run: {int(last["env_steps"]):,} env
-steps, {int(last["updates"]):,} updates, {last["wall_seconds"]:.0f} s of training
-({wall:.0f} s sampled, start-up included); {last["success_rate"]:.0%} at its last evaluation.
+`{COMMAND}` on {machine()}, nothing else running: py-spy (non-blocking, {RATE_HZ} Hz) on
+`python -m train --preset hover-nominal --seed {args.seed} --stop-success 0.95`; each sample
+of the main thread goes to the first category on its stack, in the table's order. Now:
+{int(last["env_steps"]):,} env steps, {int(last["updates"]):,} updates,
+{last["wall_seconds"]:.1f} s of training to {last["success_rate"]:.0%} ({wall:.1f} s sampled,
+start-up included; the sampler shares the two cores with the run's two torch threads).
+Before ({BEFORE["label"]}): {BEFORE["env_steps"]:,} env steps, {BEFORE["updates"]:,} updates.
 
 {chr(10).join(lines)}
 
-One update of the preset's networks (batch {256}), torch.profiler over 300 updates: the
-top operators by self time ({per_update:.0f} us per update in all operators; host syncs
-`.item()`: {sync_us:.1f} us per update).
+One update of the preset's networks (batch {cfg.batch_size}, {cfg.threads} torch threads),
+torch.profiler over 300 updates, operators by self time: {per_update:.0f} us per update in
+all; host syncs (`.item()`): {sync_us:.1f} us per update (the losses stay tensors until
+an evaluation logs them).
 
 {chr(10).join(op_lines)}
-
-Before this round of changes ({BEFORE["label"]}): {BEFORE["wall"]:.0f} s,
-{BEFORE["updates"]:,} updates, {BEFORE["env_steps"]:,} env steps; see "Training: wall-clock
-time to success" for the before/after table.
 """
     write_section("train_profile", md)
     print(md)

@@ -27,7 +27,8 @@ def batch(n=64, seed=1):
         torch.rand(n, ACT_DIM, generator=g) * 2 - 1,
         torch.randn(n, 1, generator=g),
         torch.randn(n, OBS_DIM, generator=g),
-        (torch.rand(n, 1, generator=g) < 0.1).float(),
+        # The discount of each target: gamma, or 0 where the transition crashed.
+        0.99 * (torch.rand(n, 1, generator=g) >= 0.1).float(),
     )
 
 
@@ -92,11 +93,11 @@ def test_full_update_moves_critic_then_actor_and_not_critic_during_actor_step():
     # from the same start gives bit-identical critic parameters.
     _, twin = make_agent("ddpg")
     twin.critics.load_state_dict(critic_before)
-    obs, act, rew, next_obs, terminal = batch()
+    obs, act, rew, next_obs, discount = batch()
     obs_n, next_n = twin.actor.normalise(obs), twin.actor.normalise(next_obs)
     with torch.no_grad():
         next_act = twin.actor_target.net(next_n)
-        y = rew + cfg.gamma * (1 - terminal) * twin.critic_targets[0](next_n, next_act)
+        y = rew + discount * twin.critic_targets[0](next_n, next_act)
     loss = torch.nn.functional.mse_loss(twin.critics[0](obs_n, act), y)
     twin.critic_opt.zero_grad()
     loss.backward()

@@ -3,8 +3,9 @@ solved.
 
 Before training (and with the constant hover action) no episode of the preset succeeds
 (survive 5 s, within 0.1 m of the target for the whole last second). DDPG gets there in
-about half a million environment steps (about a minute on one core); the run stops at
-the first evaluation at or above 90%. The bar (60%) is set where chance cannot reach it.
+300-500 thousand environment steps (about 10 s on two idle cores; docs/benchmarks.md);
+the run stops at the first evaluation at or above 90%. The bar (60%) is set where chance
+cannot reach it.
 """
 
 import numpy as np

@@ -116,25 +116,29 @@ def target_action(agent: Agent, next_n: torch.Tensor, cfg: TrainConfig) -> torch
 
 
 def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> dict:
-    """One gradient step on a replay batch (obs, action, reward, next_obs, terminal, and
-    optionally the privileged state and next privileged state)."""
-    obs, act, rew, next_obs, terminal, *privileged = batch
+    """One gradient step on a replay batch (obs, action, return, next_obs, discount, and
+    optionally the privileged state and next privileged state); returns the losses (0-d
+    tensors). ``discount`` is gamma^k for a return of k rewards (ReplayBuffer.sample),
+    0 when the last of them ended in a crash."""
+    obs, act, rew, next_obs, discount, *privileged = batch
     priv, next_priv = privileged if privileged else (None, None)
     obs_n, next_n = agent.actor.normalise(obs), agent.actor.normalise(next_obs)
     state, next_state = critic_input(obs_n, priv), critic_input(next_n, next_priv)
 
-    # 1. Critics regress onto r + gamma * Q'(s', mu'(s')); no bootstrap past a terminal
-    #    state (a crash), but through a time-limit truncation (stored as non-terminal).
+    # 1. Critics regress onto r + gamma * Q'(s', mu'(s')) (with n-step returns, the sum of
+    #    n discounted rewards + gamma^n Q'); no bootstrap past a terminal state (a crash),
+    #    but through a time-limit truncation (stored as non-terminal).
     with torch.no_grad():
         next_act = target_action(agent, next_n, cfg)
         next_q = torch.stack([c(next_state, next_act) for c in agent.critic_targets]).min(dim=0)[0]
-        target = rew + cfg.gamma * (1.0 - terminal) * next_q
+        target = rew + discount * next_q
     critic_loss = sum(F.mse_loss(c(state, act), target) for c in agent.critics)
     agent.critic_opt.zero_grad(set_to_none=True)
     critic_loss.backward()
     agent.critic_opt.step()
     agent.updates += 1
-    stats = {"critic_loss": critic_loss.item()}
+    # Losses stay tensors: the loop reads them only when it logs, not once per update.
+    stats = {"critic_loss": critic_loss.detach()}
 
     # 2. The actor climbs Q(s, mu(s)). The critic is frozen: gradients flow through it
     #    to the action, but none of its parameters get a gradient or move.
@@ -150,7 +154,7 @@ def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> d
         loss.backward()
         agent.actor_opt.step()
         agent.critics.requires_grad_(True)
-        stats["actor_loss"] = loss.item()
+        stats["actor_loss"] = loss.detach()
 
         # 3. Targets trail the online networks: theta' <- (1 - tau) theta' + tau theta;
         #    the deployed policy, if averaged, trails the actor the same way, more slowly.

@@ -61,7 +61,7 @@ class Trainer:
         self.priv = self.env.privileged() if cfg.critic_privileged else None
         priv_dim = PRIVILEGED_DIM if cfg.critic_privileged else 0
         self.agent = Agent(cfg, obs_dim, ACT_DIM, priv_dim)
-        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM, priv_dim)
+        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM, priv_dim, stride=cfg.num_envs)
         self.norm = RunningNorm(obs_dim)
         shape = (cfg.num_envs, ACT_DIM)
         self.noise = (
@@ -104,7 +104,9 @@ class Trainer:
             stored_next = np.where(info["_final_obs"][:, None], info["final_obs"], next_obs)
             if cfg.critic_privileged:
                 next_priv = np.where(done[:, None], info["final_privileged"], next_priv)
-        self.buffer.add(self.obs, action, reward, stored_next, terminated, priv, next_priv)
+        self.buffer.add(
+            self.obs, action, reward, stored_next, terminated, priv, next_priv, ended=done
+        )
         if self.env_steps < cfg.obs_norm_steps:
             self.norm.update(self.obs)
             self.norm.freeze_into(self.agent.actor)
@@ -124,7 +126,9 @@ class Trainer:
         self.update_credit += self.cfg.updates_per_step
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
-            batch = self.buffer.sample(self.rng, self.cfg.batch_size)
+            batch = self.buffer.sample(
+                self.rng, self.cfg.batch_size, self.cfg.gamma, self.cfg.n_step
+            )
             self.last_stats = update(self.agent, batch, self.cfg)
 
     # Evaluation -------------------------------------------------------------------------
@@ -326,8 +330,8 @@ class Trainer:
             "wall_seconds": round(wall, 3),
             **self.evaluate(),
             "train_return": float(np.mean(self.recent_returns)) if self.recent_returns else 0.0,
-            "critic_loss": self.last_stats.get("critic_loss", float("nan")),
-            "actor_loss": self.last_stats.get("actor_loss", float("nan")),
+            "critic_loss": float(self.last_stats.get("critic_loss", float("nan"))),
+            "actor_loss": float(self.last_stats.get("actor_loss", float("nan"))),
         }
         self.metrics.append(row)
         if self.is_best(row):

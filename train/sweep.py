@@ -273,19 +273,21 @@ def summarise(out: Path, rows: list[dict], threshold: float) -> None:
 
     atomic_write(out / "sweep.json", write_json)
     lines = [
-        f"| trial | status | time to {threshold:.0%} | final success | best | env steps | "
-        "updates | wall | robustness |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| trial | status | time to {threshold:.0%} | updates to {threshold:.0%} | "
+        "final success | best | env steps | updates | wall | robustness |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "final_success" not in r:  # failed, or stopped before its first evaluation
-            lines.append(f"| {r['trial']} | {r['status']} | | | | | | | |")
+            lines.append(f"| {r['trial']} | {r['status']} |" + " |" * 8)
             continue
         t = r.get("time_to_threshold")
         t = "not reached" if t is None else f"{t:.0f} s"
+        u = r.get("updates_to_threshold")
+        u = "" if u is None else f"{u:,}"
         rob = "" if r.get("robustness") is None else f"{r['robustness']:.1%}"
         lines.append(
-            f"| {r['trial']} | {r['status']} | {t} | {r['final_success']:.0%} | "
+            f"| {r['trial']} | {r['status']} | {t} | {u} | {r['final_success']:.0%} | "
             f"{r['best_success']:.0%} | {r['env_steps']:,} | {r['updates']:,} | "
             f"{r['wall_seconds']:.0f} s | {rob} |"
         )
@@ -359,6 +361,7 @@ def trial_row(result, threshold: float) -> dict:
     row.update(
         time_to_threshold=hit[0]["wall_seconds"] if hit else None,
         steps_to_threshold=hit[0]["env_steps"] if hit else None,
+        updates_to_threshold=hit[0]["updates"] if hit else None,
         final_success=metrics[-1]["success_rate"],
         best_success=best["success_rate"],
         env_steps=int(metrics[-1]["env_steps"]),

@@ -446,7 +446,6 @@ def main(argv: list[str]) -> int:
 
     try:
         fixed_cfg = from_args(args)
-        defaults = PRESETS[args.preset] if args.preset in PRESETS else None
         fixed = {
             f.name: getattr(fixed_cfg, f.name)
             for f in fields(TrainConfig)
@@ -466,7 +465,6 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    assert defaults is not None
     try:
         import ray
         from ray import tune
@@ -504,7 +502,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:  # Tune stops its trials; each run directory stays resumable
         interrupted = True
         results = None
-    threshold = (fixed.get("stop_success") or defaults.stop_success) or THRESHOLD
+    threshold = fixed_cfg.stop_success or THRESHOLD
     rows = [trial_row(r, threshold) for r in results] if results is not None else []
     interrupted = interrupted or any(r["status"].startswith("stopped") for r in rows)
     rows.sort(key=lambda r: (r["status"] != "done", r.get("time_to_threshold") or math.inf))

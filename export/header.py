@@ -17,7 +17,8 @@ import numpy as np
 
 from export import int_reference as ref
 from export.model import FloatPolicy
-from export.quantize import INTERVALS, QuantParams
+from export.quant_params import QuantParams
+from export.quantize import INTERVALS
 from sim.tasks import layout_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -9,18 +9,15 @@ output codes.
 
 Parameters are read from ``params.act_bits`` and ``params.layers[i]`` (``weight``,
 ``bias``, ``multiplier``, ``shift``, ``pre_zero``, ``lut``, ``activation``):
-``quantize.QuantParams`` or the same tables read back from a header
+``quant_params.QuantParams`` or the same tables read back from a header
 (``firmware_bridge.header_params``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from export.quantize import QuantParams
+from export.quant_params import InputQuant, QuantParams
 
 INPUT_LIMIT = np.float32(65536.0)  # |u| is clamped here before rounding (codes saturate)
 
@@ -48,7 +45,12 @@ def rounding_divide_by_pot(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 def quantize_input(params: QuantParams, obs: np.ndarray) -> np.ndarray:
     """float32 obs (n, obs_dim) -> input codes (int32), exactly as the header does it."""
-    q = params.input
+    return input_codes(params.input, obs)
+
+
+def input_codes(q: InputQuant, obs: np.ndarray) -> np.ndarray:
+    """``quantize_input`` with the input parameters alone (while the layers are still
+    being quantised on these codes)."""
     obs = np.asarray(obs, dtype=np.float32)
     u = (obs - q.mean) / q.div  # float32 subtract then divide, like the C code
     u = np.clip(u, -INPUT_LIMIT, INPUT_LIMIT)

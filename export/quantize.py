@@ -32,12 +32,14 @@ to gain from clipping).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from export import int_reference as ref
 from export.model import ExportError, FloatPolicy
+from export.quant_params import InputQuant, LayerQuant, QuantParams, scheme_name
+
+__all__ = ["InputQuant", "LayerQuant", "QuantParams", "quantize", "scheme_name"]
 
 ACC_LIMIT = 2**31  # every int32 accumulator must stay strictly inside +-2^31
 BIAS_LIMIT = 2**24  # a channel's weight scale is widened so |bias code| stays below this
@@ -57,75 +59,6 @@ CALIBRATIONS = ("hybrid", "minmax", "mse")
 ROUNDING = "compensated"
 ROUNDINGS = ("compensated", "nearest")
 INPUT_MODES = ("int16", "int8-per-tensor", "int8-per-feature")
-
-
-@dataclass(frozen=True)
-class InputQuant:
-    """obs -> code: u = (obs - mean) / div in float32, code = sat(round(u) + zero, lo, hi)."""
-
-    mean: np.ndarray  # float32 (obs_dim,), the policy's normalisation mean
-    div: np.ndarray  # float32 (obs_dim,), std * scale
-    scale: np.ndarray  # float64 (obs_dim,), normalised units per code (= div / std)
-    zero: np.ndarray  # int32 (obs_dim,)
-    lo: int  # code range: [-128, 127] (int8) or [-32767, 32767] (int16)
-    hi: int
-
-    @property
-    def bits(self) -> int:
-        return 8 if self.hi <= 127 else 16
-
-
-@dataclass(frozen=True)
-class LayerQuant:
-    """One affine layer and its activation, all in integers."""
-
-    weight: np.ndarray  # int8 (out, in), row j scaled by 1 / acc_scale[j]
-    bias: np.ndarray  # int32 (out,), input zero points folded in
-    multiplier: np.ndarray  # int32 (out,), Q31 in [2^30, 2^31) (0 for a channel scaled to 0)
-    shift: np.ndarray  # int32 (out,), right shift in [0, 31]
-    acc_scale: np.ndarray  # float64 (out,): the real value of one accumulator unit
-    pre_scale: float  # pre-activation code scale
-    pre_zero: int
-    out_scale: float
-    out_zero: int
-    # int8 activations: int8 (256,), out code = lut[pre code + 128]. int16: tanh's int16
-    # (257,) table of tanh at the interval ends (int_reference.interpolate); None for ReLU.
-    lut: np.ndarray | None
-    activation: str  # "tanh" or "relu"
-    acc_bound: int  # proved: |accumulator| <= acc_bound for every possible input
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.weight.shape)
-
-
-@dataclass(frozen=True)
-class QuantParams:
-    input: InputQuant
-    layers: tuple[LayerQuant, ...]
-    input_mode: str
-    calibration_size: int
-    model_hash: str
-    act_bits: int  # 16: int16 activations (int8 weights); 8: int8 activations
-    notes: dict = field(default_factory=dict)
-
-    @property
-    def obs_dim(self) -> int:
-        return int(self.input.mean.size)
-
-    @property
-    def act_dim(self) -> int:
-        return int(self.layers[-1].weight.shape[0])
-
-    @property
-    def scheme(self) -> str:
-        """The header's QP_SCHEME: "int8w-int16a" (int8 weights, int16 activations) or
-        "int8"."""
-        return scheme_name(self.act_bits)
-
-
-def scheme_name(act_bits: int) -> str:
-    return {16: "int8w-int16a", 8: "int8"}[act_bits]
 
 
 def hidden_code_max(act_bits: int) -> int:
@@ -437,8 +370,7 @@ def quantize(
         (obs.astype(np.float64) - policy.mean) / policy.std, -policy.obs_clip, policy.obs_clip
     )
     inq = quantize_input(policy, z, input_mode)
-    stub = QuantParams(inq, (), input_mode, len(obs), policy.model_hash, act_bits)
-    codes = ref.quantize_input(stub, obs)
+    codes = ref.input_codes(inq, obs)
     in_scale, in_zero = inq.scale, inq.zero
     n_layers = len(policy.weights)
     layers = []

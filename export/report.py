@@ -7,7 +7,8 @@ import json
 import numpy as np
 
 from export import int_reference as ref
-from export.quantize import QuantParams, layer_range
+from export.quant_params import QuantParams
+from export.quantize import layer_range
 
 # The figures the export issue requires (docs/quantization.md explains each).
 TARGETS = {

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .emulator import DEFAULT_MODEL, Emulator, EmulatorError
 from .flash import TOOLS, FlashError, flash
-from .hil import HEADER_FILES, HilError, HilOptions, run_hil
+from .hil import HEADER_FILES, HilError, HilOptions
+from .hil_run import run_hil
 from .link import LinkError
 
 

@@ -1,7 +1,7 @@
 """Hardware in the loop: the exported policy running on the board (or on the emulated
 STM32F405), checked against the numpy integer model and the float policy.
 
-    run_hil(HilOptions(emulator=True))     # what `python -m firmware_bridge hil` does
+    hil_run.run_hil(HilOptions(emulator=True))   # `python -m firmware_bridge hil`
 
 1. Load the checkpoint's float policy and the exported header; their model hashes must
    agree, and the board's INFO must carry the same hash (Link.handshake refuses it).
@@ -13,6 +13,7 @@ STM32F405), checked against the numpy integer model and the float policy.
    reference and with the float policy; success rates are compared.
 
 The tolerances are export's own (export.report.TARGETS); nothing here restates them.
+This module measures; hil_report.py judges and writes; hil_run.py runs the two in turn.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from . import codec, paced
 from .emulator import Emulator
 from .header_params import HeaderError, PolicyHeader, read_header
 from .link import Link, StepResult
-from .protocol import Scheme
 
 HEADER_FILES = {"int8": "policy.h", "float32": "policy_f32.h"}
 EXPORT_REPORT = "export_report.json"
@@ -273,53 +273,3 @@ def bytes_per_step(obs: np.ndarray, act_dim: int) -> tuple[int, int]:
     step = codec.encode(codec.Step(tuple(float(v) for v in obs)), 1)
     action = codec.encode(codec.Action((0.0,) * act_dim, 0, 0), 1)
     return len(step), len(action)
-
-
-def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
-    """Everything above; returns the report (see hil_report.build) after writing it."""
-    from . import hil_report
-
-    inputs = load_inputs(opts)
-    log(f"checkpoint: {inputs.policy.origin}")
-    closed_loop_task(task_of_spec(inputs.policy.spec), "nominal", opts.latency_ms)  # early
-    # The board first: a wrong port or an unplugged board fails before any heavy work.
-    with board(opts, inputs.header) as (link, emulated):
-        info = link.info
-        log(f"board: {info.describe()}")
-        if Scheme(info.scheme).name.lower() != opts.scheme:
-            raise HilError(f"the board runs the {Scheme(info.scheme).name} scheme")
-        log(f"states: {opts.states} rollout states of the float policy (seed {opts.seed})")
-        states = replay_states(inputs.policy, opts.states, opts.seed + STATES_SEED_OFFSET)
-        log(f"open loop: {len(states)} STEPs")
-        ol = open_loop(link, states)
-        paced_run = (not emulated) if opts.paced is None else opts.paced
-        log(
-            f"closed loop: {opts.episodes} episodes per row ({', '.join(HIL_ROWS)}) with the "
-            + (
-                "board in the loop, in real time at the control rate"
-                if paced_run
-                else f"board in the loop, lockstep, nominal row {opts.latency_ms:g} ms late"
-            )
-        )
-        cl = closed_loop(link, inputs, opts, paced_run, opts.seed + EPISODES_SEED_OFFSET)
-        stats = link.stats
-        # INFO again: the board's receive counters after every request of the run.
-        after = link.handshake(inputs.header.model_hash, deadline=HANDSHAKE_TIMEOUTS * link.timeout)
-    report = hil_report.build(
-        opts=opts,
-        inputs=inputs,
-        info=info,
-        info_after=after,
-        emulated=emulated,
-        states=states,
-        open_loop=ol,
-        closed_loop=cl,
-        link_stats=stats,
-        wire=bytes_per_step(states[0], info.act_dim),
-    )
-    hil_report.write(report, ol, cl, inputs, states, Path(opts.reports))
-    if opts.video:
-        log(f"video: {opts.episodes} episodes per row, board beside reference")
-        written = hil_report.write_video(Path(opts.video), cl, inputs, emulated, log)
-        report = {**report, "video": None if written is None else str(written)}
-    return report

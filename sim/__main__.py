@@ -27,27 +27,23 @@ def _bench(args) -> int:
 def _fly(args) -> int:
     from sim.fly import plot_rollout
     from sim.rollout import collect
-    from sim.tasks import make_task, task_of_spec
+    from sim.tasks import make_task
 
+    if args.policy:  # the simulator knows no checkpoints (they belong to train)
+        print(
+            f"error: sim fly flies constant actions; fly a trained policy with: python -m "
+            f"train evaluate {args.policy} (success rate, plot, --video)",
+            file=sys.stderr,
+        )
+        return 2
     task = make_task(args.task)
-    if args.policy:
-        from train.checkpoint import CheckpointError, load_actor
-
-        try:
-            actor, spec, _ = load_actor(args.policy)
-        except CheckpointError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        task = task_of_spec(spec)
-        policy, title = actor.act_numpy, f"policy {args.policy} on {task.name}"
-    else:
-        value = task.body().hover_action() if args.action is None else args.action
-        if len(value if isinstance(value, list) else [value]) not in (1, 4):
-            print("error: --action takes 1 or 4 numbers in [-1, 1]", file=sys.stderr)
-            return 2
-        const = np.broadcast_to(np.asarray(value, dtype=np.float32), (4,))
-        policy = lambda obs: np.tile(const, (obs.shape[0], 1))  # noqa: E731
-        title = f"constant action {np.round(const, 3).tolist()} on {task.name}"
+    value = task.body().hover_action() if args.action is None else args.action
+    if len(value if isinstance(value, list) else [value]) not in (1, 4):
+        print("error: --action takes 1 or 4 numbers in [-1, 1]", file=sys.stderr)
+        return 2
+    const = np.broadcast_to(np.asarray(value, dtype=np.float32), (4,))
+    policy = lambda obs: np.tile(const, (obs.shape[0], 1))  # noqa: E731
+    title = f"constant action {np.round(const, 3).tolist()} on {task.name}"
     r = collect(policy, task, episodes=args.episodes, seed=args.seed)
     path = plot_rollout(r, args.out, title)
     print(
@@ -67,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--task", default="hover", choices=list(PRESETS))
     b.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     b.add_argument("--json", action="store_true", help="machine-readable output")
-    f = sub.add_parser("fly", help="fly a constant action or a policy; save a plot")
+    f = sub.add_parser("fly", help="fly a constant action; save a plot")
     f.add_argument("--task", default="hover", choices=list(PRESETS))
     f.add_argument(
         "--action",
@@ -76,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="1 or 4 actions in [-1, 1] (default: the hover action)",
     )
-    f.add_argument("--policy", default=None, help="checkpoint or run directory to fly")
+    f.add_argument("--policy", default=None, help=argparse.SUPPRESS)  # says where it went
     f.add_argument("--episodes", type=int, default=10)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", default="reports/fly.png")

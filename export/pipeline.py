@@ -1,0 +1,171 @@
+"""The export pipeline: checkpoint -> quantised parameters -> ONNX, policy.h,
+policy_f32.h and export_report.json, each checked before any is written (python -m
+export parses the options and calls ``run``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from export import cbuild, finetune, header, onnx_export, quantize, report, rollouts
+from export import int_reference as ref
+from export import model as model_mod
+from export.model import ExportError
+from train.checkpoint import atomic_write
+
+ARTIFACTS = ("actor.onnx", "policy.h", "policy_f32.h", "export_report.json")
+# Rollout seeds from --seed: calibration states, test states, closed-loop episodes (HIL
+# continues at +4000 and +5000, firmware_bridge/hil.py; the robustness suite has its own).
+CALIBRATION_SEED_OFFSET = 1000
+TEST_SEED_OFFSET = 2000
+EPISODES_SEED_OFFSET = 3000
+
+
+def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> dict:
+    """Compile both headers on the host; policy.h must match the numpy model exactly."""
+    with tempfile.TemporaryDirectory(prefix="qp-export-") as tmp:
+        d = Path(tmp)
+        for name in ("policy.h", "policy_f32.h"):
+            (d / name).write_text(texts[name])
+        rc8, act8 = cbuild.run(cbuild.build(d / "policy.h", d / "drv8", cc), obs)
+        rcf, actf = cbuild.run(cbuild.build(d / "policy_f32.h", d / "drvf", cc), obs)
+    if rc8.any() or rcf.any():
+        raise ExportError("a compiled header rejected a finite rollout state")
+    codes = cbuild.codes_of(act8, params.act_bits)
+    mismatches = int((codes != ref.forward_codes(params, obs)).any(axis=1).sum())
+    if mismatches:
+        raise ExportError(
+            f"policy.h differs from the numpy integer model on {mismatches} of "
+            f"{len(obs)} states (compiler {cc}); refusing to write it"
+        )
+    return {
+        "compiler": cc,
+        "states": int(len(obs)),
+        "int8_code_mismatches": mismatches,
+        "f32_max_abs_diff_vs_torch": float(np.abs(actf - policy.act(obs)).max()),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    policy = model_mod.load(args.checkpoint)
+    if args.expect_preset and policy.preset != args.expect_preset:
+        raise ExportError(
+            f"{policy.origin} is not a {args.expect_preset} run: export it with "
+            f"PRESET={policy.preset} or give a {args.expect_preset} checkpoint (RUN=...)"
+        )
+    print(f"exporting {policy.origin}", flush=True)
+    act_bits = quantize.ACTIVATIONS[args.activations]
+    quantize.check_shapes(policy, args.input, act_bits)
+    spec, seed = policy.spec, args.seed
+    calib = rollouts.policy_states(
+        policy.act, spec, args.calibration_states, seed + CALIBRATION_SEED_OFFSET
+    )
+    test = rollouts.policy_states(policy.act, spec, args.test_states, seed + TEST_SEED_OFFSET)
+    ft_info = None
+    if args.finetune and args.input == "int16":
+        params, ft_info = finetune.quantize_finetuned(
+            policy, calib, args.ranges, args.rounding, args.finetune_steps, seed, act_bits
+        )
+    else:
+        params = quantize.quantize(
+            policy,
+            calib,
+            args.input,
+            args.ranges,
+            args.rounding,
+            max_samples=len(calib),
+            act_bits=act_bits,
+        )
+
+    onnx_bytes = onnx_export.to_onnx(policy)
+    onnx_info = onnx_export.check(onnx_bytes, policy, test)
+    float_test = policy.act(test).astype(np.float64)
+    errors = report.int8_errors(params, float_test, test)
+
+    def int8_policy(obs):
+        return ref.act(params, obs)
+
+    cl = rollouts.closed_loop(
+        {"float": policy.act, "int8": int8_policy}, spec, args.episodes, seed + EPISODES_SEED_OFFSET
+    )
+    cl.update(
+        task=spec["task"],
+        episodes=args.episodes,
+        seed=seed + EPISODES_SEED_OFFSET,
+        gap_pp=round(abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100, 9),
+    )
+    suite = None
+    if args.robustness_episodes:
+        suite = rollouts.robustness_of(
+            {"float": policy.act, "int8": int8_policy}, spec, args.robustness_episodes
+        )
+    notes = [
+        f"accuracy     {params.scheme} vs float on {errors['states']} rollout states: max "
+        f"{errors['max']:.4f}, mean {errors['mean']:.5f}"
+    ]
+    if ft_info and ft_info["best_step"] is not None:
+        notes.append(
+            f"weights      fine-tuned for {params.scheme} on the calibration states (finetune.py)"
+        )
+    h8 = header.int8_header(policy, params, notes)
+    hf = header.f32_header(policy)
+    texts = {"policy.h": h8.text, "policy_f32.h": hf.text}
+    cc = None if args.no_c_check else cbuild.find_cc(args.cc)
+    if args.cc and cc is None:
+        raise ExportError(f"--cc {args.cc}: no such compiler on PATH")
+    c_info = c_check(policy, params, texts, test, cc) if cc else None
+
+    rep = {
+        "checkpoint": str(policy.source),
+        "run": policy.origin,
+        "preset": policy.preset,
+        "step": policy.step,
+        "model_hash": policy.model_hash,
+        "out_dir": str(args.out),
+        "policy_spec": spec,
+        "network": {
+            "widths": policy.widths,
+            "hidden_activation": policy.activation,
+            "output_activation": "tanh",
+            "macs": policy.macs,
+        },
+        "onnx": onnx_info,
+        "int8": {
+            "weight_bytes": h8.weight_bytes,
+            "scratch_bytes": h8.scratch_bytes,
+            "scheme": params.scheme,
+            "activations": f"int{params.act_bits}",
+            "input_mode": params.input_mode,
+            "ranges": args.ranges if params.act_bits == 8 else "minmax",
+            "calibration_states": params.calibration_size,
+            "finetune": ft_info,
+            "test_states": int(len(test)),
+            "error_vs_float": errors,
+            "layers": report.layer_table(params, test),
+        },
+        "float32": {"weight_bytes": hf.weight_bytes, "scratch_bytes": hf.scratch_bytes},
+        "closed_loop": cl,
+        "robustness": suite,
+        "c_check": c_info,
+    }
+    rep["checks"] = report.checks(rep)
+    files = {
+        "actor.onnx": onnx_bytes,
+        **{k: v.encode() for k, v in texts.items()},
+        "export_report.json": report.to_json(rep).encode(),
+    }
+    out = Path(args.out)
+    for name in ARTIFACTS:
+        atomic_write(out / name, lambda tmp, data=files[name]: _write(tmp, data))
+    return rep
+
+
+def _write(tmp: Path, data: bytes) -> None:
+    tmp.write_bytes(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; artifacts are ordinary files

@@ -171,11 +171,14 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, scratch):
         for k in range(3):
             o[oo[T.O_INTEGRAL] + k] = fc[L.FC_INTEGRAL + k]
     # Reward, termination and success judge the true state, not the observation.
-    ex, ey, ez = s[0] - target[0], s[1] - target[1], s[2] - target[2]
+    ex = s[L.POS] - target[0]
+    ey = s[L.POS + 1] - target[1]
+    ez = s[L.POS + 2] - target[2]
     err = math.sqrt(ex * ex + ey * ey + ez * ez)
-    speed = math.sqrt(s[3] * s[3] + s[4] * s[4] + s[5] * s[5])
-    rate = math.sqrt(s[10] * s[10] + s[11] * s[11] + s[12] * s[12])
-    up = 1.0 - 2.0 * (s[7] * s[7] + s[8] * s[8])  # R22: world-z component of body z
+    vi, ri, qx, qy = L.VEL, L.OMEGA, L.QUAT + 1, L.QUAT + 2
+    speed = math.sqrt(s[vi] * s[vi] + s[vi + 1] * s[vi + 1] + s[vi + 2] * s[vi + 2])
+    rate = math.sqrt(s[ri] * s[ri] + s[ri + 1] * s[ri + 1] + s[ri + 2] * s[ri + 2])
+    up = 1.0 - 2.0 * (s[qx] * s[qx] + s[qy] * s[qy])  # R22: world-z component of body z
     finite = True
     for j in range(L.N_STATE):
         if not math.isfinite(s[j]):

@@ -70,6 +70,7 @@ export: $(STAMP)
 	$(PY) -m export $(RUN) --out $(OUT) --expect-preset $(PRESET)
 
 bench: $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench
 
 hil: $(STAMP) deps

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim import make_vec, policy_spec
+from sim import make_vec
 from sim.batch import PRIVILEGED_DIM
 from sim.rollout import collect
 from sim.tasks import ACT_DIM, make_task
 from train import checkpoint as ckpt_io
-from train import run_files
+from train import run_files, run_state
 from train.config import TrainConfig
 from train.ddpg import Agent, update
 from train.interrupt import StopRequest
@@ -154,47 +153,12 @@ class Trainer:
 
     # Checkpoints ------------------------------------------------------------------------
     def policy_payload(self) -> dict:
-        """What export and evaluation read: the deployed policy (the actor, or its average),
-        its statistics, spec and config."""
-        p = self.agent.policy
-        return {
-            "actor": {"config": p.config(), "state_dict": p.state_dict()},
-            "obs_norm": self.norm.state_dict(),
-            "policy_spec": policy_spec(self.task),
-            "config": _plain(dataclasses.asdict(self.cfg)),
-            "step": self.env_steps,
-        }
-
-    def payload(self, wall: float) -> dict:
-        a = self.agent
-        return {
-            **self.policy_payload(),
-            "actor_trained": a.actor.state_dict(),  # differs from "actor" if averaged
-            "actor_target": a.actor_target.state_dict(),
-            "critics": a.critics.state_dict(),
-            "critic_targets": a.critic_targets.state_dict(),
-            "actor_opt": a.actor_opt.state_dict(),
-            "critic_opt": a.critic_opt.state_dict(),
-            "updates": a.updates,
-            "update_credit": self.update_credit,
-            "wall_seconds": wall,
-            "metrics": self.metrics,
-            "recent_returns": self.recent_returns,
-            "episode_return": torch.from_numpy(self.episode_return.copy()),
-            "noise": self.noise.state_dict(),
-            "env": _env_state(self.env),
-            "obs": torch.from_numpy(self.obs.copy()),
-            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
-            "versions": {
-                "python": platform.python_version(),
-                "torch": str(torch.__version__),
-                "numpy": np.__version__,
-            },
-        }
+        """What export and evaluation read (run_state.policy_payload)."""
+        return run_state.policy_payload(self)
 
     def save(self, wall: float) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        run_files.save(self.run_dir, self.payload(wall), self.buffer.state_dict())
+        run_files.save(self.run_dir, run_state.payload(self, wall), self.buffer.state_dict())
         self.saved_step = self.env_steps
 
     def is_best(self, row: dict) -> bool:
@@ -211,34 +175,7 @@ class Trainer:
         )
 
     def restore(self, ckpt: dict, replay: dict, source: Path) -> None:
-        a = self.agent
-        policy = ckpt["actor"]["state_dict"]  # older runs saved no separate trained actor
-        states = {"actor": policy, "actor_trained": ckpt.get("actor_trained", policy)}
-        for module, key in (
-            (a.actor, "actor_trained"),
-            (a.policy, "actor"),
-            (a.actor_target, "actor_target"),
-            (a.critics, "critics"),
-            (a.critic_targets, "critic_targets"),
-        ):
-            ckpt_io.load_state(module, states.get(key, ckpt.get(key)), source, key)
-        a.actor_opt.load_state_dict(ckpt["actor_opt"])
-        a.critic_opt.load_state_dict(ckpt["critic_opt"])
-        a.updates = int(ckpt["updates"])
-        self.norm.load_state_dict(ckpt["obs_norm"])
-        self.env_steps = int(ckpt["step"])
-        self.update_credit = float(ckpt["update_credit"])
-        self.wall_before = float(ckpt["wall_seconds"])
-        self.metrics = list(ckpt["metrics"])
-        self.recent_returns = list(ckpt["recent_returns"])
-        self.episode_return = ckpt["episode_return"].numpy().copy()
-        self.noise.load_state_dict(ckpt["noise"])
-        _load_env_state(self.env, ckpt["env"])
-        self.obs = ckpt["obs"].numpy().copy()
-        self.priv = self.env.privileged() if self.cfg.critic_privileged else None
-        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        self.buffer.load_state_dict(replay)
+        run_state.restore(self, ckpt, replay, source)
 
     # The run ----------------------------------------------------------------------------
     def run(self, on_eval=None) -> Path:
@@ -248,7 +185,7 @@ class Trainer:
         run_files.clean_stale(self.run_dir)
         resumed = self.env_steps > 0
         if not resumed:
-            run_files.write_config(self.run_dir, _plain(dataclasses.asdict(cfg)))
+            run_files.write_config(self.run_dir, run_state.plain(dataclasses.asdict(cfg)))
         if self.link_latest:
             run_files.point_latest(self.run_dir, cfg.preset)
         if resumed:  # files a killed session wrote past its checkpoint: back to it
@@ -356,11 +293,13 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
                 f"{run_dir}: stopped before it saved anything (not even {run_files.CONFIG}); "
                 f"start it again with the command that started it"
             )
-        cfg = _config_from(run_files.read_config(run_dir), overrides, run_dir)
+        cfg = run_state.config_from(run_files.read_config(run_dir), overrides, run_dir)
         print(f"{run_dir}: stopped before its first checkpoint; starting it over")
         return Trainer(cfg, run_dir=run_dir)
     ckpt_file, ckpt, replay = run_files.load(path)
-    trainer = Trainer(_config_from(ckpt["config"], overrides, ckpt_file), run_dir=ckpt_file.parent)
+    trainer = Trainer(
+        run_state.config_from(ckpt["config"], overrides, ckpt_file), run_dir=ckpt_file.parent
+    )
     try:
         trainer.restore(ckpt, replay, ckpt_file)
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -368,44 +307,7 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
     return trainer
 
 
-def _config_from(saved: dict, overrides: dict, source: Path) -> TrainConfig:
-    try:
-        return TrainConfig(
-            **{
-                **saved,
-                "actor_hidden": tuple(saved["actor_hidden"]),
-                "critic_hidden": tuple(saved["critic_hidden"]),
-                **overrides,
-            }
-        )
-    except (TypeError, KeyError) as exc:
-        raise ckpt_io.CheckpointError(
-            f"{source}: config incompatible with this version ({exc})"
-        ) from None
-
-
 # Helpers ----------------------------------------------------------------------------------
 def _rank(row: dict) -> tuple[float, float]:
     """Evaluations compare by success; on a tie, the lower final error ranks higher."""
     return (row["success_rate"], -row["final_error"])
-
-
-def _plain(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _env_state(env) -> dict:
-    """The vector env's sim arrays as tensors (uint64 noise streams as int64 bits)."""
-    saved = env.batch.state_dict()
-    return {
-        k: torch.from_numpy(v.view(np.int64) if v.dtype == np.uint64 else v)
-        if isinstance(v, np.ndarray)
-        else v
-        for k, v in saved.items()
-    }
-
-
-def _load_env_state(env, s: dict) -> None:
-    arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-    arrays["rng"] = arrays["rng"].view(np.uint64)
-    env.batch.load_state_dict(arrays)

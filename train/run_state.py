@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,11 +14,10 @@ from sim import policy_spec
 from train import checkpoint as ckpt_io
 from train.config import TrainConfig
 
-if TYPE_CHECKING:
-    from train.loop import Trainer
+# Functions of a train.loop.Trainer ``t`` (not imported: the loop imports this module).
 
 
-def policy_payload(t: Trainer) -> dict:
+def policy_payload(t) -> dict:
     """What export and evaluation read: the deployed policy (the actor, or its average),
     its statistics, spec and config."""
     p = t.agent.policy
@@ -32,7 +30,7 @@ def policy_payload(t: Trainer) -> dict:
     }
 
 
-def payload(t: Trainer, wall: float) -> dict:
+def payload(t, wall: float) -> dict:
     a = t.agent
     return {
         **policy_payload(t),
@@ -60,7 +58,7 @@ def payload(t: Trainer, wall: float) -> dict:
     }
 
 
-def restore(t: Trainer, ckpt: dict, replay: dict, source: Path) -> None:
+def restore(t, ckpt: dict, replay: dict, source: Path) -> None:
     """Puts a Trainer (built from the checkpoint's config) back where ``ckpt`` and its
     replay file left it."""
     a = t.agent

@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, write_section
+from train.run_files import first_reaching
 
 COMMAND = "python -m bench train_speed"
 
 
 def first_time(metrics: list[dict], threshold: float) -> float | None:
-    for m in metrics:
-        if m["success_rate"] >= threshold:
-            return m["wall_seconds"]
-    return None
+    hit = first_reaching(metrics, threshold)
+    return None if hit is None else hit["wall_seconds"]
 
 
 def ours(
@@ -58,14 +57,14 @@ def ours(
     trainer.link_latest = False
     trainer.run()
     m = trainer.metrics
-    hit = [x for x in m if x["success_rate"] >= 0.95]
+    hit = first_reaching(m, 0.95) or {}
     return {
         "seed": seed,
         "algo": algo,
         "t90": first_time(m, 0.90),
         "t95": first_time(m, 0.95),
-        "steps95": hit[0]["env_steps"] if hit else None,
-        "updates95": hit[0]["updates"] if hit else None,
+        "steps95": hit.get("env_steps"),
+        "updates95": hit.get("updates"),
         "final": m[-1]["success_rate"],
         "best": max(x["success_rate"] for x in m),
         "env_steps": m[-1]["env_steps"],
@@ -118,7 +117,7 @@ def sb3_td3(task: str, seed: int, minutes: float, eval_every: int) -> dict:
         "algo": "sb3-td3",
         "t90": first_time(metrics, 0.90),
         "t95": first_time(metrics, 0.95),
-        "steps95": next((m["env_steps"] for m in metrics if m["success_rate"] >= 0.95), None),
+        "steps95": (first_reaching(metrics, 0.95) or {}).get("env_steps"),
         "updates95": None,
         "final": metrics[-1]["success_rate"],
         "best": max(m["success_rate"] for m in metrics),

@@ -75,19 +75,23 @@ class QuadEnv(gym.Env):
     def render(self):
         """rgb_array: the current frame, (480, 480, 3) uint8. human: None (the window is
         updated by reset and step). No render mode: a warning, None."""
-        if self._viewer is None:
-            gym.logger.warn(
-                "render() called on an environment made without a render_mode; "
-                f"allowed: {', '.join(RENDER_MODES)} (e.g. gym.make(..., render_mode='rgb_array'))"
-            )
-            return None
-        if self.render_mode == "human":
-            return None
-        return self._viewer.render(self.batch, 0)
+        return _frame(self._viewer, self.render_mode, self.batch, 0, "an environment")
 
     def close(self):
         if self._viewer is not None:
             self._viewer.close()
+
+
+def _frame(viewer, mode: str | None, batch: QuadBatch, index: int, what: str):
+    """render() of either environment: environment ``index``'s frame (rgb_array), None
+    (human: the window follows reset and step), or a warning without a render mode."""
+    if viewer is None:
+        gym.logger.warn(
+            f"render() called on {what} made without a render_mode; allowed: "
+            f"{', '.join(RENDER_MODES)} (e.g. gym.make(..., render_mode='rgb_array'))"
+        )
+        return None
+    return None if mode == "human" else viewer.render(batch, index)
 
 
 def _rows_only(values: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
@@ -165,15 +169,9 @@ class QuadVectorEnv(VectorEnv):
     def render(self):
         """rgb_array: the frame of environment ``render_index``; human: None (the window
         follows reset and step). No render mode: a warning, None."""
-        if self._viewer is None:
-            gym.logger.warn(
-                "render() called on a vector environment made without a render_mode; "
-                f"allowed: {', '.join(RENDER_MODES)}"
-            )
-            return None
-        if self.render_mode == "human":
-            return None
-        return self._viewer.render(self.batch, self.render_index)
+        return _frame(
+            self._viewer, self.render_mode, self.batch, self.render_index, "a vector environment"
+        )
 
     def close_extras(self, **kwargs):
         if self._viewer is not None:

@@ -167,6 +167,11 @@ def read_metrics_csv(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def first_reaching(metrics: list[dict], threshold: float) -> dict | None:
+    """The first evaluation row at or above ``threshold`` success, or None."""
+    return next((m for m in metrics if m["success_rate"] >= threshold), None)
+
+
 def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
     import matplotlib
 

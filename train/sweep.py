@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from train import run_files
-from train.config import PRESETS, TrainConfig, add_arguments, from_args
+from train.config import PRESETS, TrainConfig, add_arguments, from_args, make_config
 
 # Fields a sweep sets itself, or that are mappings rather than values.
 NOT_SWEPT = {"preset", "task", "seed", "run_dir", "name", "task_overrides", "train_task_overrides"}
@@ -146,9 +146,9 @@ def parse_ranges(uniform: list[str], loguniform: list[str]) -> dict[str, tuple[s
     return ranges
 
 
-def check(preset: str, fixed: dict, space: Space) -> list[dict]:
-    """Every configuration the sweep could make, validated (both ends of each range);
-    returns the grid points. Raises SweepError naming the field and what is allowed."""
+def check(preset: str, fixed: dict, space: Space) -> None:
+    """Every configuration the sweep could make, validated (both ends of each range).
+    Raises SweepError naming the field and what is allowed."""
     clash = (set(space.grid) & set(space.ranges)) | (
         (set(space.grid) | set(space.ranges)) & set(fixed)
     )
@@ -172,12 +172,9 @@ def check(preset: str, fixed: dict, space: Space) -> list[dict]:
                 make_trial_config(preset, {**fixed, **point, **end}, space.seeds[0], "check", "x")
             except ValueError as exc:
                 raise SweepError(f"the configuration {point | end or fixed}: {exc}") from None
-    return points
 
 
 def make_trial_config(preset: str, params: dict, seed: int, out: str, name: str) -> TrainConfig:
-    from train.config import make_config
-
     return make_config(preset, **params, seed=seed, run_dir=out, name=name)
 
 
@@ -355,13 +352,13 @@ def trial_row(result, threshold: float) -> dict:
         row["status"] = "stopped" + (f" (python -m train --resume {run_dir})" if run_dir else "")
         if not metrics:
             return row
-    hit = [m for m in metrics if m["success_rate"] >= threshold]
+    hit = run_files.first_reaching(metrics, threshold) or {}
     best = max(metrics, key=lambda m: m["success_rate"])
     row.setdefault("status", "done")
     row.update(
-        time_to_threshold=hit[0]["wall_seconds"] if hit else None,
-        steps_to_threshold=hit[0]["env_steps"] if hit else None,
-        updates_to_threshold=hit[0]["updates"] if hit else None,
+        time_to_threshold=hit.get("wall_seconds"),
+        steps_to_threshold=hit.get("env_steps"),
+        updates_to_threshold=hit.get("updates"),
         final_success=metrics[-1]["success_rate"],
         best_success=best["success_rate"],
         env_steps=int(metrics[-1]["env_steps"]),
@@ -371,20 +368,22 @@ def trial_row(result, threshold: float) -> dict:
     return row
 
 
-def pick_best(rows: list[dict], preset: str, episodes: int, runs_root: Path) -> dict | None:
-    """Robustness-suite mean success of every finished trial's best.pt; links the best."""
+def pick_best(
+    rows: list[dict], preset: str, episodes: int, runs_root: Path, out: Path
+) -> dict | None:
+    """The robustness suite on every finished trial's best.pt (its table printed, and
+    written to OUT/robustness.json and .png); links the trial of highest mean success."""
     from sim import robustness
-    from sim.tasks import task_of_spec
-    from train.checkpoint import load_actor
+    from train.evaluate import robustness_of_checkpoints
 
     done = [r for r in rows if r["status"] == "done"]
-    for r in done:
-        actor, spec, _ = load_actor(Path(r["run_dir"]) / run_files.BEST)
-        results = robustness.run(actor.act_numpy, task_of_spec(spec), episodes=episodes)
-        r["robustness"] = robustness.score(results)["mean_success"]
-        print(f"robustness suite: {r['trial']}: mean success {r['robustness']:.1%}")
     if not done:
         return None
+    paths = [str(Path(r["run_dir"]) / run_files.BEST) for r in done]
+    suite = robustness_of_checkpoints(paths, episodes, robustness.SEED, str(out / "robustness"))
+    for r, path in zip(done, paths, strict=True):
+        r["robustness"] = robustness.score(suite[path])["mean_success"]
+        print(f"robustness suite: {r['trial']}: mean success {r['robustness']:.1%}")
     best = max(done, key=lambda r: (r["robustness"], r["best_success"]))
     run_files.point_latest(Path(best["run_dir"]), preset, links_dir=runs_root)
     print(f"picked {best['trial']}: runs/latest and runs/latest-{preset} -> {best['run_dir']}")
@@ -508,7 +507,7 @@ def main(argv: list[str]) -> int:
     rows.sort(key=lambda r: (r["status"] != "done", r.get("time_to_threshold") or math.inf))
     if args.pick and not interrupted:
         episodes = args.robustness_episodes or _suite_episodes()
-        pick_best(rows, args.preset, episodes, Path(fixed_cfg.run_dir))
+        pick_best(rows, args.preset, episodes, Path(fixed_cfg.run_dir), out)
     summarise(out, rows, threshold)
     failed = [r for r in rows if r["status"] != "done"]
     if interrupted:

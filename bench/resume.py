@@ -107,7 +107,7 @@ def trial(scratch: Path, reference: Path, i: int, mode: str, delay: float) -> di
 
 
 def _step(run: Path) -> str:
-    from train import checkpoint as ckpt_io
+    from sim.contract import checkpoint as ckpt_io
 
     try:
         return f"{ckpt_io.load(run)['step']:,}"

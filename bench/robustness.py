@@ -41,11 +41,10 @@ def train(preset: str, seed: int, run_dir: Path) -> dict:
 
 def suite(path: str) -> list[dict]:
     from sim import robustness
-    from sim.tasks import task_of_spec
-    from train.checkpoint import load_actor
+    from sim.contract.checkpoint import load_actor
 
     actor, spec, _ = load_actor(path)
-    return robustness.run(actor.act_numpy, task_of_spec(spec))
+    return robustness.run(actor.act_numpy, spec.task_config())
 
 
 def export(path: str, out: Path) -> dict:

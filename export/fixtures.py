@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.checkpoint import save
-from train.policy import Actor, RunningNorm
+from sim.contract.actor import Actor
+from sim.contract.checkpoint import save
+from sim.contract.spec import PolicySpec
 
 
 def make_checkpoint(
@@ -25,20 +26,22 @@ def make_checkpoint(
 ) -> Path:
     """Write a valid checkpoint for task hover; ``gain`` scales every weight and bias."""
     from sim.rollout import collect
-    from sim.tasks import make_task, policy_spec
+    from sim.tasks import make_task
 
     task = make_task("hover")
-    spec = policy_spec(task)
+    spec = PolicySpec.of_task(task)
     torch.manual_seed(seed)
-    actor = Actor(spec["obs_dim"], spec["act_dim"], tuple(hidden), activation)
+    actor = Actor(spec.obs_dim, spec.act_dim, tuple(hidden), activation)
     rng = np.random.default_rng(seed)
 
     def wobble(obs):
         return rng.uniform(-0.2, 0.2, (len(obs), 4)).astype(np.float32)
 
-    norm = RunningNorm(spec["obs_dim"])
-    norm.update(collect(wobble, task, episodes=100, seed=seed).obs)
-    norm.freeze_into(actor)
+    obs = collect(wobble, task, episodes=100, seed=seed).obs.astype(np.float64)
+    mean, var = obs.mean(axis=0), obs.var(axis=0)
+    with torch.no_grad():  # the statistics training would freeze (std floored at 1e-3)
+        actor.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        actor.obs_std.copy_(torch.as_tensor(np.maximum(np.sqrt(var), 1e-3), dtype=torch.float32))
     with torch.no_grad():
         for layer in actor.linear_layers():
             layer.weight.mul_(gain)
@@ -48,8 +51,12 @@ def make_checkpoint(
         path,
         {
             "actor": {"config": actor.config(), "state_dict": actor.state_dict()},
-            "obs_norm": {k: torch.as_tensor(v) for k, v in norm.state_dict().items()},
-            "policy_spec": spec,
+            "obs_norm": {
+                "mean": torch.from_numpy(mean),
+                "var": torch.from_numpy(var),
+                "count": float(len(obs)),
+            },
+            "policy_spec": spec.to_dict(),
             "config": {"made_by": "export.fixtures.make_checkpoint", "gain": gain},
             "step": step,
         },

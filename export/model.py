@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train.checkpoint import CheckpointError, load_actor
-from train.policy import Actor
+from sim.contract.actor import Actor
+from sim.contract.checkpoint import CheckpointError, load_actor
+from sim.contract.spec import PolicySpec, SpecError
 
 SUPPORTED_ACTIVATIONS = ("tanh", "relu")
 
@@ -28,7 +29,7 @@ class FloatPolicy:
     """The deployed policy: clip((obs - mean) / std) -> [W x + b, act] ... -> tanh."""
 
     actor: Actor
-    spec: dict
+    spec: PolicySpec
     step: int
     source: Path
     mean: np.ndarray  # (obs_dim,) float32
@@ -81,14 +82,23 @@ def weights_hash(actor: Actor) -> str:
     return h.hexdigest()
 
 
-def from_actor(actor: Actor, spec: dict, step: int = 0, source: Path | str = "<actor>"):
+def from_actor(
+    actor: Actor, spec: PolicySpec | dict, step: int = 0, source: Path | str = "<actor>"
+):
     """Wrap an in-memory actor (checks that export can deploy it)."""
     source = Path(source)
+    try:
+        spec = PolicySpec.from_dict(spec, source)
+    except SpecError as exc:
+        raise ExportError(str(exc)) from None
     cfg = actor.config()
     if cfg["activation"] not in SUPPORTED_ACTIVATIONS:
         raise ExportError(f"{source}: activation {cfg['activation']!r} is not supported")
-    if cfg["act_dim"] != 4:
-        raise ExportError(f"{source}: act_dim is {cfg['act_dim']}; the headers expect 4")
+    if (cfg["obs_dim"], cfg["act_dim"]) != (spec.obs_dim, spec.act_dim):
+        raise ExportError(
+            f"{source}: the actor maps {cfg['obs_dim']} -> {cfg['act_dim']} but its policy "
+            f"spec says {spec.obs_dim} -> {spec.act_dim}"
+        )
     layers = actor.linear_layers()
     weights = tuple(m.weight.detach().numpy().astype(np.float32).copy() for m in layers)
     biases = tuple(m.bias.detach().numpy().astype(np.float32).copy() for m in layers)
@@ -110,7 +120,7 @@ def from_actor(actor: Actor, spec: dict, step: int = 0, source: Path | str = "<a
         raise ExportError(f"{source}: obs_clip is {cfg['obs_clip']}; expected > 0")
     return FloatPolicy(
         actor=actor.eval(),
-        spec=dict(spec),
+        spec=spec,
         step=int(step),
         source=source,
         mean=mean,
@@ -130,8 +140,6 @@ def load(path: str | Path) -> FloatPolicy:
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
     source = Path(path)
-    if not isinstance(spec, dict) or "task" not in spec:
-        raise ExportError(f"{source}: policy_spec lacks the task name")
     step = ckpt.get("step", 0)
     if not isinstance(step, int):
         raise ExportError(f"{source}: step is {step!r}; expected an integer")

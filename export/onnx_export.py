@@ -56,7 +56,7 @@ def to_onnx(policy: FloatPolicy) -> bytes:
         "in [-1, 1]; see metadata policy_spec for the layouts"
     )
     meta = {
-        "policy_spec": json.dumps(policy.spec, sort_keys=True, default=_jsonable),
+        "policy_spec": json.dumps(policy.spec.to_dict(), sort_keys=True, default=_jsonable),
         "step": str(policy.step),
         "model_hash": policy.model_hash,
         "hash_scheme": "sha256 over state_dict tensors (export/model.py weights_hash)",

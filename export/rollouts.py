@@ -12,30 +12,28 @@ import numpy as np
 
 from export.model import ExportError
 from sim import robustness
+from sim.contract.spec import PolicySpec, SpecError
 from sim.rollout import collect
-from sim.tasks import TaskConfig, task_of_spec
+from sim.tasks import TaskConfig
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-def spec_task(spec: dict) -> TaskConfig:
+def spec_task(spec: PolicySpec) -> TaskConfig:
     """The policy's own task; an ExportError if this sim cannot fly it (an unknown task,
     or an observation layout other than the one the policy was trained on)."""
     try:
-        return task_of_spec(spec)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ExportError(
-            f"policy spec task {spec.get('task')!r} with overrides "
-            f"{dict(spec.get('task_overrides') or {})} cannot be simulated: {exc}"
-        ) from exc
+        return spec.task_config()
+    except SpecError as exc:
+        raise ExportError(str(exc)) from None
 
 
-def _collect(policy: Policy, spec: dict, episodes: int, seed: int):
+def _collect(policy: Policy, spec: PolicySpec, episodes: int, seed: int):
     return collect(policy, spec_task(spec), episodes=episodes, seed=seed)
 
 
 def policy_states(
-    policy: Policy, spec: dict, min_states: int, seed: int, episodes: int = 100
+    policy: Policy, spec: PolicySpec, min_states: int, seed: int, episodes: int = 100
 ) -> np.ndarray:
     """Every observation ``policy`` saw, over batches of ``episodes`` episodes with seeds
     seed, seed + 1, ... until at least ``min_states`` were collected."""
@@ -48,7 +46,7 @@ def policy_states(
     return np.concatenate(chunks).astype(np.float32)
 
 
-def closed_loop(policies: dict[str, Policy], spec: dict, episodes: int, seed: int) -> dict:
+def closed_loop(policies: dict[str, Policy], spec: PolicySpec, episodes: int, seed: int) -> dict:
     """Success rate and mean final error of each policy on the same initial states."""
     out = {}
     for name, policy in policies.items():
@@ -62,7 +60,7 @@ def closed_loop(policies: dict[str, Policy], spec: dict, episodes: int, seed: in
     return out
 
 
-def robustness_of(policies: dict[str, Policy], spec: dict, episodes: int) -> dict:
+def robustness_of(policies: dict[str, Policy], spec: PolicySpec, episodes: int) -> dict:
     """The robustness suite (sim.robustness) flown by each policy on the same episodes,
     with each row's success gap between the first two policies in percentage points."""
     task = spec_task(spec)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.tasks import task_of_spec
-
 from . import hil_report
 from .hil import (
     EPISODES_SEED_OFFSET,
@@ -32,7 +30,7 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
     hil_report.build) after writing it."""
     inputs = load_inputs(opts)
     log(f"checkpoint: {inputs.policy.origin}")
-    closed_loop_task(task_of_spec(inputs.policy.spec), "nominal", opts.latency_ms)  # early
+    closed_loop_task(inputs.policy.spec.task_config(), "nominal", opts.latency_ms)  # early
     # The board first: a wrong port or an unplugged board fails before any heavy work.
     with board(opts, inputs.header) as (link, emulated):
         info = link.info

@@ -19,18 +19,19 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 kernel_cache.drop_if_stale()  # before any kernel is loaded from the cache
 
+from sim.contract.spec import PolicySpec  # noqa: E402
 from sim.envs import QuadEnv, QuadVectorEnv  # noqa: E402
-from sim.tasks import OBS_DIM, OBS_LAYOUT, TaskConfig, make_task, policy_spec  # noqa: E402
+from sim.tasks import OBS_DIM, OBS_LAYOUT, TaskConfig, make_task  # noqa: E402
 
 __all__ = [
     "OBS_DIM",
     "OBS_LAYOUT",
+    "PolicySpec",
     "QuadEnv",
     "QuadVectorEnv",
     "TaskConfig",
     "make_task",
     "make_vec",
-    "policy_spec",
 ]
 
 ENV_IDS = {

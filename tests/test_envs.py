@@ -11,7 +11,8 @@ from gymnasium.utils.env_checker import check_env
 import sim
 from sim import layout as L
 from sim.batch import QuadBatch
-from sim.tasks import OBS_DIM, OBS_LAYOUT, make_task, policy_spec
+from sim.contract.spec import PolicySpec
+from sim.tasks import OBS_DIM, OBS_LAYOUT, make_task
 
 
 def put_at_hover(batch, offset=(0.0, 0.0, 0.0)):
@@ -55,10 +56,10 @@ def test_observation_layout_is_consistent():
     np.testing.assert_allclose(o[15:18], (4, 5, 6))
     hover = b.body.hover_action()
     np.testing.assert_allclose(o[18:22], hover, atol=1e-6)
-    spec = policy_spec(b.task)
-    assert spec["obs_dim"] == b.task.obs_dim == 22
-    assert [n for n, *_ in spec["obs_layout"]][-1] == "rotor_speeds"
-    assert policy_spec(make_task("hover"))["obs_dim"] == OBS_DIM
+    spec = PolicySpec.of_task(b.task)
+    assert spec.obs_dim == b.task.obs_dim == 22
+    assert [n for n, *_ in spec.obs_layout][-1] == "rotor_speeds"
+    assert PolicySpec.of_task(make_task("hover")).obs_dim == OBS_DIM
 
 
 def test_reward_at_perfect_hover_and_its_terms():

@@ -12,7 +12,8 @@ import pytest
 from export.fixtures import make_checkpoint
 from sim import robustness as R
 from sim.batch import PRIVILEGED_DIM, QuadBatch
-from sim.tasks import HOVER, make_task, policy_spec, task_of_spec
+from sim.contract.spec import PolicySpec, SpecError
+from sim.tasks import HOVER, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,10 +94,10 @@ def test_cli_writes_a_table_json_and_plot_for_several_checkpoints(tmp_path):
 
 
 def test_a_policy_trained_on_another_layout_is_refused_naming_both():
-    spec = policy_spec(make_task("hover-nominal"))
+    spec = PolicySpec.of_task(make_task("hover-nominal")).to_dict()
     spec["task"] = "hover"  # a nominal-layout policy that claims the deployable task
-    with pytest.raises(ValueError) as err:
-        task_of_spec(spec)
+    with pytest.raises(SpecError) as err:
+        PolicySpec.from_dict(spec).task_config()
     msg = str(err.value)
     assert "rotor_speeds:4" in msg and "past_actions:16" in msg
 

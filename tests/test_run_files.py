@@ -16,7 +16,7 @@ import pytest
 import torch
 from training_support import TINY as SMALL
 
-from train import checkpoint as ckpt_io
+from sim.contract import checkpoint as ckpt_io
 from train import run_files
 from train.__main__ import main as train_cli
 from train.config import make_config

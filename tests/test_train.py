@@ -13,8 +13,10 @@ import torch
 from firmware_support import interruptible
 from training_support import TINY
 
+from sim.contract import checkpoint as ckpt_io
+from sim.contract.files import atomic_write
+from sim.contract.spec import PolicySpec
 from sim.tasks import make_task
-from train import checkpoint as ckpt_io
 from train.__main__ import main as train_cli
 from train.config import make_config
 from train.loop import Trainer, resume
@@ -39,8 +41,8 @@ def test_run_writes_checkpoint_metrics_curve_tensorboard_and_latest(tmp_path):
     assert (tmp_path / "latest").resolve() == run.resolve()
     assert (tmp_path / "latest-hover").resolve() == run.resolve()
     actor, spec, ckpt = ckpt_io.load_actor(tmp_path / "latest")
-    assert ckpt["step"] == 1600 and spec["obs_dim"] == actor.obs_dim == make_task("hover").obs_dim
-    assert spec["task"] == "hover" and "obs_layout" in spec
+    assert ckpt["step"] == 1600 and spec.obs_dim == actor.obs_dim == make_task("hover").obs_dim
+    assert spec.task == "hover" and spec == PolicySpec.of_task(make_task("hover"))
     assert ckpt["versions"]["torch"] == torch.__version__
     # The deployed actor carries the frozen normalisation statistics.
     assert not torch.equal(actor.obs_std, torch.ones_like(actor.obs_std))
@@ -109,7 +111,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        ckpt_io.atomic_write(target, failing)
+        atomic_write(target, failing)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
@@ -199,7 +201,7 @@ def test_best_evaluation_is_kept_as_a_policy_checkpoint(tmp_path):
     best_row = max(trainer.metrics, key=lambda m: (m["success_rate"], -m["final_error"]))
     actor, spec, best = ckpt_io.load_actor(run / "best.pt")
     assert best["step"] == best_row["env_steps"] and best["evaluation"] == best_row
-    assert spec == ckpt_io.load(run)["policy_spec"]
+    assert spec.to_dict() == ckpt_io.load(run)["policy_spec"]
     with pytest.raises(ckpt_io.CheckpointError, match="policy only.*--resume"):
         resume(run / "best.pt")
     # An evaluation that is not better leaves best.pt alone.
@@ -211,7 +213,7 @@ def test_best_evaluation_is_kept_as_a_policy_checkpoint(tmp_path):
 
 
 def test_training_task_overrides_change_training_starts_only(tmp_path):
-    from sim.tasks import make_task, policy_spec
+    from sim.tasks import make_task
     from train.config import _parse_mapping
 
     spread = _parse_mapping("start_offset=(0,0,-5),init_position=5.0")
@@ -221,5 +223,5 @@ def test_training_task_overrides_change_training_starts_only(tmp_path):
     assert heights.max() > 1.0  # training envs start mid-air, on or above the ground
     # Evaluation and the exported spec see the takeoff task itself: every start on the ground.
     assert trainer.task == make_task("takeoff")
-    assert policy_spec(trainer.task)["task_overrides"] == {}
+    assert PolicySpec.of_task(trainer.task).task_overrides == {}
     assert trainer.evaluate()["episode_length"] > 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from train.checkpoint import CheckpointError
+from sim.contract.checkpoint import CheckpointError
 from train.config import PRESETS, add_arguments, from_args
 
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sim.contract.actor import Actor
 from train.config import TrainConfig
-from train.policy import Actor
 
 
 class Critic(nn.Module):

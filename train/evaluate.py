@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim import robustness
+from sim.contract.checkpoint import load_actor
 from sim.fly import plot_rollout
 from sim.rollout import Rollout, collect
-from sim.tasks import TaskConfig, task_of_spec
+from sim.tasks import TaskConfig
 from sim.video import Shot, write_rollout_video
 from sim.video import choose as choose_video
-from train.checkpoint import load_actor
 
 
 def fly_checkpoint(
@@ -21,7 +21,7 @@ def fly_checkpoint(
     if episodes < 1:
         raise ValueError(f"episodes={episodes}; allowed: an integer >= 1")
     actor, spec, ckpt = load_actor(path)
-    task = task_of_spec(spec)
+    task = spec.task_config()
     r = collect(actor.act_numpy, task, episodes=episodes, seed=seed, parallel=parallel)
     return r, task, ckpt
 
@@ -82,7 +82,7 @@ def robustness_of_checkpoints(paths: list[str], episodes: int, seed: int, out: s
     named = {}
     for path in paths:
         actor, spec, ckpt = load_actor(path)
-        task = task_of_spec(spec)
+        task = spec.task_config()
         print(f"{path}: task {task.name}, step {ckpt['step']:,}, {episodes} episodes per row")
         named[str(path)] = robustness.run(actor.act_numpy, task, episodes, seed)
     print(robustness.table(named))

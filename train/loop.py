@@ -19,15 +19,15 @@ import torch
 
 from sim import make_vec
 from sim.batch import PRIVILEGED_DIM
+from sim.contract import checkpoint as ckpt_io
 from sim.rollout import collect
 from sim.tasks import ACT_DIM, make_task
-from train import checkpoint as ckpt_io
 from train import run_files, run_state
 from train.config import TrainConfig
 from train.ddpg import Agent, update
 from train.interrupt import StopRequest
 from train.noise import GaussianNoise, OUNoise
-from train.policy import RunningNorm
+from train.obs_norm import RunningNorm
 from train.progress import Progress
 from train.replay import ReplayBuffer
 

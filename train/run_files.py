@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train import checkpoint as ckpt_io
+from sim.contract import checkpoint as ckpt_io
+from sim.contract.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"  # written first: a run stopped before its first checkpoint restarts
@@ -45,7 +46,7 @@ METRIC_FIELDS = (
 
 def write_config(run_dir: Path, config: dict) -> None:
     text = json.dumps(config, indent=1, sort_keys=True)
-    ckpt_io.atomic_write(run_dir / CONFIG, lambda tmp: tmp.write_text(text + "\n"))
+    atomic_write(run_dir / CONFIG, lambda tmp: tmp.write_text(text + "\n"))
 
 
 def read_config(run_dir: Path) -> dict:
@@ -68,7 +69,7 @@ def save(run_dir: Path, payload: dict, replay: dict) -> None:
     step = int(payload["step"])
     name = replay_name(step)
     tagged = {"format": REPLAY_FORMAT, "step": step, **replay}
-    ckpt_io.atomic_write(run_dir / name, lambda tmp: torch.save(tagged, tmp))
+    atomic_write(run_dir / name, lambda tmp: torch.save(tagged, tmp))
     ckpt_io.save(run_dir / CHECKPOINT, {**payload, "replay": name})
     for old in _replay_files(run_dir):
         if old.name != name:
@@ -156,7 +157,7 @@ def write_metrics_csv(path: Path, metrics: list[dict]) -> None:
             w.writeheader()
             w.writerows(metrics)
 
-    ckpt_io.atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def read_metrics_csv(path: Path) -> list[dict]:
@@ -197,7 +198,7 @@ def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     try:
-        ckpt_io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
 

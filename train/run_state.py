@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim import policy_spec
-from train import checkpoint as ckpt_io
+from sim.contract import checkpoint as ckpt_io
+from sim.contract.spec import PolicySpec
 from train.config import TrainConfig
 
 # Functions of a train.loop.Trainer ``t`` (not imported: the loop imports this module).
@@ -24,7 +24,7 @@ def policy_payload(t) -> dict:
     return {
         "actor": {"config": p.config(), "state_dict": p.state_dict()},
         "obs_norm": t.norm.state_dict(),
-        "policy_spec": policy_spec(t.task),
+        "policy_spec": PolicySpec.of_task(t.task).to_dict(),
         "config": plain(dataclasses.asdict(t.cfg)),
         "step": t.env_steps,
     }

@@ -263,7 +263,7 @@ def tune_space(preset: str, fixed: dict, space: Space, out: Path):
 
 def summarise(out: Path, rows: list[dict], threshold: float) -> None:
     """sweep.json, sweep.md and sweep.png, each written atomically."""
-    from train.checkpoint import atomic_write
+    from sim.contract.files import atomic_write
 
     def write_json(tmp: Path) -> None:
         tmp.write_text(json.dumps(rows, indent=2, default=str))
@@ -300,7 +300,7 @@ def plot(path: Path, rows: list[dict], threshold: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from train.checkpoint import atomic_write
+    from sim.contract.files import atomic_write
 
     names = [r["trial"] for r in rows]
     y = range(len(rows))

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
-from train.policy import Actor
+from sim.contract.actor import Actor
+from sim.contract.files import atomic_write
+from sim.contract.spec import PolicySpec, SpecError
 
 FORMAT = "quadpilot-checkpoint"
 VERSION = 1
@@ -36,20 +37,6 @@ def resolve(path: str | os.PathLike) -> Path:
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint (train one with `make train`)")
     return p
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename onto ``path``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(path: Path, payload: dict) -> None:
@@ -143,20 +130,27 @@ def actor_from(ckpt: dict, source: str | os.PathLike = "<checkpoint>") -> Actor:
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: actor config unusable ({exc!r})") from None
     load_state(actor, state, source, "actor")
-    spec = ckpt["policy_spec"]
-    if spec.get("obs_dim") != actor.obs_dim or spec.get("act_dim") != actor.act_dim:
+    spec = spec_of(ckpt, source)
+    if spec.obs_dim != actor.obs_dim or spec.act_dim != actor.act_dim:
         raise CheckpointError(
-            f"{source}: policy spec dims ({spec.get('obs_dim')}, "
-            f"{spec.get('act_dim')}) differ from the actor's "
-            f"({actor.obs_dim}, {actor.act_dim})"
+            f"{source}: policy spec dims ({spec.obs_dim}, {spec.act_dim}) differ from the "
+            f"actor's ({actor.obs_dim}, {actor.act_dim})"
         )
     return actor
 
 
-def load_actor(path: str | os.PathLike) -> tuple[Actor, dict, dict]:
-    """(actor, policy_spec, checkpoint) for export and the HIL bridge."""
+def spec_of(ckpt: dict, source: str | os.PathLike = "<checkpoint>") -> PolicySpec:
+    """The checkpoint's policy spec, refused in one line if malformed."""
+    try:
+        return PolicySpec.from_dict(ckpt["policy_spec"], source)
+    except SpecError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def load_actor(path: str | os.PathLike) -> tuple[Actor, PolicySpec, dict]:
+    """(actor, policy spec, checkpoint) for evaluation, export and the HIL bridge."""
     p = resolve(path)
     ckpt = load(p)
     actor = actor_from(ckpt, p)
     actor.eval()
-    return actor, ckpt["policy_spec"], ckpt
+    return actor, spec_of(ckpt, p), ckpt

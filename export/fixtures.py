@@ -35,7 +35,7 @@ def make_checkpoint(
     rng = np.random.default_rng(seed)
 
     def wobble(obs):
-        return rng.uniform(-0.2, 0.2, (len(obs), 4)).astype(np.float32)
+        return rng.uniform(-0.2, 0.2, (len(obs), spec.act_dim)).astype(np.float32)
 
     obs = collect(wobble, task, episodes=100, seed=seed).obs.astype(np.float64)
     mean, var = obs.mean(axis=0), obs.var(axis=0)

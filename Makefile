@@ -87,7 +87,7 @@ METHOD ?= stlink
 FLASH_IMAGE = firmware/build/stm32f405/$(basename $(notdir $(MODEL)))-realclock/quadpilot.bin
 flash: $(STAMP) deps
 	@test -f $(MODEL) || { echo "flash: $(MODEL) is missing: run \`make train export\` first (or MODEL=path/to/policy.h)" >&2; exit 1; }
-	@$(MAKE) -s -C firmware BOARD=stm32f405 MODEL=$(abspath $(MODEL)) SCHEME=int8 REAL_CLOCK=1
+	@$(MAKE) -s -C firmware BOARD=stm32f405 MODEL=$(abspath $(MODEL)) SCHEME=int REAL_CLOCK=1
 	@$(PY) -m firmware_bridge flash $(FLASH_IMAGE) --method $(METHOD)
 
 flash-dfu:

@@ -2,7 +2,7 @@
 
     python -m bench.export_speed [CHECKPOINT]
 
-The int8 and float32 headers compiled natively (-O2) on this machine, next to
+The integer and float32 headers compiled natively (-O2) on this machine, next to
 onnxruntime and torch eager calls with one observation each. Writes the
 ``export_speed`` section of docs/benchmarks.md.
 """
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
         policy, source = load_policy(args.checkpoint, tmp)
         states = rollouts.policy_states(policy.act, policy.spec, 4000, seed=123)[:4000]
         params = quantize.quantize(policy, states)
-        (tmp / "policy.h").write_text(header.int8_header(policy, params).text)
+        (tmp / "policy.h").write_text(header.int_header(policy, params).text)
         (tmp / "policy_f32.h").write_text(header.f32_header(policy).text)
-        c_int8 = time_header(tmp / "policy.h", states, args.reps, args.rounds, args.cc)
+        c_int = time_header(tmp / "policy.h", states, args.reps, args.rounds, args.cc)
         c_f32 = time_header(tmp / "policy_f32.h", states, args.reps, args.rounds, args.cc)
         cc_version = subprocess.run(
             [args.cc, "--version"], capture_output=True, text=True
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     t_torch = time_python(torch_call, torch_states.numpy(), args.calls, args.rounds)
 
     rows = [
-        (f"policy.h (int8 weights, int{params.act_bits} activations), C -O2", c_int8),
+        ("policy.h (int8 weights, int16 activations), C -O2", c_int),
         ("policy_f32.h (float32), C -O2", c_f32),
         ("onnxruntime, actor.onnx", t_ort),
         ("torch eager, Actor", t_torch),
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     lines += [f"| {name} | {ns:,.0f} | {policy.macs / ns:.2f} |" for name, ns in rows]
     lines += [
         "",
-        "Host figures only: on the STM32F405 the int8 header's inner loop uses SMLAD "
+        "Host figures only: on the STM32F405 the integer header's inner loop uses SMLAD "
         "(two MACs per instruction), the float32 one VFMA; see docs/quantization.md.",
     ]
     markdown = "\n".join(lines)

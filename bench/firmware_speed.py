@@ -74,7 +74,7 @@ def measure(model: Path, steps: int) -> dict:
     instructions = instructions_from_ticks(median, info.tick_hz)
     return {
         "model": label(model),
-        # The header's own name for its scheme (the protocol byte says only int8/float32).
+        # The header's own name for its scheme (the protocol byte says only int/float32).
         "scheme": read_header(model).defines.get("QP_SCHEME", Scheme(info.scheme).name).strip('"'),
         "dims": f"{info.obs_dim}/{info.act_dim}",
         "macs": info.macs,
@@ -158,7 +158,7 @@ Inference ticks come from the firmware's own SysTick around the policy call; wit
 `-icount shift=0` one instruction is 1 ns of virtual time and SysTick counts at 168 MHz,
 so instructions = ticks x 1e9 / 168e6 (+-1 tick of rounding per measurement). Without
 `--model`, the first two rows are a freshly exported 22-64-64-4 actor (the trained
-policy's shape; the count does not depend on the weights' values). Target for the int8
+policy's shape; the count does not depend on the weights' values). Target for the integer
 header: <= 1.5 instructions per MAC, including input quantisation, requantisation and
 the table lookups (docs/hardware.md, "Inference speed"). That is an instruction count,
 not a cycle count: on silicon, multi-cycle loads (LDM of n words takes n + 1 cycles),

@@ -1,7 +1,7 @@
 """python -m export [CHECKPOINT] --out artifacts/
 
 Turns a checkpoint into what the firmware and the HIL bridge use: actor.onnx, policy.h
-(fixed point: int8 weights, int16 or int8 activations), policy_f32.h (float32) and
+(fixed point: int8 weights, int16 activations), policy_f32.h (float32) and
 export_report.json. Everything is computed and
 checked in memory first; only then is each artifact written to a temporary file in the
 output directory and renamed, so a failed export leaves nothing behind.
@@ -41,19 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--activations",
-        choices=list(quantize.ACTIVATIONS),
+        choices=["int16"],
         default="int16",
-        help="width of policy.h's activations (default int16: int16 activations with int8 "
-        "weights, TFLite's 16x8 mode; int8: int8 activations too; see "
-        "docs/quantization.md)",
-    )
-    p.add_argument(
-        "--ranges",
-        choices=quantize.CALIBRATIONS,
-        default=quantize.CALIBRATION,
-        help="activation range calibration with --activations int8 (default hybrid: "
-        "MSE-optimal hidden ranges, min/max output range); int16 activations always use "
-        "min/max ranges",
+        help="width of policy.h's activations: int16, with int8 weights (TFLite's 16x8 "
+        "mode; int8 activations were retired, docs/quantization.md)",
     )
     p.add_argument(
         "--rounding",
@@ -110,6 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="skip compiling the headers with the host C compiler",
     )
     p.add_argument("--cc", default=None, help="host C compiler for the check (default cc)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _refuse_retired(p, argv)
     args = p.parse_args(argv)
     for name in ("calibration_states", "test_states", "episodes", "finetune_steps"):
         if getattr(args, name) < 1:
@@ -117,6 +110,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.robustness_episodes < 0:
         p.error("--robustness-episodes must be >= 0")
     return args
+
+
+def _refuse_retired(p: argparse.ArgumentParser, argv: list[str]) -> None:
+    """One line saying why, instead of argparse's list of valid choices."""
+    for i, arg in enumerate(argv):
+        option, _, value = arg.partition("=")
+        if not value and i + 1 < len(argv):
+            value = argv[i + 1]
+        for key in ((option, value), (option, None)):
+            if key in quantize.RETIRED:
+                p.error(quantize.RETIRED[key])
 
 
 def main(argv=None) -> int:

@@ -69,10 +69,10 @@ def run(exe: Path, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rec["rc"].copy(), rec["action"].copy()
 
 
-def codes_of(actions: np.ndarray, act_bits: int) -> np.ndarray:
-    """Output codes from the actions of a policy.h with ``act_bits``-wide activations
-    (action = code / int_reference.out_one(act_bits), exact in float32)."""
+def codes_of(actions: np.ndarray) -> np.ndarray:
+    """Output codes from the actions of a policy.h (action = code / QP_OUT_ONE, exact in
+    float32)."""
     try:
-        return int_reference.codes_of(actions, act_bits)
+        return int_reference.codes_of(actions)
     except ValueError as e:
         raise ExportError(f"policy.h produced an action that is not a code: {e}") from None

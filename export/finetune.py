@@ -3,16 +3,15 @@
 The float policy is never changed: a copy of its layers is fine-tuned on the calibration
 rollout states so that its *fake-quantised* forward pass matches the original float
 actions. The fake-quantised pass follows the integer pipeline of ``quantize`` (int16
-input) for the activation width ``act_bits``:
+input, int16 activations):
 
 - input: the int16 input grid (scale obs_clip / 32767);
 - weights: symmetric int8 per output row (scale max|row| / 127), rounded to nearest;
-- pre-activations: snapped to the grid (int16 symmetric, or int8 with a zero point) of
-  the range ``quantize`` calibrates for the current weights (re-calibrated every
-  ``RANGE_EVERY`` steps) and clipped to it;
-- tanh outputs, int16: the interpolated int16 table itself (``int_reference.interpolate``,
+- pre-activations: snapped to the symmetric int16 grid of the range ``quantize``
+  calibrates for the current weights (re-calibrated every ``RANGE_EVERY`` steps) and
+  clipped to it;
+- tanh outputs: the interpolated int16 table itself (``int_reference.interpolate``,
   exact for the snapped pre-activation code), hidden and output layers alike;
-- hidden outputs, int8: tanh snapped to its 1/128 output grid; output layer: float tanh;
 - ReLU: the pre-activation grid.
 
 Rounding uses the straight-through estimator (the gradient passes a rounding as if it
@@ -67,11 +66,9 @@ def _fake_weight(w: torch.Tensor) -> torch.Tensor:
     return _ste_round(w / scale) * scale
 
 
-def _fake_pre(pre: torch.Tensor, grid: tuple[float, int], act_bits: int) -> torch.Tensor:
-    scale, zero = grid
-    lo, hi = quantize.code_range(act_bits)
-    code = torch.clamp(_ste_round(pre / scale) + zero, lo, hi)
-    return (code - zero) * scale
+def _fake_pre(pre: torch.Tensor, scale: float) -> torch.Tensor:
+    limit = quantize.PRE16_MAX
+    return torch.clamp(_ste_round(pre / scale), -limit, limit) * scale
 
 
 def _fake_tanh16(pre: torch.Tensor, scale: float) -> torch.Tensor:
@@ -88,7 +85,7 @@ class _FakeQuant(torch.nn.Module):
     """The layers of a policy, evaluated as the integer pipeline does (up to rounding
     ties)."""
 
-    def __init__(self, policy: FloatPolicy, act_bits: int):
+    def __init__(self, policy: FloatPolicy):
         super().__init__()
         self.w = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.tensor(w, dtype=torch.float64)) for w in policy.weights]
@@ -97,22 +94,14 @@ class _FakeQuant(torch.nn.Module):
             [torch.nn.Parameter(torch.tensor(b, dtype=torch.float64)) for b in policy.biases]
         )
         self.hidden = policy.activation
-        self.act_bits = act_bits
 
-    def forward(self, z: torch.Tensor, grids: list[tuple[float, int]]) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, scales: list[float]) -> torch.Tensor:
+        """``scales``: each layer's pre-activation scale."""
         h, n = z, len(self.w)
         for i in range(n):
-            pre = _fake_pre(h @ _fake_weight(self.w[i]).T + self.b[i], grids[i], self.act_bits)
+            pre = _fake_pre(h @ _fake_weight(self.w[i]).T + self.b[i], scales[i])
             tanh = i == n - 1 or self.hidden == "tanh"
-            if self.act_bits == 16:
-                h = _fake_tanh16(pre, grids[i][0]) if tanh else torch.relu(pre)
-                continue
-            if i == n - 1:
-                return torch.tanh(pre)
-            if self.hidden == "tanh":
-                h = _ste_round(torch.tanh(pre) * 128.0) / 128.0
-            else:
-                h = torch.relu(pre)  # already on the pre-activation grid
+            h = _fake_tanh16(pre, scales[i]) if tanh else torch.relu(pre)
         return h
 
     def snapshot(self, policy: FloatPolicy) -> FloatPolicy:
@@ -132,30 +121,20 @@ def _dequantized(params: quantize.QuantParams, policy: FloatPolicy) -> FloatPoli
         weights.append((wq * layer.acc_scale[:, None] / in_scale[None, :]).astype(np.float32))
         biases.append(((layer.bias + wq @ in_zero) * layer.acc_scale).astype(np.float32))
         in_scale = np.full(len(wq), layer.out_scale)
-        in_zero = np.full(len(wq), layer.out_zero)
+        in_zero = np.zeros(len(wq))
     return dataclasses.replace(policy, weights=tuple(weights), biases=tuple(biases))
 
 
-def _quantized(
-    policy: FloatPolicy,
-    obs: np.ndarray,
-    calibration: str,
-    rounding: str,
-    act_bits: int,
-    ranges=None,
-):
+def _quantized(policy: FloatPolicy, obs: np.ndarray, rounding: str, ranges=None):
     """``quantize``'s parameters for ``policy`` and each layer's pre-activation range."""
     params = quantize.quantize(
-        policy,
-        obs,
-        "int16",
-        calibration,
-        rounding,
-        max_samples=len(obs),
-        ranges=ranges,
-        act_bits=act_bits,
+        policy, obs, "int16", rounding, max_samples=len(obs), ranges=ranges
     )
-    return params, [quantize.layer_range(layer, act_bits) for layer in params.layers]
+    return params, [quantize.layer_range(layer) for layer in params.layers]
+
+
+def _scales(ranges: list[tuple[float, float]]) -> list[float]:
+    return [quantize.symmetric_scale(lo, hi) for lo, hi in ranges]
 
 
 def _score(params: quantize.QuantParams, obs: np.ndarray, target: np.ndarray) -> float:
@@ -168,14 +147,11 @@ def finetune(
     policy: FloatPolicy,
     obs: np.ndarray,
     steps: int = STEPS,
-    calibration: str = quantize.CALIBRATION,
     rounding: str = quantize.ROUNDING,
     seed: int = 0,
     max_samples: int = MAX_SAMPLES,
-    act_bits: int = quantize.ACT_BITS,
 ) -> Finetuned:
-    """Weights for ``policy.h`` (activations ``act_bits`` wide) of ``policy``, fine-tuned
-    on the states ``obs``.
+    """Weights for ``policy.h`` of ``policy``, fine-tuned on the states ``obs``.
 
     The policy returned has the original's hash, normalisation and metadata; only its
     ``weights`` (each on its int8 grid) and ``biases`` differ. ``info`` holds the
@@ -187,14 +163,14 @@ def finetune(
         obs = obs[np.sort(rng.choice(len(obs), max_samples, replace=False))]
     target_np = policy.act(obs).astype(np.float64)
     target = torch.tensor(target_np)
-    params, ranges = _quantized(policy, obs, calibration, rounding, act_bits)
+    params, ranges = _quantized(policy, obs, rounding)
     z = torch.tensor(ref.quantize_input(params, obs) * params.input.scale)
     before = _score(params, obs, target_np)
     best = (before, None, policy, None)
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = _FakeQuant(_dequantized(params, policy), act_bits)
+        net = _FakeQuant(_dequantized(params, policy))
         groups = [
             {"params": [p], "lr": LR * max(float(p.detach().abs().max()), 1e-12)}
             for p in list(net.w) + list(net.b)
@@ -202,10 +178,10 @@ def finetune(
         opt = torch.optim.Adam(groups)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
         gen = torch.Generator().manual_seed(seed)
-        grids = [quantize.pre_grid(lo, hi, act_bits) for lo, hi in ranges]
+        scales = _scales(ranges)
         for step in range(1, steps + 1):
             idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
-            err = ((net(z[idx], grids) - target[idx]) ** 2).flatten()
+            err = ((net(z[idx], scales) - target[idx]) ** 2).flatten()
             top = torch.topk(err, max(1, err.numel() // 100)).values
             opt.zero_grad()
             (err.mean() + TOP_WEIGHT * top.mean()).backward()
@@ -213,8 +189,8 @@ def finetune(
             sched.step()
             if step % RANGE_EVERY == 0 or step == steps:
                 snap = net.snapshot(policy)
-                params, ranges = _quantized(snap, obs, calibration, "nearest", act_bits)
-                grids = [quantize.pre_grid(lo, hi, act_bits) for lo, hi in ranges]
+                params, ranges = _quantized(snap, obs, "nearest")
+                scales = _scales(ranges)
                 score = _score(params, obs, target_np)
                 if score < best[0]:
                     best = (score, step, snap, ranges)
@@ -232,24 +208,14 @@ def finetune(
 def quantize_finetuned(
     policy: FloatPolicy,
     obs: np.ndarray,
-    calibration: str = quantize.CALIBRATION,
     rounding: str = quantize.ROUNDING,
     steps: int = STEPS,
     seed: int = 0,
-    act_bits: int = quantize.ACT_BITS,
 ) -> tuple[quantize.QuantParams, dict]:
-    """``quantize.quantize`` (int16 input, ``act_bits`` activations) of the weights
-    ``finetune`` finds for ``policy``, calibrated on all of ``obs``; and the fine-tuning
-    summary."""
-    ft = finetune(policy, obs, steps, calibration, rounding, seed, act_bits=act_bits)
+    """``quantize.quantize`` (int16 input) of the weights ``finetune`` finds for
+    ``policy``, calibrated on all of ``obs``; and the fine-tuning summary."""
+    ft = finetune(policy, obs, steps, rounding, seed)
     params = quantize.quantize(
-        ft.policy,
-        obs,
-        "int16",
-        calibration,
-        rounding,
-        max_samples=len(obs),
-        ranges=ft.ranges,
-        act_bits=act_bits,
+        ft.policy, obs, "int16", rounding, max_samples=len(obs), ranges=ft.ranges
     )
     return params, ft.info

@@ -19,7 +19,6 @@ from export import int_reference as ref
 from export.model import FloatPolicy
 from export.quant_params import QuantParams
 from export.quantize import INTERVALS
-from sim.tasks import layout_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 INT8_TEMPLATE = TEMPLATES / "policy_int8.h"
@@ -218,22 +217,18 @@ def summary_lines(policy: FloatPolicy, scheme: str, extra: list[str]) -> list[st
     widths = " -> ".join(str(w) for w in policy.widths)
     lines = [
         f"source       {policy.source} (training step {policy.step})",
-        f"task         {spec.get('task', '?')} on airframe {spec.get('airframe', '?')}, "
-        f"{spec.get('control_hz', '?')} Hz",
+        f"task         {spec.task} on airframe {spec.airframe}, {spec.control_hz} Hz",
         f"network      {widths}; hidden {policy.activation}, output tanh; scheme {scheme}",
         f"model hash   {policy.model_hash}",
         "             (sha256 of the float weights: export/model.py weights_hash)",
     ]
     lines += extra
-    layout = spec.get("obs_layout") or []
-    if layout:
-        lines.append("observation  (index: name [size] meaning)")
-        offset = 0
-        for name, size, meaning in layout:
-            lines.append(f"  {offset:3d}: {name} [{size}] {meaning}")
-            offset += int(size)
-    if spec.get("action"):
-        lines.append(f"action       {spec['action']}")
+    lines.append("observation  (index: name [size] meaning)")
+    offset = 0
+    for name, size, meaning in spec.obs_layout:
+        lines.append(f"  {offset:3d}: {name} [{size}] {meaning}")
+        offset += size
+    lines.append(f"action       {spec.action}")
     return lines
 
 
@@ -252,7 +247,7 @@ def _wrap_doc(lines: list[str], width: int = 90) -> list[str]:
 
 
 # The two headers ------------------------------------------------------------------------
-def int8_header(
+def int_header(
     policy: FloatPolicy, params: QuantParams, notes: list[str] = (), keep_markers: bool = False
 ) -> Header:
     inq = params.input
@@ -273,14 +268,12 @@ def int8_header(
         q = requant_table(layer.multiplier, layer.shift, pad_rows(out))
         _table(tables, sizes, "uint32_t", f"qp_q{i}", q, lambda v: f"{int(v)}u", 8)
         lut = f"qp_lut{i}"
-        if params.act_bits == 8:
-            _table(tables, sizes, "int8_t", lut, layer.lut)
-        elif layer.activation == "tanh":
+        if layer.activation == "tanh":
             _table(tables, sizes, "uint32_t", lut, interp_table(layer.lut), c_hex32, 8)
-        else:  # int16 ReLU: max(pre, 0), no table
+        else:  # ReLU: max(pre, 0), no table
             lut = "NULL"
         rows.append(
-            f"    {{{pad_inputs(fan_in) // 2}, {out}, {pad_rows(out)}, {layer.pre_zero}, "
+            f"    {{{pad_inputs(fan_in) // 2}, {out}, {pad_rows(out)}, "
             f"qp_w{i}, qp_b{i}, qp_q{i}, {lut}}},"
         )
     tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
@@ -291,13 +284,11 @@ def int8_header(
         f"#define QP_IN_MIN ({inq.lo})" if inq.lo < 0 else f"#define QP_IN_MIN {inq.lo}",
         f"#define QP_IN_MAX {inq.hi}",
         f'#define QP_SCHEME "{params.scheme}"',
-        f"#define QP_ACT_BITS {params.act_bits}",
-        f"#define QP_OUT_ONE {ref.out_one(params.act_bits)}",
+        f"#define QP_OUT_ONE {ref.OUT_ONE}",
         f"#define QP_HIDDEN_RELU {int(policy.activation == 'relu')}",
     ]
-    widths = {16: "int16 activations (int8 weights)", 8: "int8 activations and weights"}
     extra = [
-        f"codes        {widths[params.act_bits]}; action = code / QP_OUT_ONE",
+        "codes        int8 weights, int16 activations; action = code / QP_OUT_ONE",
         f"input        {params.input_mode} codes (QP_IN_MIN..QP_IN_MAX); activation "
         f"ranges calibrated on {params.calibration_size} states",
         f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
@@ -350,7 +341,7 @@ def _defines(
 ) -> list[str]:
     return [
         f"#define QP_OBS_DIM {policy.obs_dim}",
-        f'#define QP_OBS_LAYOUT "{layout_text(policy.spec.get("obs_layout") or [])}"',
+        f'#define QP_OBS_LAYOUT "{policy.spec.layout_text}"',
         f"#define QP_ACT_DIM {policy.act_dim}",
         f'#define QP_MODEL_HASH "{policy.model_hash}"',
         f"#define QP_MACS {policy.macs}",
@@ -370,19 +361,28 @@ def demo():
 
     from export.model import from_actor
     from export.quantize import quantize
-    from train.policy import Actor
+    from sim.contract.actor import Actor
+    from sim.contract.spec import PolicySpec
 
     torch.manual_seed(0)
     actor = Actor(3, 4, hidden=(5,))
     with torch.no_grad():
         actor.obs_mean.copy_(torch.tensor([0.0, 0.5, -1.0]))
         actor.obs_std.copy_(torch.tensor([1.0, 2.0, 0.5]))
-    spec = {
-        "task": "demo",
-        "airframe": "none",
-        "control_hz": 100.0,
-        "obs_layout": [["demo_input", 3, "three numbers, for the template only"]],
-    }
+    spec = PolicySpec(
+        task="demo",
+        task_overrides={},
+        airframe="none",
+        obs_dim=3,
+        act_dim=4,
+        obs_layout=(("demo_input", 3, "three numbers, for the template only"),),
+        initial_action=0.0,
+        action="4 numbers in [-1, 1], for the template only",
+        rotor_speed_min=0.0,
+        rotor_speed_max=1.0,
+        rotor_speed_unit="none",
+        control_hz=100.0,
+    )
     policy = from_actor(actor, spec, 0, "demo")
     obs = np.random.default_rng(0).normal(size=(512, 3)).astype(np.float32)
     return policy, quantize(policy, obs)
@@ -393,7 +393,7 @@ def refresh_templates() -> list[Path]:
     policy, params = demo()
     changed = []
     for path, header in [
-        (INT8_TEMPLATE, int8_header(policy, params, keep_markers=True)),
+        (INT8_TEMPLATE, int_header(policy, params, keep_markers=True)),
         (F32_TEMPLATE, f32_header(policy, keep_markers=True)),
     ]:
         if path.read_text() != header.text:

@@ -1,16 +1,14 @@
 """The integer pipeline in numpy, bit for bit what ``policy.h`` computes.
 
-Every step mirrors a line of ``templates/policy_int8.h``: float32 input quantisation
-(the same IEEE operations in the same order), exact integer accumulation, gemmlowp-style
-requantisation and the activation: with int16 activations (``act_bits`` 16) the
-interpolated tanh table or max(pre, 0), with int8 activations a 256-entry table. Tests
-compare this model with the compiled header on rollout states and require identical
-output codes.
+Every step mirrors a line of the integer kernel (``kernel/qp_kernel.h``): float32 input
+quantisation (the same IEEE operations in the same order), exact integer accumulation,
+gemmlowp-style requantisation to int16 codes and the activation: the interpolated tanh
+table or max(pre, 0). Tests compare this model with the compiled header on rollout
+states and require identical output codes.
 
-Parameters are read from ``params.act_bits`` and ``params.layers[i]`` (``weight``,
-``bias``, ``multiplier``, ``shift``, ``pre_zero``, ``lut``, ``activation``):
-``quant_params.QuantParams`` or the same tables read back from a header
-(``firmware_bridge.header_params``).
+Parameters are read from ``params.input`` and ``params.layers[i]`` (``weight``, ``bias``,
+``multiplier``, ``shift``, ``lut``, ``activation``): ``quant_params.QuantParams`` or the
+same tables read back from a header (``firmware_bridge.header_params``).
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import numpy as np
 from export.quant_params import InputQuant, QuantParams
 
 INPUT_LIMIT = np.float32(65536.0)  # |u| is clamped here before rounding (codes saturate)
+OUT_ONE = 32768  # action = code / OUT_ONE (exact in float32): the header's QP_OUT_ONE
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -58,19 +57,13 @@ def input_codes(q: InputQuant, obs: np.ndarray) -> np.ndarray:
     return np.clip(r + q.zero, q.lo, q.hi).astype(np.int32)
 
 
-def out_one(act_bits: int) -> int:
-    """The output code of the action 1.0: action = code / out_one (exact in float32).
-    128 for int8 activations, 32768 for int16 (the header's QP_OUT_ONE)."""
-    return 1 << (act_bits - 1)
-
-
-def codes_of(actions: np.ndarray, act_bits: int) -> np.ndarray:
+def codes_of(actions: np.ndarray) -> np.ndarray:
     """Output codes (int32) back from actions written by ``policy.h``; ValueError if an
-    action is not a multiple of 1 / out_one(act_bits)."""
-    scaled = np.asarray(actions, dtype=np.float32) * np.float32(out_one(act_bits))
+    action is not a multiple of 1 / OUT_ONE."""
+    scaled = np.asarray(actions, dtype=np.float32) * np.float32(OUT_ONE)
     codes = np.rint(scaled)
     if not np.array_equal(codes, scaled):
-        raise ValueError(f"an action is not a multiple of 1/{out_one(act_bits)}")
+        raise ValueError(f"an action is not a multiple of 1/{OUT_ONE}")
     return codes.astype(np.int32)
 
 
@@ -80,7 +73,7 @@ def interpolate(lut: np.ndarray, pre: np.ndarray) -> np.ndarray:
     idx = a >> 8 and frac = a & 255,
         out = floor((lut[idx] * (256 - frac) + lut[idx + 1] * frac + 128) / 256),
     the interpolation rounded to nearest, ties toward +infinity. (policy.h evaluates the
-    same formula as one multiply-add per code: header.interp_table.)"""
+    same formula as one multiply-add per code: kernel_layout.interp_table.)"""
     a = np.asarray(pre, dtype=np.int64) + 32768
     idx, frac = a >> 8, a & 255
     lut = np.asarray(lut, dtype=np.int64)
@@ -88,32 +81,29 @@ def interpolate(lut: np.ndarray, pre: np.ndarray) -> np.ndarray:
     return ((v + 128) >> 8).astype(np.int32)  # numpy >> on int64 is floor division
 
 
-def layer_forward(layer, x: np.ndarray, act_bits: int) -> tuple[np.ndarray, np.ndarray]:
+def layer_forward(layer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Input codes -> (int32 accumulators, output codes) for one layer."""
     acc = x.astype(np.int64) @ layer.weight.T.astype(np.int64) + layer.bias.astype(np.int64)
     scaled = rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(acc, layer.multiplier), layer.shift
     )
-    if act_bits == 8:
-        pre = np.clip(scaled + layer.pre_zero, -128, 127)
-        return acc, layer.lut[pre + 128]
-    pre = np.clip(scaled + layer.pre_zero, -32767, 32767)  # int16: the zero point is 0
+    pre = np.clip(scaled, -32767, 32767)  # symmetric int16 codes, zero point 0
     if layer.activation == "relu":
         return acc, np.maximum(pre, 0).astype(np.int32)
     return acc, interpolate(layer.lut, pre)
 
 
 def forward_codes(params: QuantParams, obs: np.ndarray) -> np.ndarray:
-    """float32 obs (n, obs_dim) -> action codes (n, act_dim); action = code / out_one."""
+    """float32 obs (n, obs_dim) -> action codes (n, act_dim); action = code / OUT_ONE."""
     x = quantize_input(params, obs)
     for layer in params.layers:
-        _, x = layer_forward(layer, x, params.act_bits)
+        _, x = layer_forward(layer, x)
     return x
 
 
 def act(params: QuantParams, obs: np.ndarray) -> np.ndarray:
     """Dequantised actions (float32), what ``qp_policy_act`` writes."""
-    scale = np.float32(1.0 / out_one(params.act_bits))
+    scale = np.float32(1.0 / OUT_ONE)
     return forward_codes(params, obs).astype(np.float32) * scale
 
 
@@ -121,6 +111,6 @@ def accumulators(params: QuantParams, obs: np.ndarray) -> list[np.ndarray]:
     """The int32 accumulators of every layer (for the overflow margin in the report)."""
     x, out = quantize_input(params, obs), []
     for layer in params.layers:
-        acc, x = layer_forward(layer, x, params.act_bits)
+        acc, x = layer_forward(layer, x)
         out.append(acc)
     return out

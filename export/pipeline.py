@@ -15,7 +15,7 @@ from export import cbuild, finetune, header, onnx_export, quantize, report, roll
 from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
-from train.checkpoint import atomic_write
+from sim.contract.files import atomic_write
 
 ARTIFACTS = ("actor.onnx", "policy.h", "policy_f32.h", "export_report.json")
 # Rollout seeds from --seed: calibration states, test states, closed-loop episodes (HIL
@@ -31,11 +31,11 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
         d = Path(tmp)
         for name in ("policy.h", "policy_f32.h"):
             (d / name).write_text(texts[name])
-        rc8, act8 = cbuild.run(cbuild.build(d / "policy.h", d / "drv8", cc), obs)
+        rci, acti = cbuild.run(cbuild.build(d / "policy.h", d / "drvi", cc), obs)
         rcf, actf = cbuild.run(cbuild.build(d / "policy_f32.h", d / "drvf", cc), obs)
-    if rc8.any() or rcf.any():
+    if rci.any() or rcf.any():
         raise ExportError("a compiled header rejected a finite rollout state")
-    codes = cbuild.codes_of(act8, params.act_bits)
+    codes = cbuild.codes_of(acti)
     mismatches = int((codes != ref.forward_codes(params, obs)).any(axis=1).sum())
     if mismatches:
         raise ExportError(
@@ -45,7 +45,7 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
     return {
         "compiler": cc,
         "states": int(len(obs)),
-        "int8_code_mismatches": mismatches,
+        "int_code_mismatches": mismatches,
         "f32_max_abs_diff_vs_torch": float(np.abs(actf - policy.act(obs)).max()),
     }
 
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> dict:
             f"PRESET={policy.preset} or give a {args.expect_preset} checkpoint (RUN=...)"
         )
     print(f"exporting {policy.origin}", flush=True)
-    act_bits = quantize.ACTIVATIONS[args.activations]
-    quantize.check_shapes(policy, args.input, act_bits)
+    quantize.check_shapes(policy, args.input)
     spec, seed = policy.spec, args.seed
     calib = rollouts.policy_states(
         policy.act, spec, args.calibration_states, seed + CALIBRATION_SEED_OFFSET
@@ -68,40 +67,34 @@ def run(args: argparse.Namespace) -> dict:
     ft_info = None
     if args.finetune and args.input == "int16":
         params, ft_info = finetune.quantize_finetuned(
-            policy, calib, args.ranges, args.rounding, args.finetune_steps, seed, act_bits
+            policy, calib, args.rounding, args.finetune_steps, seed
         )
     else:
         params = quantize.quantize(
-            policy,
-            calib,
-            args.input,
-            args.ranges,
-            args.rounding,
-            max_samples=len(calib),
-            act_bits=act_bits,
+            policy, calib, args.input, args.rounding, max_samples=len(calib)
         )
 
     onnx_bytes = onnx_export.to_onnx(policy)
     onnx_info = onnx_export.check(onnx_bytes, policy, test)
     float_test = policy.act(test).astype(np.float64)
-    errors = report.int8_errors(params, float_test, test)
+    errors = report.int_errors(params, float_test, test)
 
-    def int8_policy(obs):
+    def int_policy(obs):
         return ref.act(params, obs)
 
     cl = rollouts.closed_loop(
-        {"float": policy.act, "int8": int8_policy}, spec, args.episodes, seed + EPISODES_SEED_OFFSET
+        {"float": policy.act, "int": int_policy}, spec, args.episodes, seed + EPISODES_SEED_OFFSET
     )
     cl.update(
-        task=spec["task"],
+        task=spec.task,
         episodes=args.episodes,
         seed=seed + EPISODES_SEED_OFFSET,
-        gap_pp=round(abs(cl["float"]["success_rate"] - cl["int8"]["success_rate"]) * 100, 9),
+        gap_pp=round(abs(cl["float"]["success_rate"] - cl["int"]["success_rate"]) * 100, 9),
     )
     suite = None
     if args.robustness_episodes:
         suite = rollouts.robustness_of(
-            {"float": policy.act, "int8": int8_policy}, spec, args.robustness_episodes
+            {"float": policy.act, "int": int_policy}, spec, args.robustness_episodes
         )
     notes = [
         f"accuracy     {params.scheme} vs float on {errors['states']} rollout states: max "
@@ -111,9 +104,9 @@ def run(args: argparse.Namespace) -> dict:
         notes.append(
             f"weights      fine-tuned for {params.scheme} on the calibration states (finetune.py)"
         )
-    h8 = header.int8_header(policy, params, notes)
+    hi = header.int_header(policy, params, notes)
     hf = header.f32_header(policy)
-    texts = {"policy.h": h8.text, "policy_f32.h": hf.text}
+    texts = {"policy.h": hi.text, "policy_f32.h": hf.text}
     cc = None if args.no_c_check else cbuild.find_cc(args.cc)
     if args.cc and cc is None:
         raise ExportError(f"--cc {args.cc}: no such compiler on PATH")
@@ -126,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
         "step": policy.step,
         "model_hash": policy.model_hash,
         "out_dir": str(args.out),
-        "policy_spec": spec,
+        "policy_spec": spec.to_dict(),
         "network": {
             "widths": policy.widths,
             "hidden_activation": policy.activation,
@@ -134,13 +127,11 @@ def run(args: argparse.Namespace) -> dict:
             "macs": policy.macs,
         },
         "onnx": onnx_info,
-        "int8": {
-            "weight_bytes": h8.weight_bytes,
-            "scratch_bytes": h8.scratch_bytes,
+        "int": {
+            "weight_bytes": hi.weight_bytes,
+            "scratch_bytes": hi.scratch_bytes,
             "scheme": params.scheme,
-            "activations": f"int{params.act_bits}",
             "input_mode": params.input_mode,
-            "ranges": args.ranges if params.act_bits == 8 else "minmax",
             "calibration_states": params.calibration_size,
             "finetune": ft_info,
             "test_states": int(len(test)),

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+SCHEME = "int8w-int16a"  # int8 weights, int16 activations: the integer header's scheme
+
 
 @dataclass(frozen=True)
 class InputQuant:
@@ -35,12 +37,10 @@ class LayerQuant:
     multiplier: np.ndarray  # int32 (out,), Q31 in [2^30, 2^31) (0 for a channel scaled to 0)
     shift: np.ndarray  # int32 (out,), right shift in [0, 31]
     acc_scale: np.ndarray  # float64 (out,): the real value of one accumulator unit
-    pre_scale: float  # pre-activation code scale
-    pre_zero: int
-    out_scale: float
-    out_zero: int
-    # int8 activations: int8 (256,), out code = lut[pre code + 128]. int16: tanh's int16
-    # (257,) table of tanh at the interval ends (int_reference.interpolate); None for ReLU.
+    pre_scale: float  # pre-activation code scale (symmetric int16 codes: zero point 0)
+    out_scale: float  # output code scale (zero point 0)
+    # tanh's int16 (257,) table of tanh at the interval ends (int_reference.interpolate);
+    # None for ReLU.
     lut: np.ndarray | None
     activation: str  # "tanh" or "relu"
     acc_bound: int  # proved: |accumulator| <= acc_bound for every possible input
@@ -57,7 +57,6 @@ class QuantParams:
     input_mode: str
     calibration_size: int
     model_hash: str
-    act_bits: int  # 16: int16 activations (int8 weights); 8: int8 activations
     notes: dict = field(default_factory=dict)
 
     @property
@@ -70,10 +69,5 @@ class QuantParams:
 
     @property
     def scheme(self) -> str:
-        """The header's QP_SCHEME: "int8w-int16a" (int8 weights, int16 activations) or
-        "int8"."""
-        return scheme_name(self.act_bits)
-
-
-def scheme_name(act_bits: int) -> str:
-    return {16: "int8w-int16a", 8: "int8"}[act_bits]
+        """The header's QP_SCHEME."""
+        return SCHEME

@@ -2,8 +2,8 @@
 here, that the numpy integer model (``int_reference``) and the C header generator
 (``header``) read.
 
-Scheme (TFLite Micro's fully connected layers, with the choices documented in
-docs/quantization.md); ``QuantParams.act_bits`` selects the width of the activations:
+Scheme "int8w-int16a" (TFLite's "16x8" mode: int8 weights, int16 activations; the
+choices are documented in docs/quantization.md):
 
 - real = (q - zero) * scale for every activation tensor;
 - input: normalise in float, then quantise once (int16 symmetric, or int8 per feature or
@@ -13,20 +13,14 @@ docs/quantization.md); ``QuantParams.act_bits`` selects the width of the activat
 - bias: int32 at scale in_scale * w_scale, with the input zero points folded in, so the
   inner loop is a plain sum of products of codes;
 - requantisation: an int32 multiplier in [2^30, 2^31) and a right shift (gemmlowp);
-- activations, ``act_bits == 16`` (the default; TFLite's "16x8" mode: int16 activations,
-  int8 weights): the pre-activation code is int16, symmetric, zero 0, saturated to
+- activations: the pre-activation code is int16, symmetric, zero 0, saturated to
   [-32767, 32767]; tanh is a 257-entry int16 table of tanh at the ends of 256 intervals,
   linearly interpolated (``int_reference.interpolate``), output scale 1/32768, zero 0;
-  ReLU is max(pre, 0) at the pre-activation scale;
-- activations, ``act_bits == 8``: a 256-entry table from the int8 pre-activation code to
-  the int8 output code; tanh's output is fixed at scale 1/128, zero 0; ReLU's table is a
-  clamp.
+  ReLU is max(pre, 0) at the pre-activation scale.
 
 Pre-activation ranges are calibrated on rollout states layer by layer through the
-already-quantised layers before them. int8: the clipping range that minimises the mean
-squared error of the activation's output on the calibration set (``hybrid``: all but
-the output layer). int16: the observed range with a margin (65,535 codes leave nothing
-to gain from clipping).
+already-quantised layers before them: the observed range with a margin (65,535 codes
+leave nothing to gain from clipping).
 """
 
 from __future__ import annotations
@@ -37,33 +31,30 @@ import numpy as np
 
 from export import int_reference as ref
 from export.model import ExportError, FloatPolicy
-from export.quant_params import InputQuant, LayerQuant, QuantParams, scheme_name
+from export.quant_params import SCHEME, InputQuant, LayerQuant, QuantParams
 
-__all__ = ["InputQuant", "LayerQuant", "QuantParams", "quantize", "scheme_name"]
+__all__ = ["SCHEME", "InputQuant", "LayerQuant", "QuantParams", "quantize"]
 
 ACC_LIMIT = 2**31  # every int32 accumulator must stay strictly inside +-2^31
 BIAS_LIMIT = 2**24  # a channel's weight scale is widened so |bias code| stays below this
 MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature is given
-TANH_OUT_SCALE = 1.0 / ref.out_one(8)  # int8 activations: 1/128
-# tanh(x) * 128 >= 127.5 beyond this: the table's end codes; a wider range buys nothing.
-TANH_SATURATION = math.atanh(127.5 / 128.0)
-ACTIVATIONS = {"int16": 16, "int8": 8}  # --activations: name -> QuantParams.act_bits
-ACT_BITS = 16  # the default: int16 activations, int8 weights
 PRE16_MAX = 32767  # int16 pre-activation codes saturate to [-PRE16_MAX, PRE16_MAX]
-TANH16_OUT_SCALE = 1.0 / ref.out_one(16)  # int16 activations: 1/32768, codes <= 32767
+TANH16_OUT_SCALE = 1.0 / ref.OUT_ONE  # 1/32768, codes <= 32767
 TANH16_SATURATION = math.atanh(1.0 - 0.5 / 32768.0)  # tanh * 32768 >= 32767.5 beyond: ~5.55
 INTERVALS = 256  # int16 tanh: pieces of the interpolated table, 256 codes each
-CALIBRATION = "hybrid"
 RANGE_MARGIN = 1.25
-CALIBRATIONS = ("hybrid", "minmax", "mse")
 ROUNDING = "compensated"
 ROUNDINGS = ("compensated", "nearest")
 INPUT_MODES = ("int16", "int8-per-tensor", "int8-per-feature")
-
-
-def hidden_code_max(act_bits: int) -> int:
-    """The largest |code| a hidden layer can output (the next layer's max|x|)."""
-    return PRE16_MAX if act_bits == 16 else 128
+# A retired option value -> the one line that says why (export's argument parser).
+RETIRED = {
+    ("--activations", "int8"): "int8 activations were retired: against int16 activations "
+    "they had 3x the max and 17x the mean error, the same closed-loop success and the same "
+    "Cortex-M4 speed (8,524 vs 8,423 instructions per call), to save 5.4 KB of flash "
+    "(docs/quantization.md, \"Retired: int8 activations\")",
+    ("--ranges", None): "--ranges chose the range calibration of the retired int8 "
+    "activations; int16 activations always take the observed range with a margin",
+}
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -94,98 +85,48 @@ def affine_range(lo: float, hi: float) -> tuple[float, int]:
     return scale, zero
 
 
-def symmetric_range(lo: float, hi: float) -> tuple[float, int]:
-    """(scale, 0) mapping [-R, R], R = max(|lo|, |hi|), onto int16 codes [-32767, 32767]."""
-    return max(abs(lo), abs(hi), 1e-30) / PRE16_MAX, 0
+def symmetric_scale(lo: float, hi: float) -> float:
+    """The scale mapping [-R, R], R = max(|lo|, |hi|), onto int16 codes [-32767, 32767]
+    (zero point 0)."""
+    return max(abs(lo), abs(hi), 1e-30) / PRE16_MAX
 
 
-def pre_grid(lo: float, hi: float, act_bits: int) -> tuple[float, int]:
-    """(scale, zero) of the pre-activation codes for the range [lo, hi]."""
-    return symmetric_range(lo, hi) if act_bits == 16 else affine_range(lo, hi)
-
-
-def code_range(act_bits: int) -> tuple[int, int]:
-    """The saturation limits of a pre-activation code."""
-    return (-PRE16_MAX, PRE16_MAX) if act_bits == 16 else (-128, 127)
-
-
-def layer_range(layer: LayerQuant, act_bits: int) -> tuple[float, float]:
+def layer_range(layer: LayerQuant) -> tuple[float, float]:
     """The real pre-activation range a layer's codes cover (its saturation points)."""
-    lo, hi = code_range(act_bits)
-    return (lo - layer.pre_zero) * layer.pre_scale, (hi - layer.pre_zero) * layer.pre_scale
+    return -PRE16_MAX * layer.pre_scale, PRE16_MAX * layer.pre_scale
 
 
 def tanh_table16(pre_scale: float) -> np.ndarray:
     """int16 (257,): tanh at the ends of the 256 intervals of 256 pre-activation codes
     (code 256 k - 32768), at output scale 1/32768, rounded half away from zero and capped
-    at +-32767 (so +1.0 is not representable, as with int8)."""
+    at +-32767 (so +1.0 is not representable)."""
     ends = (np.arange(INTERVALS + 1, dtype=np.float64) * 256 - 32768) * pre_scale
     codes = round_half_away(np.tanh(ends) / TANH16_OUT_SCALE)
     return np.clip(codes, -PRE16_MAX, PRE16_MAX).astype(np.int16)
 
 
-def activation_lut(activation: str, pre_scale: float, pre_zero: int, act_bits: int = 8) -> tuple:
-    """(lut, out_scale, out_zero). int8: lut int8[256] for codes -128..127 of the
-    pre-activation. int16: tanh's int16[257] interpolation table, or None for ReLU."""
-    if act_bits == 16:
-        if activation == "tanh":
-            return tanh_table16(pre_scale), TANH16_OUT_SCALE, 0
-        if activation == "relu":
-            return None, pre_scale, 0
-        raise ValueError(f"activation {activation!r}")
-    codes = np.arange(-128, 128)
+def activation_table(activation: str, pre_scale: float) -> tuple:
+    """(lut, out_scale): tanh's int16[257] interpolation table at output scale 1/32768,
+    or (None, pre_scale) for ReLU (max(pre, 0) at the pre-activation scale)."""
     if activation == "tanh":
-        y = np.tanh((codes - pre_zero) * pre_scale)
-        lut = np.clip(round_half_away(y / TANH_OUT_SCALE), -128, 127)
-        return lut.astype(np.int8), TANH_OUT_SCALE, 0
+        return tanh_table16(pre_scale), TANH16_OUT_SCALE
     if activation == "relu":
-        return np.maximum(codes, pre_zero).astype(np.int8), pre_scale, pre_zero
+        return None, pre_scale
     raise ValueError(f"activation {activation!r}")
 
 
-def _apply(activation: str, x: np.ndarray) -> np.ndarray:
-    return np.tanh(x) if activation == "tanh" else np.maximum(x, 0.0)
-
-
-def calibrate_range(
-    pre: np.ndarray, activation: str, method: str = CALIBRATION, act_bits: int = 8
-) -> tuple:
-    """The clipping range [lo, hi] of a pre-activation tensor.
-
-    ``minmax``: the observed range widened by RANGE_MARGIN, cut for tanh at its
-    saturation point (+-TANH_SATURATION for int8, +-TANH16_SATURATION for int16: beyond
-    it every input maps to the end codes anyway, so the cut loses nothing).
-    ``mse`` (int8 only): the cut that minimises the mean squared error of the
-    activation's dequantised output on ``pre``. int16 activations always use
-    ``minmax``: with 65,535 codes the rounding a tighter cut saves is negligible.
-    """
-    lo, hi = float(min(pre.min(), 0.0)), float(max(pre.max(), 0.0))
-    if act_bits == 16:
-        method = "minmax"
-    if method == "minmax":  # a finite sample under-states the range: leave a margin
-        lo, hi = lo * RANGE_MARGIN, hi * RANGE_MARGIN
+def calibrate_range(pre: np.ndarray, activation: str) -> tuple[float, float]:
+    """The range [lo, hi] of a pre-activation tensor: the observed range widened by
+    RANGE_MARGIN (a finite sample under-states it), from 0 for ReLU, cut for tanh at
+    +-TANH16_SATURATION (beyond it every input maps to the end codes anyway). With 65,535
+    codes the rounding a tighter, MSE-optimal cut would save is negligible."""
+    lo = float(min(pre.min(), 0.0)) * RANGE_MARGIN
+    hi = float(max(pre.max(), 0.0)) * RANGE_MARGIN
     if activation == "relu":
         lo = 0.0
     if activation == "tanh":
-        cut = TANH16_SATURATION if act_bits == 16 else TANH_SATURATION
-        lo, hi = max(lo, -cut), min(hi, cut)
-    if method == "minmax":
-        return lo, hi
-    top = max(abs(lo), hi, 1e-3)
-    best, best_err = (lo, hi), math.inf
-    exact = _apply(activation, pre)
-    for t in np.unique(np.concatenate([np.geomspace(min(0.25, top), top, 40), [top]])):
-        c_lo, c_hi = max(lo, -t), min(hi, t)
-        if c_hi - c_lo <= 0:
-            continue
-        scale, zero = affine_range(c_lo, c_hi)
-        lut, out_scale, out_zero = activation_lut(activation, scale, zero)
-        code = np.clip(round_half_away(pre / scale) + zero, -128, 127).astype(np.int64)
-        got = (lut[code + 128].astype(np.float64) - out_zero) * out_scale
-        err = float(np.mean((got - exact) ** 2))
-        if err < best_err:
-            best, best_err = (c_lo, c_hi), err
-    return best
+        lo, hi = max(lo, -TANH16_SATURATION), min(hi, TANH16_SATURATION)
+    return lo, hi
 
 
 def quantize_input(policy: FloatPolicy, z: np.ndarray, mode: str) -> InputQuant:
@@ -232,16 +173,13 @@ def quantize_layer(
     in_max: int,
     pre: np.ndarray,
     activation: str,
-    calibration: str = CALIBRATION,
     x_codes: np.ndarray | None = None,
     pre_range: tuple[float, float] | None = None,
-    act_bits: int = ACT_BITS,
 ) -> LayerQuant:
     """One layer. ``in_scale``/``in_zero`` per input, |input code| <= ``in_max``;
     ``pre`` holds the calibration pre-activations. With ``x_codes`` (the calibration
     input codes) the weights are rounded with error compensation, else to nearest.
-    ``pre_range`` fixes the pre-activation range instead of calibrating it on ``pre``.
-    ``act_bits``: width of the pre-activation and output codes (16 or 8)."""
+    ``pre_range`` fixes the pre-activation range instead of calibrating it on ``pre``."""
     w = w.astype(np.float64)
     b = b.astype(np.float64)
     w_eff = w * in_scale[None, :]
@@ -256,17 +194,14 @@ def quantize_layer(
         wq = compensated_rounding(w_codes, x_codes - in_zero[None, :])
     bq = round_half_away(b / acc_scale).astype(np.int64) - wq @ in_zero.astype(np.int64)
     acc_bound = int((np.abs(bq) + in_max * np.abs(wq).sum(axis=1)).max())
-    if pre_range is not None:
-        lo, hi = pre_range
-    else:
-        lo, hi = calibrate_range(pre, activation, calibration, act_bits)
-    pre_scale, pre_zero = pre_grid(lo, hi, act_bits)
+    lo, hi = pre_range if pre_range is not None else calibrate_range(pre, activation)
+    pre_scale = symmetric_scale(lo, hi)
     # Keep every requantisation multiplier below 1 (a right shift only): widen the
     # pre-activation range if a channel's accumulator unit exceeds one output code.
     if acc_scale.max() >= pre_scale:
         pre_scale = float(acc_scale.max()) * (1.0 + 2.0**-20)
     mult, shift = zip(*(quantize_multiplier(s / pre_scale) for s in acc_scale), strict=True)
-    lut, out_scale, out_zero = activation_lut(activation, pre_scale, pre_zero, act_bits)
+    lut, out_scale = activation_table(activation, pre_scale)
     return LayerQuant(
         weight=wq.astype(np.int8),
         bias=bq.astype(np.int32),
@@ -274,9 +209,7 @@ def quantize_layer(
         shift=np.array(shift, dtype=np.int32),
         acc_scale=acc_scale,
         pre_scale=float(pre_scale),
-        pre_zero=int(pre_zero),
         out_scale=float(out_scale),
-        out_zero=int(out_zero),
         lut=lut,
         activation=activation,
         acc_bound=acc_bound,
@@ -302,14 +235,14 @@ def compensated_rounding(w: np.ndarray, x: np.ndarray, damp: float = 0.01) -> np
     return q.astype(np.int64)
 
 
-def check_shapes(policy: FloatPolicy, input_mode: str, act_bits: int = ACT_BITS) -> None:
+def check_shapes(policy: FloatPolicy, input_mode: str) -> None:
     """Refuse, before any work, shapes whose accumulators could overflow for some weights:
     |acc| <= |bias code| + sum |w code| * |x code - zero| <= 2^24 + 127 * X * fan_in,
-    X = 32767 for int16 codes (the int16 input, int16 activations), 255 for int8 codes
-    with a zero point."""
+    X = 32767 for int16 codes (the int16 input, every activation), 255 for the int8 input
+    codes with a zero point."""
     for i, w in enumerate(policy.weights):
         fan_in = w.shape[1]
-        wide = input_mode == "int16" if i == 0 else act_bits == 16
+        wide = input_mode == "int16" or i > 0
         x_max = PRE16_MAX if wide else 255
         bound = BIAS_LIMIT + 127 * x_max * fan_in
         if bound >= ACC_LIMIT:
@@ -324,13 +257,13 @@ def check_shapes(policy: FloatPolicy, input_mode: str, act_bits: int = ACT_BITS)
 
 def prove_no_overflow(params: QuantParams) -> None:
     """The worst case over all input codes: |bias| + max|x| * sum |w| < 2^31 per channel
-    (max|x| = 32767 for the int16 input and int16 activations, 128 for int8 codes). Every
-    partial sum is bounded by the same figure, so the order of accumulation (SMLAD pairs
-    or not) is free."""
+    (max|x| = 32767 for the int16 input and for every hidden code: tanh codes are within
+    +-32767, ReLU codes within [0, 32767]). Every partial sum is bounded by the same
+    figure, so the order of accumulation (SMLAD pairs or not) is free."""
     in_max = max(-params.input.lo, params.input.hi)
     for i, layer in enumerate(params.layers):
         wq, bq = layer.weight.astype(np.int64), layer.bias.astype(np.int64)
-        x_max = in_max if i == 0 else hidden_code_max(params.act_bits)
+        x_max = in_max if i == 0 else PRE16_MAX
         bound = np.abs(bq) + x_max * np.abs(wq).sum(axis=1)
         j = int(bound.argmax())
         if bound[j] >= ACC_LIMIT:
@@ -345,25 +278,20 @@ def quantize(
     policy: FloatPolicy,
     obs: np.ndarray,
     input_mode: str = "int16",
-    calibration: str = CALIBRATION,
     rounding: str = ROUNDING,
     max_samples: int = 20000,
     seed: int = 0,
     ranges: list[tuple[float, float]] | None = None,
-    act_bits: int = ACT_BITS,
 ) -> QuantParams:
     """Quantise ``policy`` with calibration observations ``obs`` (n, obs_dim) float32.
-    ``ranges``, if given, fixes each layer's pre-activation range (see ``finetune``).
-    ``act_bits``: 16 (int16 activations, the default) or 8 (int8 activations)."""
-    if act_bits not in (8, 16):
-        raise ValueError(f"act_bits {act_bits}; allowed: 16, 8")
-    check_shapes(policy, input_mode, act_bits)
+    ``ranges``, if given, fixes each layer's pre-activation range (see ``finetune``)."""
+    check_shapes(policy, input_mode)
     obs = np.asarray(obs, dtype=np.float32)
     if obs.ndim != 2 or obs.shape[1] != policy.obs_dim or obs.shape[0] == 0:
         raise ExportError(
             f"calibration set has shape {obs.shape}; expected (n, {policy.obs_dim}) with n > 0"
         )
-    if obs.shape[0] > max_samples:  # the range search is O(samples x candidates)
+    if obs.shape[0] > max_samples:  # compensated rounding is O(samples x fan-in^2)
         pick = np.random.default_rng(seed).choice(obs.shape[0], max_samples, replace=False)
         obs = obs[np.sort(pick)]
     z = np.clip(
@@ -378,21 +306,15 @@ def quantize(
         activation = "tanh" if i == n_layers - 1 else policy.activation
         x_real = (codes.astype(np.float64) - in_zero) * in_scale
         pre = x_real @ w.astype(np.float64).T + b
-        in_max = max(-inq.lo, inq.hi) if i == 0 else hidden_code_max(act_bits)
+        in_max = max(-inq.lo, inq.hi) if i == 0 else PRE16_MAX
         x = codes if rounding == "compensated" else None
-        method = calibration
-        if calibration == "hybrid":  # mse inside, minmax at the output (bounds the max error)
-            method = "minmax" if i == n_layers - 1 else "mse"
         fixed = None if ranges is None else ranges[i]
-        layer = quantize_layer(
-            w, b, in_scale, in_zero, in_max, pre, activation, method, x, fixed, act_bits
-        )
+        layer = quantize_layer(w, b, in_scale, in_zero, in_max, pre, activation, x, fixed)
         layers.append(layer)
-        _, codes = ref.layer_forward(layer, codes, act_bits)
+        _, codes = ref.layer_forward(layer, codes)
         in_scale = np.full(w.shape[0], layer.out_scale)
-        in_zero = np.full(w.shape[0], layer.out_zero, dtype=np.int32)
-    params = QuantParams(inq, tuple(layers), input_mode, int(len(obs)), policy.model_hash, act_bits)
+        in_zero = np.zeros(w.shape[0], dtype=np.int32)  # symmetric int16 codes
+    params = QuantParams(inq, tuple(layers), input_mode, int(len(obs)), policy.model_hash)
     prove_no_overflow(params)
-    last = params.layers[-1]
-    assert last.out_scale == 1.0 / ref.out_one(act_bits) and last.out_zero == 0
+    assert params.layers[-1].out_scale == 1.0 / ref.OUT_ONE
     return params

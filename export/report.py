@@ -14,14 +14,14 @@ from export.quantize import layer_range
 TARGETS = {
     "onnx_max_abs_diff": 1e-5,
     "f32_header_max_abs_diff": 1e-5,
-    "int8_max_abs_error": 0.03,
-    "int8_mean_abs_error": 0.005,
+    "int_max_abs_error": 0.03,
+    "int_mean_abs_error": 0.005,
     "closed_loop_gap_pp": 2.0,
     "robustness_row_gap_pp": 2.0,
 }
 
 
-def int8_errors(params: QuantParams, float_actions: np.ndarray, obs: np.ndarray) -> dict:
+def int_errors(params: QuantParams, float_actions: np.ndarray, obs: np.ndarray) -> dict:
     err = np.abs(ref.act(params, obs).astype(np.float64) - float_actions)
     return {
         "states": int(len(obs)),
@@ -36,16 +36,14 @@ def layer_table(params: QuantParams, obs: np.ndarray) -> list[dict]:
     """Per layer: shape, pre-activation range, proved and observed accumulator bounds."""
     rows = []
     for layer, acc in zip(params.layers, ref.accumulators(params, obs), strict=True):
-        lo, hi = layer_range(layer, params.act_bits)
+        lo, hi = layer_range(layer)
         rows.append(
             {
                 "shape": list(layer.shape),
                 "activation": layer.activation,
                 "pre_activation_range": [round(lo, 6), round(hi, 6)],
                 "pre_scale": layer.pre_scale,
-                "pre_zero": layer.pre_zero,
                 "out_scale": layer.out_scale,
-                "out_zero": layer.out_zero,
                 "shift_range": [int(layer.shift.min()), int(layer.shift.max())],
                 "acc_bound_proved": layer.acc_bound,
                 "acc_max_seen": int(np.abs(acc).max()),
@@ -61,8 +59,8 @@ def checks(report: dict) -> dict:
     values = {
         "onnx_max_abs_diff": report["onnx"]["max_abs_diff_vs_torch"],
         "f32_header_max_abs_diff": (report["c_check"] or {}).get("f32_max_abs_diff_vs_torch"),
-        "int8_max_abs_error": report["int8"]["error_vs_float"]["max"],
-        "int8_mean_abs_error": report["int8"]["error_vs_float"]["mean"],
+        "int_max_abs_error": report["int"]["error_vs_float"]["max"],
+        "int_mean_abs_error": report["int"]["error_vs_float"]["mean"],
         "closed_loop_gap_pp": cl["gap_pp"],
         "robustness_row_gap_pp": (report.get("robustness") or {}).get("max_row_gap_pp"),
     }
@@ -91,23 +89,22 @@ def _finetune_line(info: dict | None) -> str:
 
 
 def table(report: dict) -> str:
-    i8, f32, cl = report["int8"], report["float32"], report["closed_loop"]
-    err = i8["error_vs_float"]
+    ints, f32, cl = report["int"], report["float32"], report["closed_loop"]
+    err = ints["error_vs_float"]
     c = report["c_check"]
     lines = [
         f"export {report.get('run', report['checkpoint'])} -> {report['out_dir']}",
         f"  model hash {report['model_hash']}",
         "",
-        f"  {'':28s}{i8['scheme'] + ' (policy.h)':>25s}{'float32 (policy_f32.h)':>25s}",
-        f"  {'weight bytes (flash)':28s}{i8['weight_bytes']:>25d}{f32['weight_bytes']:>25d}",
-        f"  {'scratch RAM bytes (stack)':28s}{i8['scratch_bytes']:>25d}{f32['scratch_bytes']:>25d}",
+        f"  {'':28s}{ints['scheme'] + ' (policy.h)':>25s}{'float32 (policy_f32.h)':>25s}",
+        f"  {'weight bytes (flash)':28s}{ints['weight_bytes']:>25d}{f32['weight_bytes']:>25d}",
+        f"  {'scratch RAM bytes (stack)':28s}{ints['scratch_bytes']:>25d}{f32['scratch_bytes']:>25d}",
         f"  {'MACs per call':28s}{report['network']['macs']:>25d}{report['network']['macs']:>25d}",
-        f"  {'closed-loop success':28s}{cl['int8']['success_rate']:>25.1%}"
+        f"  {'closed-loop success':28s}{cl['int']['success_rate']:>25.1%}"
         f"{cl['float']['success_rate']:>25.1%}",
         "",
-        f"  calibration set   {i8['calibration_states']} rollout states (input {i8['input_mode']}, "
-        f"{i8['activations']} activations)",
-        f"  int8 weights      {_finetune_line(i8.get('finetune'))}",
+        f"  calibration set   {ints['calibration_states']} rollout states (input {ints['input_mode']})",
+        f"  int8 weights      {_finetune_line(ints.get('finetune'))}",
         f"  policy.h vs float max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
         f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",
@@ -119,16 +116,16 @@ def table(report: dict) -> str:
         s = rob["score"]
         lines.append(
             f"  robustness suite  {rob['episodes_per_row']} episodes per row: nominal "
-            f"{s['float']['nominal_success']:.0%} / {s['int8']['nominal_success']:.0%}, worst row "
+            f"{s['float']['nominal_success']:.0%} / {s['int']['nominal_success']:.0%}, worst row "
             f"inside the training ranges {s['float']['worst_inside_success']:.0%} / "
-            f"{s['int8']['worst_inside_success']:.0%}, combined "
-            f"{s['float']['combined_success']:.0%} / {s['int8']['combined_success']:.0%} "
+            f"{s['int']['worst_inside_success']:.0%}, combined "
+            f"{s['float']['combined_success']:.0%} / {s['int']['combined_success']:.0%} "
             f"(float / integer); largest row gap {rob['max_row_gap_pp']:.1f} pp"
         )
     if c:
         lines.append(
             f"  {'C check (' + c['compiler'] + ')':18s}policy.h codes differing from the numpy "
-            f"model: {c['int8_code_mismatches']} of {c['states']}; float32 header vs torch "
+            f"model: {c['int_code_mismatches']} of {c['states']}; float32 header vs torch "
             f"max {c['f32_max_abs_diff_vs_torch']:.2e}"
         )
     else:

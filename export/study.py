@@ -1,11 +1,10 @@
 """python -m export.study [CHECKPOINT ...]: policy.h's error for each quantisation choice.
 
 Prints a markdown table (the source of the figures in docs/quantization.md): for every
-checkpoint, the integer-vs-float action error on rollout states of the default scheme
-(int16 activations, fine-tuned weights), of int8 activations (fine-tuned), of the trained
-weights quantised as they are with either width, of each alternative to the latter with
-int8 activations (input width, range calibration, weight rounding), and the floors set
-by int8 weights alone and by rounding the hidden outputs alone.
+checkpoint, the integer-vs-float action error on rollout states of the export's scheme
+(int8 weights, int16 activations, fine-tuned weights), of the trained weights quantised
+as they are, of each alternative to the latter (input width, weight rounding), and the
+floors set by int8 weights alone and by rounding the hidden outputs to 1/32768 alone.
 """
 
 from __future__ import annotations
@@ -20,16 +19,11 @@ from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
 
-INT8, INT16 = {"act_bits": 8}, {"act_bits": 16}
 VARIANTS = [
-    ("int16 activations, no fine-tuning (compensated rounding)", INT16),
-    ("int16 activations, no fine-tuning, round to nearest", {**INT16, "rounding": "nearest"}),
-    ("int8 activations, no fine-tuning: int16 input, hybrid ranges, compensated rounding", INT8),
-    ("int8 activations, int8 input, per tensor", {**INT8, "input_mode": "int8-per-tensor"}),
-    ("int8 activations, int8 input, per feature", {**INT8, "input_mode": "int8-per-feature"}),
-    ("int8 activations, min/max ranges everywhere", {**INT8, "calibration": "minmax"}),
-    ("int8 activations, MSE ranges everywhere", {**INT8, "calibration": "mse"}),
-    ("int8 activations, round to nearest", {**INT8, "rounding": "nearest"}),
+    ("no fine-tuning (compensated rounding)", {}),
+    ("no fine-tuning, round to nearest", {"rounding": "nearest"}),
+    ("no fine-tuning, int8 input, per tensor", {"input_mode": "int8-per-tensor"}),
+    ("no fine-tuning, int8 input, per feature", {"input_mode": "int8-per-feature"}),
 ]
 
 
@@ -47,7 +41,7 @@ def _float_forward(policy, obs, weights, act_step=None):
 
 def floors(policy, obs, want) -> dict:
     """Error of int8 weights alone (per channel, nearest) and of hidden outputs rounded to
-    1/128 or 1/32768 alone: what no choice of activation ranges can remove."""
+    1/32768 alone: what no choice of activation ranges can remove."""
     w8 = []
     for w in policy.weights:
         s = np.abs(w).max(axis=1, keepdims=True).astype(np.float64) / 127
@@ -55,7 +49,6 @@ def floors(policy, obs, want) -> dict:
     floats = [w.astype(np.float64) for w in policy.weights]
     return {
         "int8 weights only (float activations)": _float_forward(policy, obs, w8),
-        "hidden outputs rounded to 1/128 only": _float_forward(policy, obs, floats, 1 / 128),
         "hidden outputs rounded to 1/32768 only": _float_forward(policy, obs, floats, 1 / 32768),
     }
 
@@ -66,9 +59,8 @@ def study(path: str, states: int = 10000) -> list[str]:
     test = rollouts.policy_states(policy.act, policy.spec, states, 2000)
     want = policy.act(test).astype(np.float64)
     rows = []
-    for name, bits in [("default: int16 activations", 16), ("int8 activations", 8)]:
-        params, _ = finetune.quantize_finetuned(policy, calib, act_bits=bits)
-        rows.append((f"{name}, fine-tuned weights", ref.act(params, test)))
+    params, _ = finetune.quantize_finetuned(policy, calib)
+    rows.append(("default: fine-tuned weights", ref.act(params, test)))
     for name, kw in VARIANTS:
         params = quantize.quantize(policy, calib, max_samples=len(calib), **kw)
         rows.append((name, ref.act(params, test)))

@@ -72,9 +72,9 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheme",
         choices=list(HEADER_FILES),
-        default="int8",
-        help="int8: policy.h (int8 weights; int16 or int8 activations, as exported; "
-        "default), float32: policy_f32.h",
+        default="int",
+        help="int: policy.h (int8 weights, int16 activations; default), float32: "
+        "policy_f32.h",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the HIL's own rollouts")
     p.add_argument(

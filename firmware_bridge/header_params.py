@@ -49,9 +49,8 @@ class HeaderLayer:
     bias: np.ndarray
     multiplier: np.ndarray
     shift: np.ndarray
-    pre_zero: int
-    lut: np.ndarray | None  # int8 (256,), or int16 (257,) for an int16 tanh; None: ReLU
-    activation: str  # "tanh" or "relu" (read by int_reference with int16 activations)
+    lut: np.ndarray | None  # tanh: int16 (257,); None: ReLU
+    activation: str  # "tanh" or "relu"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,6 @@ class HeaderParams:
 
     input: HeaderInput
     layers: tuple[HeaderLayer, ...]
-    act_bits: int
 
 
 @dataclass(frozen=True)
@@ -91,11 +89,6 @@ class PolicyHeader:
     def macs(self) -> int:
         return int(self.defines["QP_MACS"])
 
-    @property
-    def act_bits(self) -> int:
-        """Width of policy.h's activations: QP_ACT_BITS (8 in headers that predate it)."""
-        return int(self.defines.get("QP_ACT_BITS", "8"))
-
     def int_param(self, name: str) -> int:
         return int(self.defines[name].strip("()").replace(" ", ""))
 
@@ -110,25 +103,21 @@ class PolicyHeader:
             out[name] = np.array(values, dtype=_DTYPES[ctype])
         return out
 
-    def int8_params(self) -> HeaderParams:
-        """The tables of a policy.h (int8 weights; int16 or int8 activations) as
-        int_reference's parameters."""
-        if self.scheme != Scheme.INT8:
-            raise HeaderError(f"{self.path} is a {self.scheme.name.lower()} header, not int8")
-        bits = self.act_bits
-        if bits not in (8, 16):
-            raise HeaderError(f"{self.path}: QP_ACT_BITS {bits} is neither 8 nor 16")
+    def int_params(self) -> HeaderParams:
+        """The tables of a policy.h as int_reference's parameters."""
+        if self.scheme != Scheme.INT:
+            raise HeaderError(f"{self.path} is a {self.scheme.name.lower()} header, not int")
         relu = self.defines.get("QP_HIDDEN_RELU", "0") == "1"
         t = self.tables()
         rows = _layer_rows(self)
         layers, fan_in = [], self.obs_dim
-        for i, (out, pre_zero) in enumerate(rows):
+        for i, out in enumerate(rows):
             multiplier, shift = unpack_requant(t[f"qp_q{i}"], out)
             activation = "relu" if relu and i + 1 < len(rows) else "tanh"
             lut = t.get(f"qp_lut{i}")
-            if bits == 16 and lut is not None:
+            if lut is not None:
                 lut = lut_of_interp_table(lut)
-            if lut is None and not (bits == 16 and activation == "relu"):
+            if lut is None and activation != "relu":
                 raise HeaderError(f"{self.path}: no table qp_lut{i}")
             layers.append(
                 HeaderLayer(
@@ -136,7 +125,6 @@ class PolicyHeader:
                     bias=t[f"qp_b{i}"][:out],
                     multiplier=multiplier,
                     shift=shift,
-                    pre_zero=pre_zero,
                     lut=lut,
                     activation=activation,
                 )
@@ -149,7 +137,7 @@ class PolicyHeader:
             lo=self.int_param("QP_IN_MIN"),
             hi=self.int_param("QP_IN_MAX"),
         )
-        return HeaderParams(inp, tuple(layers), bits)
+        return HeaderParams(inp, tuple(layers))
 
 
 def _c_number(token: str) -> float | int:
@@ -163,16 +151,16 @@ def _c_number(token: str) -> float | int:
     return int(s.rstrip("u"), 0)
 
 
-def _layer_rows(h: PolicyHeader) -> list[tuple[int, int]]:
-    """(out, pre_zero) of each layer, from the initialiser of qp_layers:
-    {in_words, out, out_pad, pre_zero, ...} (qp_layer_t in export/templates/policy_int8.h)."""
+def _layer_rows(h: PolicyHeader) -> list[int]:
+    """``out`` of each layer, from the initialiser of qp_layers: {in_words, out, out_pad,
+    ...} (qp_layer_t in export/templates/policy_int8.h)."""
     m = _LAYERS.search(h.text)
     if m is None:
         raise HeaderError(f"{h.path}: no qp_layers table")
-    rows = re.findall(r"\{\s*(\d+),\s*(\d+),\s*(\d+),\s*(-?\d+),", m.group(1))
+    rows = re.findall(r"\{\s*(\d+),\s*(\d+),\s*(\d+),", m.group(1))
     if len(rows) != h.int_param("QP_N_LAYERS"):
         raise HeaderError(f"{h.path}: qp_layers has {len(rows)} rows, QP_N_LAYERS differs")
-    return [(int(r[1]), int(r[3])) for r in rows]
+    return [int(r[1]) for r in rows]
 
 
 def read_header(path: str | Path) -> PolicyHeader:

@@ -7,7 +7,7 @@ STM32F405), checked against the numpy integer model and the float policy.
    agree, and the board's INFO must carry the same hash (Link.handshake refuses it).
 2. Open loop: replay rollout states of the float policy (export.rollouts, as export
    calibrates and tests on) through STEP; every board action is compared with the
-   reference (int8: export/int_reference.py on the header's own tables, bit for bit;
+   reference (int: export/int_reference.py on the header's own tables, bit for bit;
    float32: the torch policy within the export's tolerance) and with the float policy.
 3. Closed loop: the sim flies the same episodes with the board in the loop, with the
    reference and with the float policy; success rates are compared.
@@ -33,14 +33,14 @@ from export.report import TARGETS
 from export.rollouts import policy_states
 from sim import robustness
 from sim.rollout import collect
-from sim.tasks import TaskConfig, layout_text, task_of_spec
+from sim.tasks import TaskConfig
 
 from . import codec, paced
 from .emulator import Emulator
 from .header_params import HeaderError, PolicyHeader, read_header
 from .link import Link, StepResult
 
-HEADER_FILES = {"int8": "policy.h", "float32": "policy_f32.h"}
+HEADER_FILES = {"int": "policy.h", "float32": "policy_f32.h"}
 EXPORT_REPORT = "export_report.json"
 # Seeds of the HIL's own rollouts, apart from export's (1000 calibration, 2000 test,
 # 3000 closed loop) so the board is checked on states the quantiser never saw.
@@ -68,7 +68,7 @@ class HilOptions:
     reports: Path = Path("reports")
     states: int = 1000
     episodes: int = 5
-    scheme: str = "int8"
+    scheme: str = "int"
     seed: int = 0
     timeout: float | None = None  # per request attempt; None: PORT_TIMEOUT / EMULATOR_TIMEOUT
     baudrate: int = 921600
@@ -86,7 +86,7 @@ class Reference:
 
     name: str
     act: Callable[[np.ndarray], np.ndarray]
-    bit_exact: bool  # int8: the board must equal `act` exactly
+    bit_exact: bool  # int: the board must equal `act` exactly
     max_vs_float: float  # export's tolerances for this scheme
     mean_vs_float: float | None
 
@@ -114,7 +114,7 @@ def load_inputs(opts: HilOptions) -> Inputs:
         policy = load_policy(opts.checkpoint)
     except (HeaderError, ExportError) as e:
         raise HilError(" ".join(str(e).split())) from None
-    expected = layout_text(policy.spec.get("obs_layout") or [])
+    expected = policy.spec.layout_text
     if header.obs_layout is not None and header.obs_layout != expected:
         raise HilError(
             f"{path} observes {header.obs_layout}; checkpoint {opts.checkpoint} observes "
@@ -127,14 +127,14 @@ def load_inputs(opts: HilOptions) -> Inputs:
         )
     if header.scheme.name.lower() != opts.scheme:
         raise HilError(f"{path} is a {header.scheme.name.lower()} header, not {opts.scheme}")
-    if opts.scheme == "int8":
-        params = header.int8_params()
+    if opts.scheme == "int":
+        params = header.int_params()
         ref = Reference(
             "numpy integer model (export/int_reference.py)",
             lambda obs: int_reference.act(params, obs),
             True,
-            TARGETS["int8_max_abs_error"],
-            TARGETS["int8_mean_abs_error"],
+            TARGETS["int_max_abs_error"],
+            TARGETS["int_mean_abs_error"],
         )
     else:
         ref = Reference(
@@ -218,7 +218,7 @@ def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, s
     """Each HIL row flown with the board in the loop, by the reference and by the float
     policy, from the same initial states."""
     spec = inputs.policy.spec
-    task = task_of_spec(spec)
+    task = spec.task_config()
     rows, results = {}, []
     for name in HIL_ROWS:
         t = closed_loop_task(task, name, None if paced_run else opts.latency_ms)
@@ -262,7 +262,7 @@ def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, s
         "rows": rows,
         "runs": rows["nominal"]["runs"],
         "results": results,
-        "task": spec["task"],
+        "task": spec.task,
         "paced": paced_run,
     }
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from export import int_reference
 from export.report import TARGETS
-from train.checkpoint import atomic_write
+from sim.contract.files import atomic_write
 
 from . import codec
 from .link import LinkStats
@@ -89,7 +89,7 @@ def build(
     same = (board.view(np.uint32) == ref_actions.astype(np.float32).view(np.uint32)).all(axis=1)
     codes = {}
     if ref.bit_exact:
-        one = int_reference.out_one(inputs.header.act_bits)
+        one = int_reference.OUT_ONE
         codes = {
             "code_mismatches": int((np.rint(board * one) != np.rint(ref_actions * one)).sum()),
         }
@@ -282,10 +282,9 @@ def write(rep: dict, open_loop: dict, closed_loop: dict, inputs, states, reports
 def write_video(path: Path, closed_loop: dict, inputs, emulated: bool, log) -> Path | None:
     """Every closed-loop episode, row after row: the board's flight beside the
     reference's from the same start, replayed from the trajectories the HIL recorded."""
-    from sim.tasks import task_of_spec
     from sim.video import Shot, write_rollout_video
 
-    task = task_of_spec(inputs.policy.spec)
+    task = inputs.policy.spec.task_config()
     who = {
         "board": "board (QEMU)" if emulated else "board",
         "reference": "reference: " + inputs.reference.name.split(" (")[0],

@@ -76,7 +76,7 @@ class ResetCause(IntEnum):
 
 class Scheme(IntEnum):
     NONE = 0
-    INT8 = 1
+    INT = 1  # policy.h: the integer header (int8 weights, int16 activations)
     FLOAT32 = 2
 
 

@@ -66,11 +66,10 @@ def test_printed_table(exported):
         "weight bytes",
         "scratch RAM bytes",
         "calibration set",
-        "int16 activations",
         "int8w-int16a (policy.h)",
         "policy.h vs float",
         "closed-loop success",
-        "int8_max_abs_error",
+        "int_max_abs_error",
     ):
         assert text in out
 
@@ -79,9 +78,9 @@ def test_report_figures(exported):
     rep = exported["report"]
     assert rep["run"] == f"{exported['dir'] / 'run'} (preset unknown, step 42)"
     assert rep["step"] == 42 and len(rep["model_hash"]) == 64
-    i8 = rep["int8"]
-    assert i8["scheme"] == "int8w-int16a" and i8["activations"] == "int16"
-    assert i8["ranges"] == "minmax"
+    assert "int8" not in rep  # the integer header's section is "int" (int8 weights only)
+    i8 = rep["int"]
+    assert i8["scheme"] == "int8w-int16a"
     assert i8["calibration_states"] >= 10000 and i8["test_states"] >= 10000
     assert 0 < i8["weight_bytes"] < rep["float32"]["weight_bytes"]
     assert i8["scratch_bytes"] > 0
@@ -93,19 +92,20 @@ def test_report_figures(exported):
         assert layer["acc_max_seen"] <= layer["acc_bound_proved"] < 2**31
     cl = rep["closed_loop"]
     assert cl["episodes"] == 100
-    for name in ("float", "int8"):
+    for name in ("float", "int"):
         assert 0.0 <= cl[name]["success_rate"] <= 1.0
     assert cl["gap_pp"] <= 2.0
     rob = rep["robustness"]  # the suite, flown by the float policy and the integer model
-    assert rob["episodes_per_row"] == 10 and set(rob["rows"]) == {"float", "int8"}
-    assert [r["row"] for r in rob["rows"]["int8"]] == [r.name for r in robustness.rows()]
+    assert rob["episodes_per_row"] == 10 and set(rob["rows"]) == {"float", "int"}
+    assert [r["row"] for r in rob["rows"]["int"]] == [r.name for r in robustness.rows()]
     gaps = [
         round(abs(f["success_rate"] - i["success_rate"]) * 100, 9)
-        for f, i in zip(rob["rows"]["float"], rob["rows"]["int8"], strict=True)
+        for f, i in zip(rob["rows"]["float"], rob["rows"]["int"], strict=True)
     ]
     assert rob["max_row_gap_pp"] == max(gaps) <= 2.0
-    assert rep["c_check"]["int8_code_mismatches"] == 0
+    assert rep["c_check"]["int_code_mismatches"] == 0
     assert rep["c_check"]["f32_max_abs_diff_vs_torch"] <= 1e-5
+    assert set(rep["checks"]) >= {"int_max_abs_error", "int_mean_abs_error"}
     assert all(ok for _, _, ok in rep["checks"].values())
 
 
@@ -119,31 +119,30 @@ def test_no_finetune_quantises_the_trained_weights(tmp_path, exported):
     assert proc.returncode == 0, proc.stderr
     assert "no fine-tuning" in proc.stdout
     report = json.loads((out / "export_report.json").read_text())
-    assert report["int8"]["finetune"] is None
+    assert report["int"]["finetune"] is None
     assert report["model_hash"] == exported["report"]["model_hash"]
 
 
-def test_int8_activations_are_selectable(tmp_path, exported):
-    """--activations int8: the int8 header, bit-exact with its numpy model (C check)."""
-    out = tmp_path / "out"
-    proc = run_cli(
-        str(exported["ckpt"]),
-        *("--out", str(out), "--activations", "int8", "--no-finetune", "--episodes", "1"),
-        *("--calibration-states", "2000", "--test-states", "500"),
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((out / "export_report.json").read_text())
-    assert report["int8"]["scheme"] == "int8" and report["int8"]["activations"] == "int8"
-    assert report["int8"]["ranges"] == "hybrid"
-    assert report["c_check"]["int8_code_mismatches"] == 0 and report["c_check"]["states"] >= 500
-    text = (out / "policy.h").read_text()
-    assert '#define QP_SCHEME "int8"\n' in text and "#define QP_ACT_BITS 8\n" in text
-    assert "#define QP_OUT_ONE 128\n" in text and "static const int8_t qp_lut2[256]" in text
-    # int8 tables are smaller than the int16 activation tables (2 KB per tanh layer).
-    assert report["int8"]["weight_bytes"] < exported["report"]["int8"]["weight_bytes"]
-    default = (exported["out"] / "policy.h").read_text()
-    assert '#define QP_SCHEME "int8w-int16a"\n' in default and "QP_ACT_BITS 16\n" in default
-    assert "#define QP_OUT_ONE 32768\n" in default and "uint32_t qp_lut2[512]" in default
+@pytest.mark.parametrize(
+    "args,why",
+    [
+        (("--activations", "int8"), "int8 activations were retired: against int16"),
+        (("--activations=int8",), "3x the max and 17x the mean error"),
+        (("--ranges", "mse"), "--ranges chose the range calibration of the retired int8"),
+    ],
+)
+def test_retired_int8_activations_are_refused_saying_why(tmp_path, args, why):
+    proc = run_cli("runs/none", "--out", str(tmp_path / "out"), *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("python -m export: error: ") and why in line
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_default_header_is_the_int16_activation_scheme(exported):
+    text = (exported["out"] / "policy.h").read_text()
+    assert '#define QP_SCHEME "int8w-int16a"\n' in text and "QP_ACT_BITS" not in text
+    assert "#define QP_OUT_ONE 32768\n" in text and "uint32_t qp_lut2[512]" in text
 
 
 def test_onnx_structure_and_metadata(exported):
@@ -255,7 +254,7 @@ def test_nonfinite_weights(capsys, tmp_path, payload):
 
 def test_accumulator_overflow_is_refused_with_the_reason(capsys, tmp_path):
     ckpt = make_checkpoint(tmp_path / "wide" / "checkpoint.pt", hidden=(70000,))
-    line = _fails(capsys, tmp_path / "out", str(ckpt), "--activations", "int8")
+    line = _fails(capsys, tmp_path / "out", str(ckpt))
     assert "layer 1 (70000 -> 4)" in line and "overflow" in line and "2^31" in line
 
 
@@ -279,7 +278,8 @@ def test_late_failure_leaves_out_dir_as_it_was(capsys, tmp_path, exported):
 
 
 def test_observation_layout_other_than_the_tasks_is_refused_naming_both(capsys, tmp_path, payload):
-    payload["policy_spec"]["obs_layout"][-1] = ["rotor_speeds", 4, "an older layout"]
+    # an older layout of the same size: the actor still fits, the task no longer does
+    payload["policy_spec"]["obs_layout"][-1:] = [["rotor_speeds", 4, "old"], ["past", 12, "old"]]
     bad = tmp_path / "checkpoint.pt"
     torch.save(payload, bad)
     line = _fails(capsys, tmp_path / "out", str(bad))

@@ -47,16 +47,24 @@ def test_echo_and_real_clock_variants_build():
     make("BOARD=stm32f405", "REAL_CLOCK=1")
 
 
+def make_fails(*args: str) -> str:
+    """make's stderr for a build that must fail."""
+    run = subprocess.run(
+        ["make", "-C", str(FIRMWARE), *args], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode != 0, run.stdout
+    return run.stderr
+
+
 def test_scheme_mismatch_is_a_build_error():
     require_tool("cc")
-    run = subprocess.run(
-        ["make", "-C", str(FIRMWARE), "BOARD=host", "SCHEME=int8", f"MODEL={FIXTURE_HEADER}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode != 0
-    assert "does not match QP_SCHEME_ID" in run.stderr
+    stderr = make_fails("BOARD=host", "SCHEME=int", f"MODEL={FIXTURE_HEADER}")
+    assert "does not match QP_SCHEME_ID" in stderr
+
+
+def test_the_old_scheme_spelling_is_refused_naming_the_new_one():
+    stderr = make_fails("BOARD=host", "SCHEME=int8", f"MODEL={FIXTURE_HEADER}")
+    assert "SCHEME=int8 is now SCHEME=int" in stderr and "retired" in stderr
 
 
 def test_cppcheck_is_clean():

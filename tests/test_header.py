@@ -1,6 +1,6 @@
 """The generated C headers, compiled for real: policy.h bit-exact with the numpy model
-for each activation width (int16 and int8; tanh and ReLU), float32 vs torch, strict
-warnings on gcc / clang / arm-none-eabi-gcc, cppcheck, the API names, bad input."""
+(tanh and ReLU actors), float32 vs torch, strict warnings on gcc / clang /
+arm-none-eabi-gcc, cppcheck, the API names, bad input."""
 
 from __future__ import annotations
 
@@ -29,18 +29,11 @@ CPPCHECK = [
     "-q",
 ]
 
-# ACLE's __sxtb16 / __smlad written out from the Arm architecture reference, so the SMLAD
-# branch of policy.h (its weight shuffle and operand pairing) also runs on the host.
+# ACLE's __smlad written out from the Arm architecture reference, so the SMLAD branch of
+# policy.h (its weight shuffle and operand pairing) also runs on the host.
 FAKE_ACLE = """
 #include <stdint.h>
-typedef int32_t int8x4_t;
 typedef int32_t int16x2_t;
-static inline int16x2_t __sxtb16(int8x4_t x) {
-    uint32_t u = (uint32_t)x;
-    uint32_t lo = (uint16_t)(int16_t)(int8_t)(u & 0xffu);
-    uint32_t hi = (uint16_t)(int16_t)(int8_t)((u >> 16) & 0xffu);
-    return (int16x2_t)(lo | (hi << 16));
-}
 static inline int32_t __smlad(int16x2_t a, int16x2_t b, int32_t c) {
     uint32_t ua = (uint32_t)a, ub = (uint32_t)b;
     int32_t a0 = (int16_t)(ua & 0xffffu), a1 = (int16_t)(ua >> 16);
@@ -50,14 +43,8 @@ static inline int32_t __smlad(int16x2_t a, int16x2_t b, int32_t c) {
 """
 
 
-# policy.h variants: file name -> (hidden activation, activation bits). "policy.h" is the
-# default export (tanh, int16 activations).
-VARIANTS = {
-    "policy.h": ("tanh", 16),
-    "policy_int8a.h": ("tanh", 8),
-    "policy_relu16.h": ("relu", 16),
-    "policy_relu8.h": ("relu", 8),
-}
+# policy.h variants: file name -> hidden activation. "policy.h" is the default export.
+VARIANTS = {"policy.h": "tanh", "policy_relu.h": "relu"}
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +57,11 @@ def built(tmp_path_factory):
     calib = rollouts.policy_states(policy.act, policy.spec, 10000, 1000)
     test = rollouts.policy_states(policy.act, policy.spec, 10000, 2000)
     params, policies = {}, {"tanh": policy, "relu": relu}
-    for name, (activation, bits) in VARIANTS.items():
-        params[name] = quantize.quantize(policies[activation], calib, act_bits=bits)
-        text = header.int8_header(policies[activation], params[name]).text
+    for name, activation in VARIANTS.items():
+        params[name] = quantize.quantize(policies[activation], calib)
+        text = header.int_header(policies[activation], params[name]).text
         (d / name).write_text(text)
-    h8, hf = header.int8_header(policy, params["policy.h"]), header.f32_header(policy)
+    h8, hf = header.int_header(policy, params["policy.h"]), header.f32_header(policy)
     (d / "policy_f32.h").write_text(hf.text)
     return {
         "dir": d,
@@ -114,21 +101,19 @@ def test_int_header_is_bit_exact_with_numpy_model(built, drivers, hdr, build):
     rc, actions = cbuild.run(drivers[hdr] if build is None else drivers[hdr, build], built["test"])
     assert (rc == 0).all()
     params = built["params"][hdr]
-    assert params.act_bits == VARIANTS[hdr][1]
-    got = cbuild.codes_of(actions, params.act_bits)
+    got = cbuild.codes_of(actions)
     want = ref.forward_codes(params, built["test"])
     assert got.shape == want.shape == (len(built["test"]), 4)
     np.testing.assert_array_equal(got, want)
-    # The codes use the width: int16 outputs are not multiples of 256 (int8 codes << 8).
-    if params.act_bits == 16:
-        assert (got % 256 != 0).mean() > 0.9
+    # The codes use the width: int16 outputs are not multiples of 256.
+    assert (got % 256 != 0).mean() > 0.9
 
 
-def test_int8_codes_are_not_int16_codes(built, drivers):
-    """codes_of refuses an int16 header's actions read as int8 codes."""
-    _, actions = cbuild.run(drivers["policy.h"], built["test"][:100])
+def test_float_actions_are_not_codes(built, drivers):
+    """codes_of refuses policy_f32.h's actions: the bit-exact check cannot pass by accident."""
+    _, actions = cbuild.run(drivers["policy_f32.h"], built["test"][:100])
     with pytest.raises(ExportError, match="not a code"):
-        cbuild.codes_of(actions, 8)
+        cbuild.codes_of(actions)
 
 
 @pytest.mark.parametrize("exe", ["policy_f32.h", ("policy_f32.h", "san")], ids=["O2", "san"])
@@ -139,17 +124,16 @@ def test_f32_header_matches_torch(built, drivers, exe):
     assert diff <= 1e-5
 
 
-@pytest.mark.parametrize("hdr", ["policy.h", "policy_int8a.h"])
-def test_int_header_accuracy_on_rollout_states(built, hdr):
+def test_int_header_accuracy_on_rollout_states(built):
     test = built["test"]
-    err = np.abs(ref.act(built["params"][hdr], test) - built["policy"].act(test))
+    err = np.abs(ref.act(built["params"]["policy.h"], test) - built["policy"].act(test))
     assert err.max() <= 0.03 and err.mean() <= 0.005
 
 
 @pytest.mark.parametrize(
     "exe",
-    [("policy.h", "san"), ("policy_relu8.h", "san"), ("policy_f32.h", "san")],
-    ids=["int16a", "int8a", "f32"],
+    [("policy.h", "san"), ("policy_relu.h", "san"), ("policy_f32.h", "san")],
+    ids=["int", "int_relu", "f32"],
 )
 def test_nonfinite_input_is_refused_and_action_untouched(built, drivers, exe):
     base = built["test"][:6].copy()
@@ -210,13 +194,11 @@ def test_arm_build_uses_smlad_and_no_libm(built, tmp_path, hdr):
         check=True,
     ).stdout
     assert "smlad" in dis and "umlal" in dis
-    if VARIANTS[hdr][1] == 16:  # int16 codes: packed as halves (PKHTB), no byte extension
-        assert "pkhtb" in dis and "sxtb16" not in dis and "usat" in dis
-        ops = set(re.findall(r"\t([a-z0-9]+)(?:\.[nw])?\t", dis))
-        assert "mla" in ops  # the tanh table's multiply-add (the output layer is tanh)
-        assert ("bic" in ops) == (VARIANTS[hdr][0] == "relu")  # ReLU: max(pre, 0)
-    else:
-        assert "sxtb16" in dis and "pkhtb" not in dis
+    # int16 codes: packed as halves (PKHTB), no byte extension
+    assert "pkhtb" in dis and "sxtb16" not in dis and "usat" in dis
+    ops = set(re.findall(r"\t([a-z0-9]+)(?:\.[nw])?\t", dis))
+    assert "mla" in ops  # the tanh table's multiply-add (the output layer is tanh)
+    assert ("bic" in ops) == (VARIANTS[hdr] == "relu")  # ReLU: max(pre, 0)
     undefined = subprocess.run(
         ["arm-none-eabi-nm", "-u", str(tmp_path / "unit.o")],
         capture_output=True,
@@ -244,7 +226,6 @@ def test_api_names_and_values(built, tmp_path):
     src = tmp_path / "api.c"
     for hdr, scheme, sid in [
         ("policy.h", "int8w-int16a", 1),
-        ("policy_int8a.h", "int8", 1),
         ("policy_f32.h", "float32", 2),
     ]:
         src.write_text(
@@ -274,9 +255,7 @@ def test_api_names_and_values(built, tmp_path):
         statics = re.findall(r"^static (?!const|int qp_|int32_t qp_)(.*)$", text, re.M)
         assert statics == []
         if hdr != "policy_f32.h":
-            bits = VARIANTS[hdr][1]
-            assert f"#define QP_ACT_BITS {bits}\n" in text
-            assert f"#define QP_OUT_ONE {ref.out_one(bits)}\n" in text
+            assert "#define QP_OUT_ONE 32768\n" in text
 
 
 @pytest.mark.parametrize("hdr", list(VARIANTS))
@@ -290,7 +269,7 @@ def test_templates_hold_the_current_demo():
     """The templates are valid generator output (``python -m export.header`` refreshes)."""
     policy, params = header.demo()
     assert (
-        header.int8_header(policy, params, keep_markers=True).text
+        header.int_header(policy, params, keep_markers=True).text
         == header.INT8_TEMPLATE.read_text()
     )
     assert header.f32_header(policy, keep_markers=True).text == header.F32_TEMPLATE.read_text()

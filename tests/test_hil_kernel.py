@@ -2,8 +2,8 @@
 (policy.h qp_high_mul_shift) against gemmlowp's two roundings, and the int16 tanh as the
 kernel evaluates it (one multiply-add on a per-interval table) against the interpolation
 formula, on edge cases and ties rollout states rarely reach; the layouts' round trips;
-and the compiled Cortex-M4 kernel (its Thumb-2 assembly) in QEMU, bit for bit, for each
-activation width. tests/test_header.py checks the compiled header on the host and
+and the compiled Cortex-M4 kernel (its Thumb-2 assembly) in QEMU, bit for bit, for tanh
+and ReLU actors. tests/test_header.py checks the compiled header on the host and
 tests/test_hil.py the whole HIL on the emulated board."""
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_kernel_table_is_stored_by_the_code_bits():
 
 # The compiled kernel on the emulated Cortex-M4 --------------------------------------------
 QEMU_STATES = 400
-MODES = [("tanh", 16), ("tanh", 8), ("relu", 16)]
+ACTIVATIONS = ["tanh", "relu"]
 
 
 @pytest.fixture(scope="module")
@@ -129,18 +129,18 @@ def arm_models(tmp_path_factory):
     return d, out
 
 
-@pytest.mark.parametrize("activation,act_bits", MODES, ids=[f"{a}{b}" for a, b in MODES])
-def test_cortex_m4_kernel_is_bit_exact_in_qemu(arm_models, activation, act_bits):
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_cortex_m4_kernel_is_bit_exact_in_qemu(arm_models, activation):
     """The firmware built for the header (arm-none-eabi-gcc -O2, the Thumb-2 assembly of
-    the inner loop and, with int16 activations, of requantisation and activation) answers
-    every STEP with exactly int_reference's codes."""
+    the inner loop and of requantisation and activation) answers every STEP with exactly
+    int_reference's codes."""
     from firmware_bridge.emulator import Emulator, firmware_dir
 
     d, models = arm_models
     policy, calib, states = models[activation]
-    params = quantize.quantize(policy, calib, act_bits=act_bits)
-    path = d / f"kernel_{activation}{act_bits}.h"
-    path.write_text(header_mod.int8_header(policy, params).text)
+    params = quantize.quantize(policy, calib)
+    path = d / f"kernel_{activation}.h"
+    path.write_text(header_mod.int_header(policy, params).text)
     try:
         with Emulator(path, expected_hash=policy.model_hash) as emu:
             results = [emu.link.step(o) for o in states]
@@ -150,5 +150,5 @@ def test_cortex_m4_kernel_is_bit_exact_in_qemu(arm_models, activation, act_bits)
             shutil.rmtree(build, ignore_errors=True)
     actions = np.array([r.action for r in results], dtype=np.float32)
     want = ref.forward_codes(params, states)
-    np.testing.assert_array_equal(ref.codes_of(actions, act_bits), want)
+    np.testing.assert_array_equal(ref.codes_of(actions), want)
     assert len(np.unique(want)) > 50  # the states exercise many codes, not a few

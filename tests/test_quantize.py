@@ -1,4 +1,4 @@
-"""Unit tests of the integer scheme (int8 weights; int16 or int8 activations): fixed-point
+"""Unit tests of the integer scheme (int8 weights, int16 activations): fixed-point
 primitives, the interpolated int16 tanh, parameters, overflow proof."""
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import torch
 from export import int_reference as ref
 from export import quantize
 from export.model import ExportError, from_actor
-from train.policy import Actor
+from sim.contract.actor import Actor
+from sim.contract.spec import PolicySpec
+from sim.tasks import make_task
+
+
+def unit_spec(obs_dim: int) -> PolicySpec:
+    """The hover task's spec, observing ``obs_dim`` numbers (for actors of other shapes)."""
+    layout = (("unit_input", obs_dim, "numbers for the unit tests"),)
+    hover = PolicySpec.of_task(make_task("hover"))
+    return dataclasses.replace(hover, obs_dim=obs_dim, obs_layout=layout)
 
 
 def exact_high_mul(a: int, b: int) -> int:
@@ -58,16 +67,6 @@ def test_multiplier_refuses_one_and_above():
         quantize.quantize_multiplier(1.0)
     assert quantize.quantize_multiplier(0.0) == (0, 0)
     assert quantize.quantize_multiplier(2.0**-40) == (0, 0)
-
-
-def test_tanh_table_is_exact_to_half_an_output_step():
-    scale, zero = quantize.affine_range(-3.0, 2.0)
-    lut, out_scale, out_zero = quantize.activation_lut("tanh", scale, zero)
-    assert (out_scale, out_zero) == (1 / 128, 0) and lut.dtype == np.int8 and lut.size == 256
-    x = (np.arange(-128, 128) - zero) * scale
-    err = np.abs(lut * out_scale - np.tanh(x))
-    clipped = np.tanh(x) >= 127.5 / 128  # +1 is not representable: code 127 = 0.992
-    assert err[~clipped].max() <= 0.5 / 128 + 1e-12
 
 
 def test_int16_tanh_table_holds_tanh_at_the_interval_ends():
@@ -120,18 +119,16 @@ def small_policy(obs_dim=6, hidden=(8, 8), activation="tanh", seed=0):
     with torch.no_grad():
         actor.obs_mean.uniform_(-1, 1)
         actor.obs_std.uniform_(0.5, 2)
-    return from_actor(actor, {"task": "hover"}, 0, "unit")
+    return from_actor(actor, unit_spec(obs_dim), 0, "unit")
 
 
 @pytest.mark.parametrize("mode", quantize.INPUT_MODES)
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-@pytest.mark.parametrize("act_bits", [16, 8])
-def test_params_respect_the_scheme(mode, activation, act_bits):
+def test_params_respect_the_scheme(mode, activation):
     policy = small_policy(activation=activation)
     obs = np.random.default_rng(1).normal(size=(2000, policy.obs_dim)).astype(np.float32)
-    params = quantize.quantize(policy, obs, mode, act_bits=act_bits)
-    assert params.act_bits == act_bits
-    assert params.scheme == {16: "int8w-int16a", 8: "int8"}[act_bits]
+    params = quantize.quantize(policy, obs, mode)
+    assert params.scheme == "int8w-int16a"
     for i, layer in enumerate(params.layers):
         assert layer.weight.dtype == np.int8 and np.abs(layer.weight).max() <= 127
         # Symmetric per output channel: every row uses its full range.
@@ -142,38 +139,35 @@ def test_params_respect_the_scheme(mode, activation, act_bits):
         assert layer.acc_bound < 2**31
         # Every requantisation multiplier is below 1: a right shift only.
         assert (layer.acc_scale < layer.pre_scale).all()
-        if act_bits == 8:
-            assert layer.lut.dtype == np.int8 and layer.lut.size == 256
-        elif layer.activation == "tanh":
-            assert layer.pre_zero == 0 and layer.out_zero == 0
+        if layer.activation == "tanh":
             assert layer.lut.dtype == np.int16 and layer.lut.size == 257
             assert layer.out_scale == 1 / 32768 and np.abs(layer.lut).max() <= 32767
-        else:  # int16 ReLU: max(pre, 0) at the pre-activation scale, no table
+        else:  # ReLU: max(pre, 0) at the pre-activation scale, no table
             assert layer.lut is None and layer.out_scale == layer.pre_scale
-            assert layer.pre_zero == 0 and i < len(params.layers) - 1
-    one = ref.out_one(act_bits)
-    assert params.layers[-1].out_scale == 1 / one and params.layers[-1].out_zero == 0
+            assert i < len(params.layers) - 1
+    one = ref.OUT_ONE
+    assert params.layers[-1].out_scale == 1 / one
     err = np.abs(ref.act(params, obs) - policy.act(obs))
     assert err.max() < 0.05 and err.mean() < 0.01
     codes = ref.forward_codes(params, obs)
     assert np.abs(codes).max() <= one - 1
-    np.testing.assert_array_equal(ref.codes_of(ref.act(params, obs), act_bits), codes)
+    np.testing.assert_array_equal(ref.codes_of(ref.act(params, obs)), codes)
+    # Any action that is not a code is refused (a float header read as the int one).
+    with pytest.raises(ValueError, match="not a multiple of 1/32768"):
+        ref.codes_of(policy.act(obs))
 
 
-def test_int16_activations_are_more_accurate_than_int8():
+def test_ranges_are_the_observed_range_with_a_margin_cut_at_saturation():
     policy = small_policy(hidden=(32, 32))
     obs = np.random.default_rng(5).normal(size=(4000, policy.obs_dim)).astype(np.float32)
-    want = policy.act(obs)
-    err = {
-        bits: np.abs(ref.act(quantize.quantize(policy, obs, act_bits=bits), obs) - want)
-        for bits in (16, 8)
-    }
-    assert err[16].mean() < 0.5 * err[8].mean() and err[16].max() < err[8].max()
-    # int16 ranges are min/max with a margin, cut at tanh's int16 saturation point.
     params = quantize.quantize(policy, obs)
     for layer in params.layers:
-        lo, hi = quantize.layer_range(layer, 16)
+        lo, hi = quantize.layer_range(layer)
         assert lo == -hi and 0 < hi <= quantize.TANH16_SATURATION * (1 + 1e-9)
+    pre = np.array([[-0.5], [2.0]])
+    assert quantize.calibrate_range(pre, "tanh") == (-0.625, 2.5)
+    assert quantize.calibrate_range(pre, "relu") == (0.0, 2.5)
+    assert quantize.calibrate_range(100 * pre, "tanh")[1] == quantize.TANH16_SATURATION
 
 
 def test_int16_input_saturation_is_the_training_clip():
@@ -189,16 +183,16 @@ def test_int16_input_saturation_is_the_training_clip():
 def test_overflow_proof_refuses_a_wide_layer():
     """A fan-in that could overflow int32 is refused before any work, with the reason."""
     actor = Actor(4, 4, hidden=(70000,))
-    policy = from_actor(actor, {"task": "hover"}, 0, "wide")
+    policy = from_actor(actor, unit_spec(4), 0, "wide")
     with pytest.raises(ExportError, match=r"layer 1 \(70000 -> 4\).*overflow.*2\^31"):
-        quantize.quantize(policy, np.zeros((4, 4), np.float32), act_bits=8)
+        quantize.quantize(policy, np.zeros((4, 4), np.float32))
 
 
-def test_int16_activations_refuse_a_fan_in_that_int8_allows():
-    """With int16 activations every hidden code may be +-32767: 2^24 + 127 * 32767 * 600
-    >= 2^31, so fan-in 600 is refused (512 is the limit); int8 codes (255) allow it."""
+def test_int16_activations_refuse_a_fan_in_of_600():
+    """Every hidden code may be +-32767: 2^24 + 127 * 32767 * 600 >= 2^31, so fan-in 600
+    is refused (512 is the limit), whatever the input mode."""
     actor = Actor(4, 4, hidden=(600,))
-    policy = from_actor(actor, {"task": "hover"}, 0, "wide")
+    policy = from_actor(actor, unit_spec(4), 0, "wide")
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     with pytest.raises(
         ExportError,
@@ -206,14 +200,14 @@ def test_int16_activations_refuse_a_fan_in_that_int8_allows():
         r"int16 activations; fan-in must be <= 512",
     ):
         quantize.quantize(policy, obs)
-    params = quantize.quantize(policy, obs, act_bits=8)
-    assert params.layers[1].shape == (4, 600)
-    quantize.check_shapes(from_actor(Actor(4, 4, hidden=(512,)), {}, 0, "ok"), "int16", 16)
+    with pytest.raises(ExportError, match=r"layer 1 \(600 -> 4\).*int16 activations"):
+        quantize.quantize(policy, obs, "int8-per-tensor")
+    quantize.check_shapes(from_actor(Actor(4, 4, hidden=(512,)), unit_spec(4), 0, "ok"), "int16")
 
 
 def test_int16_overflow_proof_uses_32767_for_hidden_codes():
-    """A channel whose |bias| + 128 sum|w| fits but |bias| + 32767 sum|w| does not: fine
-    for int8 activations, refused for int16."""
+    """A channel whose |bias| + 32767 sum|w| reaches 2^31 is refused; one code less of
+    bias passes."""
     policy = small_policy()
     obs = np.random.default_rng(1).normal(size=(100, policy.obs_dim)).astype(np.float32)
     params = quantize.quantize(policy, obs)
@@ -224,7 +218,9 @@ def test_int16_overflow_proof_uses_32767_for_hidden_codes():
     wide = dataclasses.replace(params, layers=layers)
     with pytest.raises(ExportError, match="layer 1 channel 2: int32 accumulator could overflow"):
         quantize.prove_no_overflow(wide)
-    quantize.prove_no_overflow(dataclasses.replace(wide, act_bits=8))
+    bias[2] -= 1
+    layers = (params.layers[0], dataclasses.replace(layer, bias=bias), params.layers[2])
+    quantize.prove_no_overflow(dataclasses.replace(params, layers=layers))
 
 
 def test_overflow_proof_checks_actual_codes():
@@ -245,18 +241,16 @@ def test_overflow_proof_checks_actual_codes():
         "int16",
         100,
         "x",
-        params.act_bits,
     )
     with pytest.raises(ExportError, match="layer 1 channel 3: int32 accumulator could overflow"):
         quantize.prove_no_overflow(bad)
 
 
-@pytest.mark.parametrize("act_bits", [16, 8])
-def test_perturbed_parameters_change_the_output(act_bits):
+def test_perturbed_parameters_change_the_output():
     """The bit-exact comparisons can fail: one bias code off by a few shows in the codes."""
     policy = small_policy()
     obs = np.random.default_rng(2).normal(size=(5000, policy.obs_dim)).astype(np.float32)
-    params = quantize.quantize(policy, obs, act_bits=act_bits)
+    params = quantize.quantize(policy, obs)
     last = params.layers[-1]
     bias = last.bias.copy()
     bias[0] += int(last.acc_scale[0] ** -1 * last.pre_scale)  # one pre-activation step
@@ -266,7 +260,6 @@ def test_perturbed_parameters_change_the_output(act_bits):
         "int16",
         1,
         "x",
-        act_bits,
     )
     assert (ref.forward_codes(bad, obs) != ref.forward_codes(params, obs)).any()
 

@@ -33,6 +33,7 @@
  *   memory       204 bytes of tables (flash), 40 bytes of stack buffers, 35 MACs per call
  *   observation  (index: name [size] meaning)
  *       0: demo_input [3] three numbers, for the template only
+ *   action       4 numbers in [-1, 1], for the template only
 <<< end generated: doc >>>
  */
 #ifndef QP_POLICY_F32_H

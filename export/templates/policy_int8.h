@@ -7,8 +7,8 @@
  * WHAT IT IS
  *   The trained actor: obs -> normalise -> MLP -> tanh -> 4 actions in [-1, 1]
  *   (rotor-speed commands; see the policy spec in actor.onnx for their meaning).
- *   Weights are int8 tables in flash, activations int16 (QP_ACT_BITS 16, the default
- *   "int8w-int16a" scheme) or int8 (QP_ACT_BITS 8, scheme "int8"); no malloc, no static
+ *   Weights are int8 tables in flash, activations int16 (scheme "int8w-int16a"); no
+ *   malloc, no static
  *   mutable state (all scratch lives on the caller's stack), no libm, no float in the
  *   integer inner loop.
  *
@@ -33,17 +33,15 @@
  *           sum |w| < 2^31 per channel with int16 codes); requantised by gemmlowp's
  *           SaturatingRoundingDoublingHighMul with an int32 multiplier < 1 and a
  *           rounding right shift (ties away from zero) to the pre-activation code.
- *           QP_ACT_BITS 16: the code is int16, zero 0, saturated to [-32767, 32767];
+ *           The code is int16, zero 0, saturated to [-32767, 32767];
  *           tanh is a 257-entry table of tanh at the ends of 256 intervals of 256 codes,
  *           linearly interpolated with a = pre + 32768, idx = a >> 8, frac = a & 255:
  *               out = floor((lut[idx] * (256 - frac) + lut[idx+1] * frac + 128) / 256)
  *           (output scale 1/32768, zero 0, |out| <= 32767), stored per interval as the
  *           intercept and slope of that line so that the kernel needs one multiply-add
  *           (qp_activate16); ReLU is max(pre, 0) at the pre-activation scale.
- *           QP_ACT_BITS 8: the code has a zero point and is saturated to int8; a
- *           256-entry table gives tanh (output scale 1/128, zero 0) or the ReLU clamp.
- *   output  action = code / QP_OUT_ONE (32768 or 128; float, exact). +1.0 is not
- *           representable: the largest action is 32767/32768 (int8: 127/128).
+ *   output  action = code / QP_OUT_ONE (32768; float, exact). +1.0 is not
+ *           representable: the largest action is 32767/32768.
  *   Speed: weights are stored as int16 pairs (flash is cheap, decoding is not), four
  *   output rows interleaved, so one pass of the inner loop loads two activation pairs
  *   once and feeds them to eight SMLADs (Cortex-M4/M7, __ARM_FEATURE_DSP); elsewhere a
@@ -63,12 +61,13 @@
  *   network      3 -> 5 -> 4; hidden tanh, output tanh; scheme int8w-int16a
  *   model hash   99af258c0e73294fdabff1b30f25a25ef04a56ed61f09f08a1814a35a4073bf9
  *                (sha256 of the float weights: export/model.py weights_hash)
- *   codes        int16 activations (int8 weights); action = code / QP_OUT_ONE
+ *   codes        int8 weights, int16 activations; action = code / QP_OUT_ONE
  *   input        int16 codes (QP_IN_MIN..QP_IN_MAX); activation ranges calibrated on 512
  *                states
  *   memory       4510 bytes of tables (flash), 32 bytes of stack buffers, 35 MACs per call
  *   observation  (index: name [size] meaning)
  *       0: demo_input [3] three numbers, for the template only
+ *   action       4 numbers in [-1, 1], for the template only
 <<< end generated: doc >>>
  */
 #ifndef QP_POLICY_INT8_H
@@ -89,13 +88,12 @@
 #define QP_IN_MIN (-32767)
 #define QP_IN_MAX 32767
 #define QP_SCHEME "int8w-int16a"
-#define QP_ACT_BITS 16
 #define QP_OUT_ONE 32768
 #define QP_HIDDEN_RELU 0
 /* <<< end generated: defines >>> */
 
-/* 1 for this header (policy.h: int8 weights, either activation width; QP_SCHEME and
- * QP_ACT_BITS say which), 2 for policy_f32.h: the scheme byte of the wire protocol. */
+/* 1 for this header (policy.h, the integer scheme), 2 for policy_f32.h: the scheme byte
+ * of the wire protocol. */
 #define QP_SCHEME_ID 1
 #define QP_ROWS_PER_PASS 4
 #define QP_OK 0
@@ -141,27 +139,17 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM]);
 #define QP_INLINE
 #endif
 
-#if QP_ACT_BITS == 16
-typedef uint32_t qp_act_table_t; /* per interval {intercept, slope}: qp_activate16 */
-#elif QP_ACT_BITS == 8
-typedef int8_t qp_act_table_t; /* output code = lut[pre code + 128] */
-#else
-#error "QP_ACT_BITS must be 16 or 8"
-#endif
-
 /* One layer, in the order the kernel reads it. Rows are padded to a multiple of
  * QP_ROWS_PER_PASS, inputs to a multiple of 8, both with zero weights. */
 typedef struct {
     int in_words;            /* int16 input pairs per row: fan-in padded to 8, halved */
     int out;                 /* output channels */
     int out_pad;             /* output rows computed: out rounded up to QP_ROWS_PER_PASS */
-    int pre_zero;            /* zero point of the pre-activation code (0 for int16) */
     const uint32_t *weight;  /* per block of 4 rows, per input pair k, per row r: the
                               * int16 pair (w[r][2k] low half, w[r][2k+1] high half) */
     const int32_t *bias;     /* out_pad, int32, input zero points folded in */
     const uint32_t *requant; /* out_pad x {2 * multiplier, 2^(shift-1) or 0, shift} */
-    const qp_act_table_t *lut; /* int8: 256 codes; int16: 256 x {C, S} for tanh,
-                                * NULL for ReLU (max(pre, 0) needs no table) */
+    const uint32_t *lut;     /* tanh: 256 x {C, S} (qp_activate16); NULL for ReLU */
 } qp_layer_t;
 
 /* <<< generated: tables >>> */
@@ -324,8 +312,8 @@ static const uint32_t qp_lut1[512] = {
     0x00008000u, 0x00015000u, 0x00008000u, 0x00015000u, 0x00008000u, 0x00015000u, 0x00008000u, 0x00015000u,
 };
 static const qp_layer_t qp_layers[QP_N_LAYERS] = {
-    {4, 5, 8, 0, qp_w0, qp_b0, qp_q0, qp_lut0},
-    {4, 4, 4, 0, qp_w1, qp_b1, qp_q1, qp_lut1},
+    {4, 5, 8, qp_w0, qp_b0, qp_q0, qp_lut0},
+    {4, 4, 4, qp_w1, qp_b1, qp_q1, qp_lut1},
 };
 /* <<< end generated: tables >>> */
 
@@ -354,7 +342,6 @@ QP_INLINE static int32_t qp_high_mul_shift(int32_t acc, const uint32_t *q)
     return (r ^ sign) - sign; /* r < 2^31: |result| <= |acc| */
 }
 
-#if QP_ACT_BITS == 16
 /* int16 activations. The pre-activation code p = qp_high_mul_shift(acc, q) saturated
  * to [-32767, 32767]. tanh: the interval of p is k = bits 15..8 of p (the table is
  * stored in that order) and the table holds C = 256 (256 lut[i] + s (32768 - 256 i)
@@ -448,29 +435,7 @@ QP_INLINE static void qp_finish16(uint32_t *y, const uint32_t *q, int32_t a0, in
 #endif
 }
 
-#else /* QP_ACT_BITS == 8 */
-/* Requantise, saturate and look up one output code; q: the row's requant constants,
- * lut: the layer's table shifted by 128 so that it is indexed by the signed code. The
- * code comes back as its table byte: signed, or raw for SXTB16 to sign-extend in pairs. */
-#if QP_USE_ASM
-typedef uint8_t qp_code_byte_t;
-/* SXTB16 sign-extends bytes 0 and 2 into the two int16 halves in one instruction. */
-#define QP_PACK_CODES(a, b) ((uint32_t)__sxtb16((int8x4_t)((uint32_t)(a) | ((uint32_t)(b) << 16))))
-#else
-typedef int8_t qp_code_byte_t;
-#define QP_PACK_CODES(a, b) QP_PACK(a, b)
-#endif
-QP_INLINE static int32_t qp_activate(const uint32_t *q, int32_t acc, int32_t zero,
-                                     const qp_code_byte_t *lut)
-{
-    const int32_t pre = qp_high_mul_shift(acc, q) + zero;
-#if QP_USE_ASM
-    return lut[__ssat(pre, 8)];
-#else
-    return lut[pre < -128 ? -128 : (pre > 127 ? 127 : pre)];
-#endif
-}
-#endif /* QP_ACT_BITS */
+
 
 /* The signed low and high halves of a word holding an int16 pair (portable: no
  * implementation-defined conversion of an unsigned value to a signed type). */
@@ -530,12 +495,7 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
     for (l = 0; l < QP_N_LAYERS; ++l) {
         const qp_layer_t *layer = &qp_layers[l];
         const uint32_t *w = layer->weight;
-#if QP_ACT_BITS == 16
         const int relu = QP_HIDDEN_RELU && l + 1 < QP_N_LAYERS; /* the output is tanh */
-#else
-        const int32_t zero = layer->pre_zero;
-        const qp_code_byte_t *lut = (const qp_code_byte_t *)layer->lut + 128;
-#endif
         uint32_t *t;
         int j;
         for (j = 0; j < layer->out_pad; j += QP_ROWS_PER_PASS) {
@@ -590,14 +550,7 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
                 acc3 = QP_MAC2(w[3], x[k], acc3);
             }
 #endif
-#if QP_ACT_BITS == 16
             qp_finish16(&y[j / 2], q, acc0, acc1, acc2, acc3, layer->lut, relu);
-#else
-            y[j / 2] = QP_PACK_CODES(qp_activate(q, acc0, zero, lut),
-                                     qp_activate(q + 3, acc1, zero, lut));
-            y[j / 2 + 1] = QP_PACK_CODES(qp_activate(q + 6, acc2, zero, lut),
-                                         qp_activate(q + 9, acc3, zero, lut));
-#endif
         }
         /* Padding rows produced codes too: the next layer's zero weights ignore them.
          * Inputs it pads beyond those are cleared (the same zero weights meet them). */

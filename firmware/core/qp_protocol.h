@@ -66,7 +66,7 @@
 
 /* Scheme ids, equal to the policy header's QP_SCHEME_ID. */
 #define QP_SCHEME_NONE 0
-#define QP_SCHEME_INT8 1
+#define QP_SCHEME_INT 1 /* policy.h: the integer header */
 #define QP_SCHEME_FLOAT32 2
 
 /* Tick sources reported in INFO. */

@@ -24,9 +24,10 @@ from bench.common import machine, write_section
 from export import cbuild, header, onnx_export, quantize, rollouts
 from export import model as model_mod
 from export.fixtures import make_checkpoint
+from export.kernel_layout import KERNEL
 from export.model import ExportError
 
-BENCH_C = header.TEMPLATES / "bench.c"
+BENCH_C = KERNEL.parent / "bench.c"
 
 
 def load_policy(path: str, tmp: Path):
@@ -72,8 +73,9 @@ def main(argv=None) -> int:
         policy, source = load_policy(args.checkpoint, tmp)
         states = rollouts.policy_states(policy.act, policy.spec, 4000, seed=123)[:4000]
         params = quantize.quantize(policy, states)
-        (tmp / "policy.h").write_text(header.int_header(policy, params).text)
-        (tmp / "policy_f32.h").write_text(header.f32_header(policy).text)
+        selftest = header.selftest_states(states)
+        header.write_header(tmp / "policy.h", header.int_header(policy, params, selftest).text)
+        header.write_header(tmp / "policy_f32.h", header.f32_header(policy, selftest).text)
         c_int = time_header(tmp / "policy.h", states, args.reps, args.rounds, args.cc)
         c_f32 = time_header(tmp / "policy_f32.h", states, args.reps, args.rounds, args.cc)
         cc_version = subprocess.run(

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/firmware_speed.py [--model H ...] [--steps 300] [--no-write]
 
-For each policy header (default: policy.h and policy_f32.h exported from a 22-64-64-4
+For each policy header (default: policy.h and policy_f32.h exported from a 64-64
 fixture checkpoint (export.fixtures) into a temporary directory, then the firmware's
 test fixture) this builds the STM32F405 firmware and its ECHO variant, runs them in QEMU
 (netduinoplus2, -icount shift=0) and reports:
@@ -95,11 +95,11 @@ def measure(model: Path, steps: int) -> dict:
 def label(model: Path) -> str:
     if model.is_relative_to(ROOT):
         return str(model.relative_to(ROOT))
-    return f"fixture 22-64-64-4 actor: {model.name}"
+    return f"fixture 64-64 actor: {model.name}"
 
 
 def export_fixture(out: Path) -> list[Path]:
-    """policy.h and policy_f32.h of a freshly initialised 22-64-64-4 actor (the shape of
+    """policy.h and policy_f32.h of a freshly initialised 64-64 hover actor (the shape of
     the trained policy; speed does not depend on the weights' values)."""
     from export.__main__ import main as export_main
     from export.fixtures import make_checkpoint
@@ -157,7 +157,7 @@ netduinoplus2 -icount shift=0`, USART1 on a loopback TCP socket). Machine: {mach
 Inference ticks come from the firmware's own SysTick around the policy call; with
 `-icount shift=0` one instruction is 1 ns of virtual time and SysTick counts at 168 MHz,
 so instructions = ticks x 1e9 / 168e6 (+-1 tick of rounding per measurement). Without
-`--model`, the first two rows are a freshly exported 22-64-64-4 actor (the trained
+`--model`, the first two rows are a freshly exported 64-64 hover actor (the trained
 policy's shape; the count does not depend on the weights' values). Target for the integer
 header: <= 1.5 instructions per MAC, including input quantisation, requantisation and
 the table lookups (docs/hardware.md, "Inference speed"). That is an instruction count,

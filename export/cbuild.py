@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from export import int_reference
-from export.header import TEMPLATES
+from export.kernel_layout import KERNEL
 from export.model import ExportError
 
-DRIVER = TEMPLATES / "driver.c"
+DRIVER = KERNEL.parent / "driver.c"
 STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 RECORD = np.dtype([("rc", "<i4"), ("action", "<f4", (4,))])
 
@@ -35,7 +35,8 @@ def build(
     flags=("-O2",),
     source: Path = DRIVER,
 ) -> Path:
-    """Compile ``source`` (which includes QP_HEADER with the implementation) into ``exe``."""
+    """Compile ``source`` (which includes QP_HEADER with the implementation) into ``exe``.
+    The kernel must lie beside the header (``header.write_header`` puts it there)."""
     header, exe = Path(header).resolve(), Path(exe)
     cmd = [
         cc,
@@ -67,6 +68,14 @@ def run(exe: Path, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(rec) != len(obs):
         raise ExportError(f"{exe}: returned {len(rec)} records for {len(obs)} rows")
     return rec["rc"].copy(), rec["action"].copy()
+
+
+def selftest(exe: Path) -> int:
+    """qp_policy_selftest()'s result in the compiled driver (QP_OK is 0)."""
+    proc = subprocess.run([str(exe), "--selftest"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ExportError(f"{exe} --selftest exited with {proc.returncode}: {proc.stderr[:200]}")
+    return int(proc.stdout)
 
 
 def codes_of(actions: np.ndarray) -> np.ndarray:

@@ -127,9 +127,7 @@ def _dequantized(params: quantize.QuantParams, policy: FloatPolicy) -> FloatPoli
 
 def _quantized(policy: FloatPolicy, obs: np.ndarray, rounding: str, ranges=None):
     """``quantize``'s parameters for ``policy`` and each layer's pre-activation range."""
-    params = quantize.quantize(
-        policy, obs, "int16", rounding, max_samples=len(obs), ranges=ranges
-    )
+    params = quantize.quantize(policy, obs, "int16", rounding, max_samples=len(obs), ranges=ranges)
     return params, [quantize.layer_range(layer) for layer in params.layers]
 
 

@@ -1,7 +1,10 @@
-"""Checkpoints made on the spot, for the tests and the bench when no trained run exists.
+"""Models made on the spot, for the tests and the bench when no trained run exists.
 
-A freshly initialised actor whose normalisation statistics come from sim rollouts of a
-small random policy, so the observations it sees are those of real flights.
+``make_checkpoint``: a freshly initialised actor whose normalisation statistics come from
+sim rollouts of a small random policy, so the observations it sees are those of real
+flights. ``firmware_fixture_header``: the small model the firmware's unit tests build with
+(firmware/test/policy_fixture.h); ``python -m export.fixtures`` rewrites that file, and a
+test checks it is current.
 """
 
 from __future__ import annotations
@@ -62,3 +65,45 @@ def make_checkpoint(
         },
     )
     return path
+
+
+FIXTURE_HEADER = Path(__file__).resolve().parent.parent / "firmware" / "test" / "policy_fixture.h"
+FIXTURE_OBS_DIM = 18
+
+
+def firmware_fixture_header() -> str:
+    """policy.h of a deterministic 18 -> 8 -> 4 tanh actor, calibrated on normal states
+    (scale 2): an integer data header small enough for the firmware's unit tests, whose
+    every answer the tests recompute with export/int_reference.py."""
+    from export import header
+    from export.model import from_actor
+    from export.quantize import quantize
+
+    torch.manual_seed(0)
+    actor = Actor(FIXTURE_OBS_DIM, 4, hidden=(8,))
+    spec = PolicySpec(
+        task="fixture",
+        task_overrides={},
+        airframe="none",
+        obs_dim=FIXTURE_OBS_DIM,
+        act_dim=4,
+        obs_layout=(("fixture_input", FIXTURE_OBS_DIM, "the firmware tests' numbers"),),
+        initial_action=0.0,
+        action="4 numbers in [-1, 1), for the firmware tests only",
+        rotor_speed_min=0.0,
+        rotor_speed_max=1.0,
+        rotor_speed_unit="none",
+        control_hz=100.0,
+    )
+    policy = from_actor(actor, spec, 0, "export/fixtures.py firmware_fixture_header")
+    obs = np.random.default_rng(0).normal(0.0, 2.0, (2000, FIXTURE_OBS_DIM)).astype(np.float32)
+    return header.int_header(policy, quantize(policy, obs), header.selftest_states(obs)).text
+
+
+if __name__ == "__main__":
+    from export.header import write_file
+
+    text = firmware_fixture_header()
+    if FIXTURE_HEADER.read_text() != text:
+        write_file(FIXTURE_HEADER, text.encode())
+        print(f"rewrote {FIXTURE_HEADER}")

@@ -1,30 +1,42 @@
-"""C headers from the templates in ``export/templates``.
+"""The data headers ``policy.h`` (integer scheme) and ``policy_f32.h`` (float32), and the
+kernel file written beside them.
 
-Each template is a complete, compilable C99 header with a tiny demo model in three
-marked regions (``doc``, ``defines``, ``tables``). Generation replaces only those
-regions, so every line of C outside them is reviewed, compiled and tested as written.
-``python -m export.header`` rewrites the templates' demo regions (a test checks they
-are current).
+A data header holds no code: a doc comment on the model, its dimensions, hash and
+scheme, the tables, a self-test vector, and ``QP_DATA_KERNEL_VERSION``, the version of
+the hand-written kernel (export/kernel/qp_kernel.h) it was generated for. It includes
+``qp_kernel.h`` from its own directory twice: once for the API and the kernel's types,
+and, in the one translation unit that defines QP_POLICY_IMPLEMENTATION, after its tables
+for the code. ``write_header`` writes a data header and the kernel beside it.
 """
 
 from __future__ import annotations
 
-import re
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from export import int_reference as ref
+from export.kernel_layout import (
+    interleave_rows,
+    interp_table,
+    kernel,
+    pad_inputs,
+    pad_rows,
+    requant_table,
+)
 from export.model import FloatPolicy
 from export.quant_params import QuantParams
-from export.quantize import INTERVALS
+from export.report import TARGETS
+from sim.contract.files import atomic_write
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-INT8_TEMPLATE = TEMPLATES / "policy_int8.h"
-F32_TEMPLATE = TEMPLATES / "policy_f32.h"
-REGIONS = ("doc", "defines", "tables")
+KERNEL_NAME = "qp_kernel.h"  # the data headers include it by this name, from their directory
 PER_LINE = 16
+SELFTEST_N = 8  # observations in a header's self-test vector
+# float32 self-test: libm's tanhf may differ from torch's tanh in the last bits; the
+# export's own bound on the float header (report.TARGETS) is the tolerance.
+SELFTEST_TOLERANCE = TARGETS["f32_header_max_abs_diff"]
 
 
 @dataclass(frozen=True)
@@ -33,33 +45,6 @@ class Header:
     weight_bytes: int  # constant tables (flash)
     scratch_bytes: int  # activation buffers on the caller's stack
     macs: int
-
-
-def _pattern(name: str) -> re.Pattern:
-    return re.compile(
-        r"(?P<begin>^[^\n]*<<< generated: " + name + r" >>>[^\n]*\n)(?P<body>.*?)"
-        r"(?P<end>^[^\n]*<<< end generated: " + name + r" >>>[^\n]*\n)",
-        re.S | re.M,
-    )
-
-
-def render(template: str, regions: dict[str, str], keep_markers: bool) -> str:
-    """Replace each marked region's body; drop the marker lines unless ``keep_markers``."""
-    for name in REGIONS:
-        pat = _pattern(name)
-        if len(pat.findall(template)) != 1:
-            raise ValueError(f"template lacks exactly one region {name!r}")
-        body = regions[name].rstrip("\n") + "\n"
-
-        def sub(m, body=body):
-            return m["begin"] + body + m["end"] if keep_markers else body
-
-        template = pat.sub(sub, template)
-    return template
-
-
-def region(template: str, name: str) -> str:
-    return _pattern(name).search(template)["body"]
 
 
 # C literals -----------------------------------------------------------------------------
@@ -110,104 +95,6 @@ def _table(
     sizes.append(CTYPE_BYTES[ctype] * int(np.asarray(values).size))
 
 
-def pad4(n: int) -> int:
-    return (n + 3) // 4 * 4
-
-
-# The int8 kernel's layout (templates/policy_int8.h: qp_layer_t) ---------------------------
-ROWS_PER_PASS = 4  # output rows per pass of the inner loop: QP_ROWS_PER_PASS in the template
-INPUTS_PER_STEP = 8  # inputs per iteration of the inner loop (four int16 pairs)
-
-
-def pad_rows(n: int) -> int:
-    return -(-n // ROWS_PER_PASS) * ROWS_PER_PASS
-
-
-def pad_inputs(n: int) -> int:
-    return -(-n // INPUTS_PER_STEP) * INPUTS_PER_STEP
-
-
-def interleave_rows(w: np.ndarray) -> np.ndarray:
-    """(out, fan_in) int8 weights -> uint32 words, the order the kernel reads them: rows
-    padded to a multiple of ROWS_PER_PASS and inputs to a multiple of 4 (zeros); for each
-    block of rows, for each input pair k, for each row r of the block, the int16 pair
-    (w[r, 2k] in the low half, w[r, 2k + 1] in the high half)."""
-    out, fan_in = w.shape
-    rows, cols = pad_rows(out), pad_inputs(fan_in)
-    padded = np.zeros((rows, cols), dtype=np.int16)
-    padded[:out, :fan_in] = w
-    halves = padded.view(np.uint16).astype(np.uint32)
-    pairs = halves[:, 0::2] | (halves[:, 1::2] << 16)  # (rows, cols / 2)
-    return pairs.reshape(rows // ROWS_PER_PASS, ROWS_PER_PASS, cols // 2).transpose(0, 2, 1).ravel()
-
-
-def unpack_weights(stored: np.ndarray, out: int, fan_in: int) -> np.ndarray:
-    """The (out, fan_in) int8 matrix back from a stored ``qp_w`` table (the HIL reads
-    headers with it): the inverse of ``interleave_rows``."""
-    rows, words = pad_rows(out), pad_inputs(fan_in) // 2
-    blocks = np.asarray(stored, dtype=np.uint32).reshape(-1, words, ROWS_PER_PASS)
-    pairs = blocks.transpose(0, 2, 1).reshape(rows, words)
-    halves = np.stack([pairs & 0xFFFF, pairs >> 16], axis=2).astype(np.uint16).view(np.int16)
-    return halves.reshape(rows, 2 * words)[:out, :fan_in].astype(np.int8)
-
-
-def requant_table(multiplier: np.ndarray, shift: np.ndarray, rows: int) -> np.ndarray:
-    """Per row {2 * multiplier, 2^(shift - 1) or 0, shift} (uint32), padded with zero rows:
-    the constants of the template's qp_high_mul_shift, which derives why."""
-    m2 = multiplier.astype(np.uint64) * 2
-    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift, 1) - 1), 0).astype(np.uint64)
-    table = np.zeros((rows, 3), dtype=np.uint64)
-    table[: len(shift)] = np.stack([m2, half, shift.astype(np.uint64)], axis=1)
-    return table.astype(np.uint32).ravel()
-
-
-def unpack_requant(stored: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """(multiplier int32, shift int32) of the first ``out`` rows of a ``qp_q`` table."""
-    table = np.asarray(stored, dtype=np.uint32).reshape(-1, 3)[:out]
-    return (table[:, 0] // 2).astype(np.int32), table[:, 2].astype(np.int32)
-
-
-# The int16 tanh as the kernel evaluates it (templates/policy_int8.h: qp_activate16) -------
-def interp_table(lut: np.ndarray) -> np.ndarray:
-    """The 257-entry int16 tanh table (``int_reference.interpolate``) as the kernel reads
-    it: uint32 (512,), per interval k a pair {C_k, S_k} with S_k = 256 (lut[k+1] - lut[k])
-    and C_k = 256 (256 lut[k] + (lut[k+1] - lut[k]) (32768 - 256 k) + 128), both mod 2^32,
-    stored at pair index k ^ 128 (the interval of a code p is bits 15..8 of p in two's
-    complement, whose top bit is flipped relative to k = (p + 32768) >> 8). Then
-        t = C_k + S_k * p (mod 2^32) = 65536 * out + r, 0 <= r < 65536,
-    for every code p in interval k: the output code is the top half of t (exactly
-    interpolate's rounding), which is where the next layer's int16 pair wants it."""
-    lut = np.asarray(lut, dtype=np.int64)
-    k = np.arange(INTERVALS, dtype=np.int64)
-    slope = lut[1:] - lut[:-1]
-    c = 256 * (256 * lut[:-1] + slope * (32768 - 256 * k) + 128)
-    table = np.zeros((INTERVALS, 2), dtype=np.uint32)
-    table[k ^ 128, 0] = np.mod(c, 2**32).astype(np.uint32)
-    table[k ^ 128, 1] = np.mod(256 * slope, 2**32).astype(np.uint32)
-    return table.ravel()
-
-
-def kernel_activation16(table: np.ndarray, pre: np.ndarray) -> np.ndarray:
-    """The kernel's arithmetic on an ``interp_table``: output codes (int32) for saturated
-    pre-activation codes ``pre`` in [-32768, 32767]."""
-    p = np.asarray(pre, dtype=np.int64)
-    k = (p.astype(np.uint64) >> np.uint64(8)) & np.uint64(255)  # bits 15..8, two's complement
-    pairs = np.asarray(table, dtype=np.uint64).reshape(-1, 2)
-    t = (pairs[k, 0] + pairs[k, 1] * p.astype(np.uint64)) & np.uint64(0xFFFFFFFF)
-    return (t >> np.uint64(16)).astype(np.uint16).view(np.int16).astype(np.int32)
-
-
-def lut_of_interp_table(table: np.ndarray) -> np.ndarray:
-    """The int16 (257,) table back from an ``interp_table`` (the HIL reads headers with
-    it): at the first code of each interval the interpolation is the table entry itself."""
-    ends = np.arange(INTERVALS, dtype=np.int64) * 256 - 32768
-    lut = np.zeros(INTERVALS + 1, dtype=np.int64)
-    lut[:-1] = kernel_activation16(table, ends)
-    last_slope = np.asarray(table, dtype=np.uint32).reshape(-1, 2)[255 ^ 128, 1].view(np.int32)
-    lut[-1] = lut[-2] + int(last_slope) // 256
-    return lut.astype(np.int16)
-
-
 def _doc(lines: list[str]) -> str:
     return "\n".join((" *   " + line).rstrip() for line in lines)
 
@@ -246,19 +133,26 @@ def _wrap_doc(lines: list[str], width: int = 90) -> list[str]:
     return out
 
 
-# The two headers ------------------------------------------------------------------------
+# The two data headers -------------------------------------------------------------------
+def selftest_states(obs: np.ndarray, n: int = SELFTEST_N) -> np.ndarray:
+    """``n`` rows of ``obs`` spread evenly over it (rollout states: whole episodes)."""
+    obs = np.asarray(obs, dtype=np.float32)
+    if len(obs) < n:
+        raise ValueError(f"{len(obs)} states for a self-test vector of {n}")
+    return obs[np.linspace(0, len(obs) - 1, n).round().astype(int)]
+
+
 def int_header(
-    policy: FloatPolicy, params: QuantParams, notes: list[str] = (), keep_markers: bool = False
+    policy: FloatPolicy, params: QuantParams, selftest_obs: np.ndarray, notes: list[str] = ()
 ) -> Header:
+    """policy.h: ``params``' tables, and ``selftest_obs`` with int_reference's codes for
+    them (the kernel must reproduce them exactly)."""
     inq = params.input
     tables, sizes = [], []
     _table(tables, sizes, "float", "qp_in_mean", inq.mean, c_float)
     _table(tables, sizes, "float", "qp_in_div", inq.div, c_float)
     _table(tables, sizes, "int16_t", "qp_in_zero", inq.zero)
     rows = []
-    template = INT8_TEMPLATE.read_text()
-    if f"#define QP_ROWS_PER_PASS {ROWS_PER_PASS}\n" not in template:
-        raise ValueError("ROWS_PER_PASS differs from QP_ROWS_PER_PASS in the int8 template")
     for i, layer in enumerate(params.layers):
         out, fan_in = layer.shape
         bias = np.zeros(pad_rows(out), dtype=np.int64)
@@ -277,15 +171,21 @@ def int_header(
             f"qp_w{i}, qp_b{i}, qp_q{i}, {lut}}},"
         )
     tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
+    obs = np.asarray(selftest_obs, dtype=np.float32)
+    tables.append(_selftest_obs(obs))
+    tables.append(c_array("int16_t", "qp_selftest_codes", ref.forward_codes(params, obs)))
     buf_len = max(max(pad_inputs(w), pad_rows(w)) for w in policy.widths)
     scratch = 2 * buf_len * 2
     weight_bytes = int(sum(sizes))
-    defines = _defines(policy, len(params.layers), buf_len, weight_bytes, scratch) + [
+    defines = [
+        "#define QP_SCHEME_ID 1",
+        f'#define QP_SCHEME "{params.scheme}"',
+        *_defines(policy, len(params.layers), buf_len, weight_bytes, scratch),
         f"#define QP_IN_MIN ({inq.lo})" if inq.lo < 0 else f"#define QP_IN_MIN {inq.lo}",
         f"#define QP_IN_MAX {inq.hi}",
-        f'#define QP_SCHEME "{params.scheme}"',
         f"#define QP_OUT_ONE {ref.OUT_ONE}",
         f"#define QP_HIDDEN_RELU {int(policy.activation == 'relu')}",
+        f"#define QP_SELFTEST_N {len(obs)}",
     ]
     extra = [
         "codes        int8 weights, int16 activations; action = code / QP_OUT_ONE",
@@ -293,18 +193,18 @@ def int_header(
         f"ranges calibrated on {params.calibration_size} states",
         f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
         f"buffers, {policy.macs} MACs per call",
+        f"self-test    {len(obs)} of the test states and their exact action codes "
+        "(qp_policy_selftest)",
         *notes,
     ]
-    doc = _doc(_wrap_doc(summary_lines(policy, params.scheme, extra)))
-    text = render(
-        template,
-        {"doc": doc, "defines": "\n".join(defines), "tables": "\n".join(tables)},
-        keep_markers,
-    )
+    doc = summary_lines(policy, params.scheme, extra)
+    text = _render("policy.h", "QP_POLICY_INT_H", doc, defines, tables)
     return Header(text, weight_bytes, scratch, policy.macs)
 
 
-def f32_header(policy: FloatPolicy, notes: list[str] = (), keep_markers: bool = False) -> Header:
+def f32_header(policy: FloatPolicy, selftest_obs: np.ndarray, notes: list[str] = ()) -> Header:
+    """policy_f32.h: the float weights, and ``selftest_obs`` with the torch policy's
+    actions for them (checked within SELFTEST_TOLERANCE)."""
     tables, sizes = [], []
     _table(tables, sizes, "float", "qp_in_mean", policy.mean, c_float)
     _table(tables, sizes, "float", "qp_in_std", policy.std, c_float)
@@ -318,22 +218,33 @@ def f32_header(policy: FloatPolicy, notes: list[str] = (), keep_markers: bool = 
         relu = int(policy.activation == "relu" and i < n - 1)
         rows.append(f"    {{{w.shape[1]}, {w.shape[0]}, {relu}, qp_w{i}, qp_b{i}}},")
     tables.append("static const qp_layer_t qp_layers[QP_N_LAYERS] = {\n" + "\n".join(rows) + "\n};")
+    obs = np.asarray(selftest_obs, dtype=np.float32)
+    tables.append(_selftest_obs(obs))
+    tables.append(c_array("float", "qp_selftest_action", policy.act(obs), c_float))
     buf_len = max(policy.widths)
     scratch = 2 * buf_len * 4
     weight_bytes = int(sum(sizes))
-    defines = _defines(policy, n, buf_len, weight_bytes, scratch)
+    defines = [
+        "#define QP_SCHEME_ID 2",
+        '#define QP_SCHEME "float32"',
+        *_defines(policy, n, buf_len, weight_bytes, scratch),
+        f"#define QP_SELFTEST_N {len(obs)}",
+        f"#define QP_SELFTEST_TOLERANCE {c_float(SELFTEST_TOLERANCE)}",
+    ]
     extra = [
         f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "
         f"buffers, {policy.macs} MACs per call",
+        f"self-test    {len(obs)} of the test states and the torch policy's actions, within "
+        "QP_SELFTEST_TOLERANCE (qp_policy_selftest)",
         *notes,
     ]
-    doc = _doc(_wrap_doc(summary_lines(policy, "float32", extra)))
-    text = render(
-        F32_TEMPLATE.read_text(),
-        {"doc": doc, "defines": "\n".join(defines), "tables": "\n".join(tables)},
-        keep_markers,
-    )
+    doc = summary_lines(policy, "float32", extra)
+    text = _render("policy_f32.h", "QP_POLICY_F32_H", doc, defines, tables)
     return Header(text, weight_bytes, scratch, policy.macs)
+
+
+def _selftest_obs(obs: np.ndarray) -> str:
+    return c_array("float", "qp_selftest_obs", obs, c_float, 8)
 
 
 def _defines(
@@ -352,56 +263,67 @@ def _defines(
     ]
 
 
-# The templates' demo model --------------------------------------------------------------
-def demo():
-    """A tiny deterministic policy (3 -> 5 -> 4) and its integer parameters (the default
-    scheme: int16 activations), calibrated on synthetic states: only the placeholder that
-    keeps the templates compilable."""
-    import torch
-
-    from export.model import from_actor
-    from export.quantize import quantize
-    from sim.contract.actor import Actor
-    from sim.contract.spec import PolicySpec
-
-    torch.manual_seed(0)
-    actor = Actor(3, 4, hidden=(5,))
-    with torch.no_grad():
-        actor.obs_mean.copy_(torch.tensor([0.0, 0.5, -1.0]))
-        actor.obs_std.copy_(torch.tensor([1.0, 2.0, 0.5]))
-    spec = PolicySpec(
-        task="demo",
-        task_overrides={},
-        airframe="none",
-        obs_dim=3,
-        act_dim=4,
-        obs_layout=(("demo_input", 3, "three numbers, for the template only"),),
-        initial_action=0.0,
-        action="4 numbers in [-1, 1], for the template only",
-        rotor_speed_min=0.0,
-        rotor_speed_max=1.0,
-        rotor_speed_unit="none",
-        control_hz=100.0,
+def _render(name: str, guard: str, doc: list[str], defines: list[str], tables: list[str]) -> str:
+    version, _ = kernel()
+    body = "\n".join(tables)
+    # The kernel's own check fires too and names its version; this one names ours.
+    mismatch = (
+        f'#error "{name} was generated for kernel version {version}: use the {KERNEL_NAME} '
+        'exported with it, or export again"'
     )
-    policy = from_actor(actor, spec, 0, "demo")
-    obs = np.random.default_rng(0).normal(size=(512, 3)).astype(np.float32)
-    return policy, quantize(policy, obs)
+    return f"""/* {name} - quadpilot flight policy: the data of one model for {KERNEL_NAME}.
+ *
+ * Generated by `python -m export`; do not edit it, regenerate it. It holds no code: the
+ * kernel is {KERNEL_NAME} (kernel version {version}), which must lie beside this file
+ * (export writes the two together). In exactly one .c file
+ *     #define QP_POLICY_IMPLEMENTATION
+ *     #include "{name}"
+ * and include it anywhere else for the API (documented in {KERNEL_NAME}):
+ *     int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM]);
+ *     int qp_policy_selftest(void);   QP_OK, or QP_ERR_SELFTEST: do not fly it
+ *
+ * THIS MODEL
+{_doc(_wrap_doc(doc))}
+ */
+#ifndef {guard}
+#define {guard}
+
+#define QP_DATA_KERNEL_VERSION {version}
+{chr(10).join(defines)}
+
+#include "{KERNEL_NAME}"
+#if QP_KERNEL_VERSION != {version}
+{mismatch}
+#endif
+
+#endif /* {guard} */
+
+#if defined(QP_POLICY_IMPLEMENTATION) && !defined({guard}_DATA)
+#define {guard}_DATA
+{body}
+
+/* The tables are defined: now the kernel's code. */
+#define QP_KERNEL_DATA_READY
+#include "{KERNEL_NAME}"
+#endif /* QP_POLICY_IMPLEMENTATION */
+"""
 
 
-def refresh_templates() -> list[Path]:
-    """Rewrite the demo regions of both templates; returns the files that changed."""
-    policy, params = demo()
-    changed = []
-    for path, header in [
-        (INT8_TEMPLATE, int_header(policy, params, keep_markers=True)),
-        (F32_TEMPLATE, f32_header(policy, keep_markers=True)),
-    ]:
-        if path.read_text() != header.text:
-            path.write_text(header.text)
-            changed.append(path)
-    return changed
+def write_file(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file renamed into place, with the mode
+    of an ordinary file (mkstemp's 0600 would hide artifacts from other users)."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
+
+    atomic_write(Path(path), write)
 
 
-if __name__ == "__main__":
-    for p in refresh_templates():
-        print(f"rewrote {p}")
+def write_header(path: Path, text: str) -> None:
+    """A data header at ``path`` and the kernel it includes beside it."""
+    path = Path(path)
+    write_file(path.parent / KERNEL_NAME, kernel()[1].encode())
+    write_file(path, text.encode())

@@ -1,23 +1,22 @@
 """The export pipeline: checkpoint -> quantised parameters -> ONNX, policy.h,
-policy_f32.h and export_report.json, each checked before any is written (python -m
-export parses the options and calls ``run``)."""
+policy_f32.h (with the kernel qp_kernel.h beside them) and export_report.json, each
+checked before any is written (python -m export parses the options and calls ``run``)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from export import cbuild, finetune, header, onnx_export, quantize, report, rollouts
+from export import cbuild, finetune, header, kernel_layout, onnx_export, quantize, report, rollouts
 from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
-from sim.contract.files import atomic_write
 
-ARTIFACTS = ("actor.onnx", "policy.h", "policy_f32.h", "export_report.json")
+# The kernel is written before the data headers that include it.
+ARTIFACTS = ("actor.onnx", header.KERNEL_NAME, "policy.h", "policy_f32.h", "export_report.json")
 # Rollout seeds from --seed: calibration states, test states, closed-loop episodes (HIL
 # continues at +4000 and +5000, firmware_bridge/hil.py; the robustness suite has its own).
 CALIBRATION_SEED_OFFSET = 1000
@@ -30,7 +29,7 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
     with tempfile.TemporaryDirectory(prefix="qp-export-") as tmp:
         d = Path(tmp)
         for name in ("policy.h", "policy_f32.h"):
-            (d / name).write_text(texts[name])
+            header.write_header(d / name, texts[name])
         rci, acti = cbuild.run(cbuild.build(d / "policy.h", d / "drvi", cc), obs)
         rcf, actf = cbuild.run(cbuild.build(d / "policy_f32.h", d / "drvf", cc), obs)
     if rci.any() or rcf.any():
@@ -70,9 +69,7 @@ def run(args: argparse.Namespace) -> dict:
             policy, calib, args.rounding, args.finetune_steps, seed
         )
     else:
-        params = quantize.quantize(
-            policy, calib, args.input, args.rounding, max_samples=len(calib)
-        )
+        params = quantize.quantize(policy, calib, args.input, args.rounding, max_samples=len(calib))
 
     onnx_bytes = onnx_export.to_onnx(policy)
     onnx_info = onnx_export.check(onnx_bytes, policy, test)
@@ -104,8 +101,9 @@ def run(args: argparse.Namespace) -> dict:
         notes.append(
             f"weights      fine-tuned for {params.scheme} on the calibration states (finetune.py)"
         )
-    hi = header.int_header(policy, params, notes)
-    hf = header.f32_header(policy)
+    selftest = header.selftest_states(test)
+    hi = header.int_header(policy, params, selftest, notes)
+    hf = header.f32_header(policy, selftest)
     texts = {"policy.h": hi.text, "policy_f32.h": hf.text}
     cc = None if args.no_c_check else cbuild.find_cc(args.cc)
     if args.cc and cc is None:
@@ -147,16 +145,10 @@ def run(args: argparse.Namespace) -> dict:
     files = {
         "actor.onnx": onnx_bytes,
         **{k: v.encode() for k, v in texts.items()},
+        header.KERNEL_NAME: kernel_layout.kernel()[1].encode(),
         "export_report.json": report.to_json(rep).encode(),
     }
     out = Path(args.out)
     for name in ARTIFACTS:
-        atomic_write(out / name, lambda tmp, data=files[name]: _write(tmp, data))
+        header.write_file(out / name, files[name])
     return rep
-
-
-def _write(tmp: Path, data: bytes) -> None:
-    tmp.write_bytes(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; artifacts are ordinary files

@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from export import int_reference as ref
+from export.kernel_layout import INTERVALS
 from export.model import ExportError, FloatPolicy
 from export.quant_params import SCHEME, InputQuant, LayerQuant, QuantParams
 
@@ -41,7 +42,6 @@ MIN_INPUT_RANGE = 0.1  # normalised units: the narrowest input range a feature i
 PRE16_MAX = 32767  # int16 pre-activation codes saturate to [-PRE16_MAX, PRE16_MAX]
 TANH16_OUT_SCALE = 1.0 / ref.OUT_ONE  # 1/32768, codes <= 32767
 TANH16_SATURATION = math.atanh(1.0 - 0.5 / 32768.0)  # tanh * 32768 >= 32767.5 beyond: ~5.55
-INTERVALS = 256  # int16 tanh: pieces of the interpolated table, 256 codes each
 RANGE_MARGIN = 1.25
 ROUNDING = "compensated"
 ROUNDINGS = ("compensated", "nearest")
@@ -51,7 +51,7 @@ RETIRED = {
     ("--activations", "int8"): "int8 activations were retired: against int16 activations "
     "they had 3x the max and 17x the mean error, the same closed-loop success and the same "
     "Cortex-M4 speed (8,524 vs 8,423 instructions per call), to save 5.4 KB of flash "
-    "(docs/quantization.md, \"Retired: int8 activations\")",
+    '(docs/quantization.md, "Retired: int8 activations")',
     ("--ranges", None): "--ranges chose the range calibration of the retired int8 "
     "activations; int16 activations always take the observed range with a margin",
 }

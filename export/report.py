@@ -89,22 +89,22 @@ def _finetune_line(info: dict | None) -> str:
 
 
 def table(report: dict) -> str:
-    ints, f32, cl = report["int"], report["float32"], report["closed_loop"]
-    err = ints["error_vs_float"]
+    iq, f32, cl = report["int"], report["float32"], report["closed_loop"]
+    err = iq["error_vs_float"]
     c = report["c_check"]
     lines = [
         f"export {report.get('run', report['checkpoint'])} -> {report['out_dir']}",
         f"  model hash {report['model_hash']}",
         "",
-        f"  {'':28s}{ints['scheme'] + ' (policy.h)':>25s}{'float32 (policy_f32.h)':>25s}",
-        f"  {'weight bytes (flash)':28s}{ints['weight_bytes']:>25d}{f32['weight_bytes']:>25d}",
-        f"  {'scratch RAM bytes (stack)':28s}{ints['scratch_bytes']:>25d}{f32['scratch_bytes']:>25d}",
+        f"  {'':28s}{iq['scheme'] + ' (policy.h)':>25s}{'float32 (policy_f32.h)':>25s}",
+        f"  {'weight bytes (flash)':28s}{iq['weight_bytes']:>25d}{f32['weight_bytes']:>25d}",
+        f"  {'scratch RAM bytes (stack)':28s}{iq['scratch_bytes']:>25d}{f32['scratch_bytes']:>25d}",
         f"  {'MACs per call':28s}{report['network']['macs']:>25d}{report['network']['macs']:>25d}",
         f"  {'closed-loop success':28s}{cl['int']['success_rate']:>25.1%}"
         f"{cl['float']['success_rate']:>25.1%}",
         "",
-        f"  calibration set   {ints['calibration_states']} rollout states (input {ints['input_mode']})",
-        f"  int8 weights      {_finetune_line(ints.get('finetune'))}",
+        f"  calibration set   {iq['calibration_states']} rollout states (input {iq['input_mode']})",
+        f"  int8 weights      {_finetune_line(iq.get('finetune'))}",
         f"  policy.h vs float max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
         f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",

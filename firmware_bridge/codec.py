@@ -26,6 +26,7 @@ from .protocol import (
     INFO_FLAG_ECHO,
     INFO_SIZE,
     INFO_V1_SIZE,
+    INFO_V2_SIZE,
     MAX_ENCODED,
     MAX_PACKET,
     MAX_PAYLOAD,
@@ -36,6 +37,7 @@ from .protocol import (
     MsgType,
     ResetCause,
     Scheme,
+    SelfTest,
     TickSource,
 )
 
@@ -259,9 +261,13 @@ class Info:
     watchdog_ms: int = 0  # nominal watchdog timeout, 0 = none
     rx_dropped: int = 0  # bytes lost to a full receive ring since reset
     rx_overruns: int = 0  # UART overruns (at least one byte lost each) since reset
+    # Version 3 (NOT_RUN and 0 when decoded from an older INFO):
+    selftest: int = SelfTest.NOT_RUN  # the policy self-test at boot
+    kernel_version: int = 0  # QP_KERNEL_VERSION the model header was generated for
     TYPE = MsgType.INFO
     _FORMAT = "<BBBBBBHII"  # the 16 fixed bytes before the hash
     _FORMAT_V2 = "<BBHII"  # the 12 bytes after the build id
+    _FORMAT_V3 = "<BB"  # the 2 bytes after those
 
     @property
     def model_hash_hex(self) -> str:
@@ -270,6 +276,12 @@ class Info:
     @property
     def echo(self) -> bool:
         return bool(self.flags & INFO_FLAG_ECHO)
+
+    @property
+    def selftest_failed(self) -> bool:
+        return self.selftest != SelfTest.PASSED and not (
+            self.echo and self.selftest == SelfTest.NOT_RUN
+        )
 
     def payload(self) -> bytes:
         head = struct.pack(
@@ -293,6 +305,7 @@ class Info:
             self.rx_dropped,
             self.rx_overruns,
         )
+        tail += struct.pack(self._FORMAT_V3, self.selftest, self.kernel_version)
         return head + self.model_hash + build + tail
 
     def describe(self) -> str:
@@ -310,6 +323,7 @@ class Info:
             f"reset {name(ResetCause, self.reset_cause)} (flags 0x{self.reset_flags:02x}), "
             + (f"watchdog {self.watchdog_ms} ms" if self.watchdog_ms else "no watchdog")
             + f", rx dropped {self.rx_dropped}, overruns {self.rx_overruns}"
+            + f", self-test {name(SelfTest, self.selftest)}, kernel v{self.kernel_version}"
             + (", ECHO build (no policy)" if self.echo else "")
         )
 
@@ -359,7 +373,10 @@ def parse(packet: Packet) -> Message:
         model_hash = bytes(p[16 : 16 + HASH_SIZE])
         build_bytes = bytes(p[16 + HASH_SIZE : INFO_V1_SIZE])
         build = build_bytes.split(b"\0", 1)[0].decode("ascii", "replace")
-        tail = () if other else struct.unpack_from(Info._FORMAT_V2, p, INFO_V1_SIZE)
+        tail = ()
+        if not other:
+            tail = struct.unpack_from(Info._FORMAT_V2, p, INFO_V1_SIZE)
+            tail += struct.unpack_from(Info._FORMAT_V3, p, INFO_V2_SIZE)
         return Info(*fixed, model_hash, build, *tail)
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"type 0x{t:02x}", packet.seq)
 

@@ -3,9 +3,9 @@
 The HIL compares the board with the numpy integer model (export/int_reference.py) fed
 with the tables of the very header the firmware was built from, so a board, a header
 and a reference can never silently disagree about which numbers they hold. The header
-format is whatever export/header.py writes; the weight layout is undone with that
-module's own inverses (``unpack_weights``, ``lut_of_interp_table``), so it is defined in
-one place.
+is a data header as export/header.py writes it; the kernel's layout is undone with the
+inverses in export/kernel_layout.py (``unpack_weights``, ``lut_of_interp_table``), the
+module that also lays the tables out, so it is defined in one place.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.header import lut_of_interp_table, unpack_requant, unpack_weights
+from export.kernel_layout import lut_of_interp_table, unpack_requant, unpack_weights
 from firmware_bridge.protocol import Scheme
 
 _DEFINE = re.compile(r"^#define (QP_\w+) (.+)$", re.M)
@@ -89,6 +89,13 @@ class PolicyHeader:
     def macs(self) -> int:
         return int(self.defines["QP_MACS"])
 
+    @property
+    def kernel_version(self) -> int | None:
+        """QP_DATA_KERNEL_VERSION: the kernel the header was generated for (None in
+        headers that carried their kernel inline)."""
+        v = self.defines.get("QP_DATA_KERNEL_VERSION")
+        return None if v is None else int(v)
+
     def int_param(self, name: str) -> int:
         return int(self.defines[name].strip("()").replace(" ", ""))
 
@@ -153,7 +160,7 @@ def _c_number(token: str) -> float | int:
 
 def _layer_rows(h: PolicyHeader) -> list[int]:
     """``out`` of each layer, from the initialiser of qp_layers: {in_words, out, out_pad,
-    ...} (qp_layer_t in export/templates/policy_int8.h)."""
+    ...} (qp_layer_t in export/kernel/qp_kernel.h)."""
     m = _LAYERS.search(h.text)
     if m is None:
         raise HeaderError(f"{h.path}: no qp_layers table")

@@ -18,7 +18,7 @@ from sim.contract.files import atomic_write
 
 from . import codec
 from .link import LinkStats
-from .protocol import ResetCause, TickSource
+from .protocol import ResetCause, SelfTest, TickSource
 
 if TYPE_CHECKING:
     from .hil import HilOptions, Inputs
@@ -52,11 +52,11 @@ def _check(value, target, ok: bool) -> list:
     return [value, target, bool(ok)]
 
 
-def _reset_cause(code: int) -> str:
+def _name(enum, code: int) -> str:
     try:
-        return ResetCause(code).name.lower()
+        return enum(code).name.lower()
     except ValueError:
-        return f"code {code}"  # a newer board's cause this host does not name
+        return f"code {code}"  # a newer board's value this host does not name
 
 
 def build(
@@ -141,8 +141,10 @@ def build(
             "build_id": info.build_id,
             "tick_source": TickSource(info.tick_source).name.lower(),
             "tick_hz": tick_hz,
-            "reset_cause": _reset_cause(info.reset_cause),
+            "reset_cause": _name(ResetCause, info.reset_cause),
             "watchdog_ms": info.watchdog_ms,
+            "selftest": _name(SelfTest, info.selftest),
+            "kernel_version": info.kernel_version,
             "rx_dropped_after_run": info_after.rx_dropped,
             "rx_overruns_after_run": info_after.rx_overruns,
         },

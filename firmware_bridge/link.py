@@ -15,7 +15,7 @@ import numpy as np
 import serial
 
 from . import codec
-from .protocol import INTEGRITY_ERRORS, PROTOCOL_VERSION, ErrorCode, MsgType
+from .protocol import INTEGRITY_ERRORS, PROTOCOL_VERSION, ErrorCode, MsgType, SelfTest
 
 
 class LinkError(RuntimeError):
@@ -239,6 +239,18 @@ class Link:
                 )
         if info.echo and not allow_echo:
             raise HandshakeError("device runs the ECHO build (no policy); pass allow_echo")
+        if info.selftest_failed:
+            try:
+                result = SelfTest(info.selftest).name.lower().replace("_", " ")
+            except ValueError:
+                result = f"result {info.selftest}"
+            raise HandshakeError(
+                f"device's policy self-test {result}: the firmware built for model "
+                f"{info.model_hash_hex[:16]}... computes other actions than export did for "
+                "the header's self-test states (a kernel, compiler or flag that changes "
+                "the arithmetic); refusing it - rebuild it from the exported policy.h "
+                "and the qp_kernel.h beside it"
+            )
 
     def step(self, obs: Sequence[float] | np.ndarray) -> StepResult:
         """One observation in, one action out, with on-board inference time."""

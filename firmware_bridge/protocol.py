@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-PROTOCOL_VERSION = 2  # 2: INFO gained reset cause, watchdog and receive counters
+# 2: INFO gained reset cause, watchdog and receive counters; 3: the policy self-test's
+# result and the kernel version.
+PROTOCOL_VERSION = 3
 
 HEADER_SIZE = 3  # type u8, seq u16 LE
 CRC_SIZE = 2
@@ -28,7 +30,8 @@ CRC16_CHECK = 0x29B1  # CRC of b"123456789"
 HASH_SIZE = 32
 BUILD_ID_SIZE = 24
 INFO_V1_SIZE = 16 + HASH_SIZE + BUILD_ID_SIZE  # version 1's INFO; version 2 appends 12
-INFO_SIZE = INFO_V1_SIZE + 12
+INFO_V2_SIZE = INFO_V1_SIZE + 12  # version 3 appends 2
+INFO_SIZE = INFO_V2_SIZE + 2
 INFO_FLAG_ECHO = 0x01
 
 STEP_HEADER = 1
@@ -80,6 +83,14 @@ class Scheme(IntEnum):
     FLOAT32 = 2
 
 
+class SelfTest(IntEnum):
+    """The policy self-test the firmware ran at boot (INFO byte 84)."""
+
+    PASSED = 0  # every self-test action equals the exporter's
+    FAILED = 1  # the board computes other actions than the exporter did: do not fly it
+    NOT_RUN = 2  # ECHO build: no policy
+
+
 class TickSource(IntEnum):
     HOST_CLOCK = 0
     SYSTICK = 1
@@ -104,6 +115,7 @@ C_NAMES: dict[str, int] = {
     "QP_HASH_SIZE": HASH_SIZE,
     "QP_BUILD_ID_SIZE": BUILD_ID_SIZE,
     "QP_INFO_V1_SIZE": INFO_V1_SIZE,
+    "QP_INFO_V2_SIZE": INFO_V2_SIZE,
     "QP_INFO_SIZE": INFO_SIZE,
     "QP_INFO_FLAG_ECHO": INFO_FLAG_ECHO,
     "QP_STEP_HEADER": STEP_HEADER,
@@ -113,6 +125,7 @@ C_NAMES: dict[str, int] = {
     **{f"QP_ERROR_{e.name}": e.value for e in ErrorCode},
     **{f"QP_SCHEME_{s.name}": s.value for s in Scheme},
     **{f"QP_RESET_{r.name}": r.value for r in ResetCause},
+    **{f"QP_SELFTEST_{t.name}": t.value for t in SelfTest},
     "QP_TICK_HOST_CLOCK": TickSource.HOST_CLOCK,
     "QP_TICK_SYSTICK": TickSource.SYSTICK,
     "QP_TICK_DWT_CYCCNT": TickSource.DWT_CYCCNT,

@@ -3,14 +3,17 @@ numpy, firmware builds, and process helpers that never wait without a timeout.""
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import re
 import select
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from export import int_reference
 from firmware_bridge.emulator import stop_process
+from firmware_bridge.header_params import PolicyHeader, read_header
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -19,32 +22,44 @@ VECTORS = ROOT / "tests" / "vectors" / "protocol.jsonl"
 OBS_DIM, ACT_DIM = 18, 4
 
 
-def fixture_weights() -> tuple[np.ndarray, np.ndarray]:
-    """W[i][j] = ((2i + 5j) mod 9 - 4) / 16, B[i] = (2i - 3) / 16, as in the header."""
-    w = np.array(
-        [[((2 * i + 5 * j) % 9 - 4) / 16 for j in range(OBS_DIM)] for i in range(ACT_DIM)],
-        dtype="<f4",
-    )
-    b = np.array([(2 * i - 3) / 16 for i in range(ACT_DIM)], dtype="<f4")
-    return w, b
+@functools.cache
+def fixture() -> PolicyHeader:
+    """The firmware's test model (an integer data header, export/fixtures.py), read back."""
+    return read_header(FIXTURE_HEADER)
 
 
 def fixture_hash() -> str:
-    w, b = fixture_weights()
-    return hashlib.sha256(w.tobytes() + b.tobytes()).hexdigest()
+    return fixture().model_hash
 
 
 def fixture_policy(obs) -> np.ndarray:
-    """The fixture's action, rounded to float32 after every operation like the C code."""
-    w, b = fixture_weights()
-    x = np.asarray(obs, dtype=np.float32)
-    out = np.empty(ACT_DIM, dtype=np.float32)
-    for i in range(ACT_DIM):
-        acc = b[i]
-        for j in range(OBS_DIM):
-            acc = np.float32(acc + np.float32(w[i, j] * x[j]))
-        out[i] = min(max(acc, np.float32(-1.0)), np.float32(1.0))
-    return out
+    """The fixture's action: the numpy integer model on the header's own tables, which
+    the kernel matches bit for bit."""
+    return int_reference.act(fixture().int_params(), np.asarray(obs, np.float32)[None])[0]
+
+
+def corrupt_selftest(text: str) -> str:
+    """A data header whose self-test expects one other answer: the first expected code
+    one higher (integer scheme) or the first expected action 0.001 higher (float32, 100x
+    its tolerance). The model's tables are untouched."""
+    table = re.search(
+        r"(static const (?:int16_t qp_selftest_codes|float qp_selftest_action)\[\d+\] = \{\s*)"
+        r"(-?[0-9.e+-]+)(f?)",
+        text,
+    )
+    assert table is not None, "no self-test table"
+    value = table[2]
+    bad = str(int(value) + 1) if table[3] == "" else repr(float(value) + 1e-3)
+    return text[: table.start(2)] + bad + text[table.end(2) :]
+
+
+def with_kernel_version(kernel: str, version: int) -> str:
+    """The kernel's text as if it were kernel version ``version``."""
+    define = f"#define QP_KERNEL_VERSION {version}"
+    kernel, n = re.subn(r"#define QP_KERNEL_VERSION \d+", define, kernel)
+    kernel, m = re.subn(r"is kernel version \d+,", f"is kernel version {version},", kernel)
+    assert n == m == 1
+    return kernel
 
 
 def make(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:

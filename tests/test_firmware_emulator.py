@@ -141,8 +141,10 @@ def test_cli_emulate_prints_info_and_stops_on_ctrl_c():
         lines = [read_line(proc, timeout=60) for _ in range(5)]
         qemu_pid = int(lines[0].split()[2].rstrip(","))
         assert "socket://127.0.0.1:" in lines[0]
-        assert lines[1].startswith("INFO: protocol v2") and fixture_hash() in lines[2]
-        assert lines[3].startswith("STEP zeros -> [-0.1875, -0.0625, 0.0625, 0.1875]")
+        assert lines[1].startswith("INFO: protocol v3") and fixture_hash() in lines[2]
+        assert "self-test passed, kernel v1" in lines[1]
+        zeros = fixture_policy(np.zeros(OBS_DIM, dtype=np.float32)).tolist()
+        assert lines[3].startswith(f"STEP zeros -> {zeros}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130  # generous: QEMU is stopped first
         assert not alive(qemu_pid)

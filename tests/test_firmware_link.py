@@ -14,6 +14,7 @@ import pytest
 from firmware_support import (
     FIRMWARE,
     OBS_DIM,
+    fixture,
     fixture_hash,
     fixture_policy,
     make,
@@ -30,6 +31,7 @@ from firmware_bridge.protocol import (
     ErrorCode,
     MsgType,
     ResetCause,
+    SelfTest,
     TickSource,
 )
 
@@ -116,8 +118,10 @@ def test_handshake_info(device):
     kind, link = device
     info = link.handshake(fixture_hash())
     assert info.model_hash_hex == fixture_hash()
-    assert (info.obs_dim, info.act_dim, info.scheme, info.macs) == (18, 4, 2, 72)
+    assert (info.obs_dim, info.act_dim, info.scheme, info.macs) == (18, 4, 1, fixture().macs)
     assert not info.echo and info.max_payload == 256
+    # The fixture's self-test ran at boot (host: portable C; QEMU: the Thumb-2 kernel).
+    assert info.selftest == SelfTest.PASSED and info.kernel_version == fixture().kernel_version
     # QEMU's RCC is a stub (RCC_CSR reads 0) and the host has no reset register.
     assert info.reset_cause == ResetCause.UNKNOWN and info.reset_flags == 0
     assert info.rx_dropped == 0 and info.rx_overruns == 0

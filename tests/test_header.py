@@ -1,6 +1,7 @@
-"""The generated C headers, compiled for real: policy.h bit-exact with the numpy model
-(tanh and ReLU actors), float32 vs torch, strict warnings on gcc / clang /
-arm-none-eabi-gcc, cppcheck, the API names, bad input."""
+"""The generated data headers with the hand-written kernel, compiled for real: policy.h
+bit-exact with the numpy model (tanh and ReLU actors), float32 vs torch, the self-test
+(passing, and failing on a corrupted vector), the kernel version check, strict warnings
+on gcc / clang / arm-none-eabi-gcc, cppcheck, the API names, bad input."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from firmware_support import corrupt_selftest, with_kernel_version
 
 from export import cbuild, header, quantize, rollouts
 from export import int_reference as ref
 from export import model as model_mod
 from export.fixtures import make_checkpoint
+from export.kernel_layout import KERNEL, kernel
 from export.model import ExportError
 
 STRICT = list(cbuild.STRICT)
@@ -57,12 +60,14 @@ def built(tmp_path_factory):
     calib = rollouts.policy_states(policy.act, policy.spec, 10000, 1000)
     test = rollouts.policy_states(policy.act, policy.spec, 10000, 2000)
     params, policies = {}, {"tanh": policy, "relu": relu}
+    selftest = header.selftest_states(test)
     for name, activation in VARIANTS.items():
         params[name] = quantize.quantize(policies[activation], calib)
-        text = header.int_header(policies[activation], params[name]).text
-        (d / name).write_text(text)
-    h8, hf = header.int_header(policy, params["policy.h"]), header.f32_header(policy)
-    (d / "policy_f32.h").write_text(hf.text)
+        text = header.int_header(policies[activation], params[name], selftest).text
+        header.write_header(d / name, text)
+    h8 = header.int_header(policy, params["policy.h"], selftest)
+    hf = header.f32_header(policy, selftest)
+    header.write_header(d / "policy_f32.h", hf.text)
     return {
         "dir": d,
         "policy": policy,
@@ -160,7 +165,7 @@ def _compile(cc, flags, src: Path, out: Path):
 COMPILERS = [("gcc", ["-O2"]), ("clang", ["-O2"]), ("arm-none-eabi-gcc", ["-O2", *ARM])]
 
 
-HEADERS = [*VARIANTS, "policy_f32.h", "template_int8", "template_f32"]
+HEADERS = [*VARIANTS, "policy_f32.h"]
 
 
 @pytest.mark.parametrize("cc,flags", COMPILERS, ids=[c for c, _ in COMPILERS])
@@ -168,9 +173,7 @@ HEADERS = [*VARIANTS, "policy_f32.h", "template_int8", "template_f32"]
 def test_headers_compile_without_warnings(built, tmp_path, cc, flags, which):
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed (make deps)")
-    src_header = {"template_int8": header.INT8_TEMPLATE, "template_f32": header.F32_TEMPLATE}
-    path = src_header.get(which, built["dir"] / which)
-    (tmp_path / "policy_under_test.h").write_text(path.read_text())
+    header.write_header(tmp_path / "policy_under_test.h", (built["dir"] / which).read_text())
     src = tmp_path / "unit.c"
     src.write_text(
         '#include "policy_under_test.h"\n#define QP_POLICY_IMPLEMENTATION\n'
@@ -213,10 +216,10 @@ def test_arm_build_uses_smlad_and_no_libm(built, tmp_path, hdr):
 def test_cppcheck_clean(built, which):
     if shutil.which("cppcheck") is None:
         pytest.skip("cppcheck not installed (make deps)")
-    path = {"template_int8": header.INT8_TEMPLATE, "template_f32": header.F32_TEMPLATE}.get(
-        which, built["dir"] / which
-    )
-    proc = subprocess.run([*CPPCHECK, str(path)], capture_output=True, text=True)
+    # The data header with its kernel, the code of its scheme included.
+    src = built["dir"] / f"cppcheck_{which}.c"
+    src.write_text(f'#define QP_POLICY_IMPLEMENTATION\n#include "{which}"\n')
+    proc = subprocess.run([*CPPCHECK, str(src)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -230,8 +233,9 @@ def test_api_names_and_values(built, tmp_path):
     ]:
         src.write_text(
             f'#include "{d / hdr}"\n#include <stdio.h>\n'
-            'int main(void) { printf("%d %d %s %s %d %d %d %d\\n", QP_OBS_DIM, QP_ACT_DIM,'
-            " QP_MODEL_HASH, QP_SCHEME, QP_SCHEME_ID, QP_MACS, QP_OK, QP_ERR_NONFINITE);"
+            'int main(void) { printf("%d %d %s %s %d %d %d %d %d %d %d\\n", QP_OBS_DIM,'
+            " QP_ACT_DIM, QP_MODEL_HASH, QP_SCHEME, QP_SCHEME_ID, QP_MACS, QP_OK,"
+            " QP_ERR_NONFINITE, QP_ERR_SELFTEST, QP_KERNEL_VERSION, QP_DATA_KERNEL_VERSION);"
             " return 0; }\n"
         )
         exe = tmp_path / "api"
@@ -246,30 +250,87 @@ def test_api_names_and_values(built, tmp_path):
             str(policy.macs),
             "0",
             "1",
+            "2",
+            str(kernel()[0]),
+            str(kernel()[0]),
         ]
         assert re.fullmatch(r"[0-9a-f]{64}", policy.model_hash)
         text = (d / hdr).read_text()
-        assert "int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM]);" in text
-        assert "malloc(" not in text and "free(" not in text
-        # No hidden mutable state: every file-scope static is const.
-        statics = re.findall(r"^static (?!const|int qp_|int32_t qp_)(.*)$", text, re.M)
-        assert statics == []
         if hdr != "policy_f32.h":
             assert "#define QP_OUT_ONE 32768\n" in text
+    code = KERNEL.read_text()
+    assert "int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM]);" in code
+    assert "int qp_policy_selftest(void);" in code
+    for text in (code, *(p.read_text() for p in d.glob("policy*.h"))):
+        assert "malloc(" not in text and "free(" not in text
+        # No hidden mutable state: every file-scope static is const.
+        statics = re.findall(
+            r"^(?:QP_INLINE )?static (?!const|int qp_|int32_t qp_)(.*)$", text, re.M
+        )
+        assert statics == [] or text is code and all("(" in s for s in statics), statics
 
 
-@pytest.mark.parametrize("hdr", list(VARIANTS))
-def test_int_path_uses_no_float_in_the_layers(built, hdr):
+@pytest.mark.parametrize("hdr", [*VARIANTS, "policy_f32.h"])
+def test_data_headers_hold_data_only(built, hdr):
+    """No function and no assembly in a data header: the code is the kernel's."""
     text = (built["dir"] / hdr).read_text()
-    body = text[text.index("static int32_t qp_high_mul") : text.index("int qp_policy_act(const")]
-    assert "float" not in body and "math.h" not in text and "tanh(" not in body
+    code = text[text.index("*/") :]  # after the doc comment, which shows the API
+    assert re.search(r"^\s*(?:QP_INLINE\s+)?(?:static\s+)?\w+\s+\**qp_\w+\(", code, re.M) is None
+    assert "__asm__" not in text and "{\n    " not in code.replace("= {\n    ", "")
+    assert f"#define QP_DATA_KERNEL_VERSION {kernel()[0]}\n" in text
 
 
-def test_templates_hold_the_current_demo():
-    """The templates are valid generator output (``python -m export.header`` refreshes)."""
-    policy, params = header.demo()
-    assert (
-        header.int_header(policy, params, keep_markers=True).text
-        == header.INT8_TEMPLATE.read_text()
+def test_int_path_uses_no_float_in_the_layers():
+    code = KERNEL.read_text()
+    section = code[
+        code.index("#if QP_SCHEME_ID == 1 /* -") : code.index("#else /* QP_SCHEME_ID == 2")
+    ]
+    # From the requantisation to the input quantisation: the layers' helpers.
+    body = section[section.index("qp_high_mul_shift") : section.index("/* One input code")]
+    assert "qp_finish16" in body and "qp_activate16" in body
+    assert "float" not in body and "tanh(" not in body and "math.h" not in section
+
+
+@pytest.mark.parametrize(
+    "exe", [*VARIANTS, "policy_f32.h", ("policy.h", "san"), ("policy.h", "smlad")]
+)
+def test_selftest_passes_on_generated_headers(drivers, exe):
+    assert cbuild.selftest(drivers[exe]) == 0  # QP_OK
+
+
+@pytest.mark.parametrize("hdr", ["policy.h", "policy_f32.h"])
+def test_selftest_fails_on_a_corrupted_vector(built, tmp_path, hdr):
+    """One expected code (int) or action (float32, by more than the tolerance) changed:
+    the same kernel and tables now fail the self-test with QP_ERR_SELFTEST."""
+    path = tmp_path / hdr
+    header.write_header(path, corrupt_selftest((built["dir"] / hdr).read_text()))
+    assert cbuild.selftest(cbuild.build(path, tmp_path / "drv")) == 2  # QP_ERR_SELFTEST
+    rc, actions = cbuild.run(tmp_path / "drv", built["test"][:50])  # the model itself is fine
+    _, want = cbuild.run(cbuild.build(built["dir"] / hdr, tmp_path / "good"), built["test"][:50])
+    assert (rc == 0).all() and np.array_equal(actions, want)
+
+
+def test_kernel_version_mismatch_fails_the_build_naming_both(built, tmp_path):
+    version = kernel()[0]
+    (tmp_path / "policy.h").write_text((built["dir"] / "policy.h").read_text())
+    (tmp_path / "qp_kernel.h").write_text(with_kernel_version(KERNEL.read_text(), version + 1))
+    src = tmp_path / "unit.c"
+    src.write_text('#define QP_POLICY_IMPLEMENTATION\n#include "policy.h"\n')
+    proc = subprocess.run(
+        ["gcc", *STRICT, "-c", str(src), "-o", str(tmp_path / "unit.o")],
+        capture_output=True,
+        text=True,
     )
-    assert header.f32_header(policy, keep_markers=True).text == header.F32_TEMPLATE.read_text()
+    assert proc.returncode != 0
+    assert f"policy.h was generated for kernel version {version}:" in proc.stderr
+    assert f"qp_kernel.h is kernel version {version + 1}," in proc.stderr
+    # The same pair with the kernel's own version compiles.
+    (tmp_path / "qp_kernel.h").write_text(KERNEL.read_text())
+    _compile("gcc", [], src, tmp_path / "unit.o")
+
+
+def test_kernel_alone_is_refused():
+    proc = subprocess.run(
+        ["gcc", *STRICT, "-fsyntax-only", "-x", "c", str(KERNEL)], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "include the data header" in proc.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from firmware_support import ROOT, interruptible, stop
+from firmware_support import FIRMWARE, ROOT, corrupt_selftest, interruptible, read_line, stop
 from toolchain import require_module, require_tool
 
 from export import header, quantize, rollouts
@@ -30,8 +31,11 @@ from export import model as model_mod
 from export.__main__ import main as export_main
 from export.fixtures import make_checkpoint
 from export.report import TARGETS
-from firmware_bridge.emulator import Emulator
+from firmware_bridge import codec
+from firmware_bridge.emulator import Emulator, build_firmware, firmware_dir
 from firmware_bridge.header_params import read_header
+from firmware_bridge.link import Link
+from firmware_bridge.protocol import MsgType, SelfTest
 from sim.tasks import make_task
 
 OPEN_LOOP_STATES = 1000  # the CLI's minimum
@@ -78,7 +82,7 @@ def test_header_is_read_back_into_the_exact_integer_model(tmp_path, activation):
     calib = rollouts.policy_states(policy.act, policy.spec, 1000, 11)
     params = quantize.quantize(policy, calib)
     path = tmp_path / "policy.h"
-    path.write_text(header.int_header(policy, params).text)
+    header.write_header(path, header.int_header(policy, params, calib[:8]).text)
     h = read_header(path)
     got = h.int_params()
     assert h.model_hash == policy.model_hash and h.scheme.name == "INT"
@@ -239,6 +243,52 @@ def test_wrong_model_hash_is_refused(exported, tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "model hash mismatch" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_board_whose_self_test_failed_is_refused(exported, tmp_path):
+    """The host firmware built from the exported policy.h with one expected self-test code
+    changed: the model and its hash are the same, the self-test at boot fails, INFO says
+    so, and the HIL refuses the board naming the self-test and the model hash."""
+    require_tool("cc")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    for f in exported["artifacts"].iterdir():
+        (artifacts / f.name).write_bytes(f.read_bytes())
+    bad = corrupt_selftest((artifacts / "policy.h").read_text())
+    (artifacts / "policy.h").write_text(bad)
+    model = tmp_path / "policy_selftest_failed.h"  # a build directory of its own
+    header.write_header(model, bad)
+    proc = None
+    try:
+        proc = subprocess.Popen(
+            [str(build_firmware("host", model)), "--pty"], stdout=subprocess.PIPE
+        )
+        line = read_line(proc, timeout=10)
+        assert line.startswith("PTY /dev/"), line
+        with Link(line.split()[1], timeout=10) as link:  # no handshake: read INFO as it is
+            info, _, _ = link.request(codec.Hello(), MsgType.INFO)
+        policy_hash = read_header(artifacts / "policy.h").model_hash
+        assert info.selftest == SelfTest.FAILED and info.model_hash_hex == policy_hash
+        assert info.kernel_version == read_header(model).kernel_version >= 1
+        run = hil(
+            "--port",
+            line.split()[1],
+            *common_args(exported, tmp_path / "r")[:2],
+            "--artifacts",
+            str(artifacts),
+            "--reports",
+            str(tmp_path / "r"),
+            timeout=60,
+        )
+    finally:
+        if proc is not None:
+            stop(proc)
+        build = firmware_dir("host", model)
+        if build.is_relative_to(FIRMWARE / "build") and build.name == model.stem:
+            shutil.rmtree(build, ignore_errors=True)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "self-test failed" in run.stderr and policy_hash[:16] in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "r").exists()
 
 
 def test_clear_errors_without_traceback(exported, tmp_path):

@@ -20,7 +20,7 @@ from export import int_reference as ref
 from export import model as model_mod
 from export import quantize, rollouts
 from export.fixtures import make_checkpoint
-from export.header import (
+from export.kernel_layout import (
     interleave_rows,
     interp_table,
     kernel_activation16,
@@ -84,6 +84,29 @@ def test_layouts_round_trip():
         np.testing.assert_array_equal(s, shift)
 
 
+def test_kernel_file_is_checked_against_the_layout(tmp_path, monkeypatch):
+    """kernel_layout lays weights out for ROWS_PER_PASS rows: a kernel that reads another
+    number of rows per pass, or whose version #error names another version, is refused
+    before any header is written."""
+    from export import kernel_layout
+
+    text = kernel_layout.KERNEL.read_text()
+    assert kernel_layout.kernel() == (kernel_layout.kernel()[0], text)
+    for bad, why in [
+        (text.replace("#define QP_ROWS_PER_PASS 4", "#define QP_ROWS_PER_PASS 8"), "is 8"),
+        (text.replace("is kernel version 1,", "is kernel version 7,"), "name version 1"),
+    ]:
+        (tmp_path / "qp_kernel.h").write_text(bad)
+        monkeypatch.setattr(kernel_layout, "KERNEL", tmp_path / "qp_kernel.h")
+        kernel_layout.kernel.cache_clear()
+        try:
+            with pytest.raises(kernel_layout.KernelError, match=why):
+                kernel_layout.kernel()
+        finally:
+            monkeypatch.undo()
+            kernel_layout.kernel.cache_clear()
+
+
 def test_kernel_tanh16_equals_the_interpolation_for_every_code():
     """qp_activate16's t = C + S * p (mod 2^32), top half, against interpolate() for all
     65,536 codes: tanh tables of several ranges, and arbitrary tables (any slope sign,
@@ -140,7 +163,7 @@ def test_cortex_m4_kernel_is_bit_exact_in_qemu(arm_models, activation):
     policy, calib, states = models[activation]
     params = quantize.quantize(policy, calib)
     path = d / f"kernel_{activation}.h"
-    path.write_text(header_mod.int_header(policy, params).text)
+    header_mod.write_header(path, header_mod.int_header(policy, params, calib[:8]).text)
     try:
         with Emulator(path, expected_hash=policy.model_hash) as emu:
             results = [emu.link.step(o) for o in states]

@@ -3,6 +3,7 @@ round-trip properties."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -17,13 +18,16 @@ from hypothesis import strategies as st
 from firmware_bridge import codec
 from firmware_bridge.link import HandshakeError, Link
 from firmware_bridge.protocol import (
+    INFO_FLAG_ECHO,
     INFO_SIZE,
     INFO_V1_SIZE,
+    INFO_V2_SIZE,
     MAX_ENCODED,
     MAX_PAYLOAD,
     ErrorCode,
     MsgType,
     ResetCause,
+    SelfTest,
 )
 
 _spec = importlib.util.spec_from_file_location(
@@ -114,13 +118,38 @@ def test_action_roundtrip_and_timing():
     assert back.infer_seconds == pytest.approx(1e-4)
 
 
-def test_info_layout_of_the_version_2_fields():
+def test_info_layout_of_the_version_2_and_3_fields():
     info = generate.fixture_info()
     payload = info.payload()
-    assert len(payload) == INFO_SIZE == 84
-    assert payload[INFO_V1_SIZE:] == bytes.fromhex("04 24 fa00 02010000 03000000")
+    assert len(payload) == INFO_SIZE == 86
+    assert payload[INFO_V1_SIZE:] == bytes.fromhex("04 24 fa00 02010000 03000000 00 01")
     assert codec.decode(codec.encode(info, 3)[:-1]) == (3, info)
     assert info.reset_cause == ResetCause.WATCHDOG and "reset watchdog" in info.describe()
+    assert "self-test passed, kernel v1" in info.describe() and not info.selftest_failed
+
+
+@pytest.mark.parametrize(
+    "selftest,echo,refused",
+    [
+        (SelfTest.PASSED, False, False),
+        (SelfTest.FAILED, False, True),
+        (SelfTest.NOT_RUN, False, True),  # a policy build always runs it
+        (SelfTest.NOT_RUN, True, False),  # the ECHO build has no policy to test
+        (SelfTest.FAILED, True, True),
+        (7, False, True),  # a result this host does not know
+    ],
+)
+def test_handshake_refuses_a_failed_self_test_naming_the_model(selftest, echo, refused):
+    info = dataclasses.replace(
+        generate.fixture_info(), selftest=selftest, flags=INFO_FLAG_ECHO if echo else 0
+    )
+    with Link("loop://") as link:
+        if not refused:
+            link._check_info(info, info.model_hash_hex, allow_echo=True)
+            return
+        with pytest.raises(HandshakeError, match="self-test") as e:
+            link._check_info(info, info.model_hash_hex, allow_echo=True)
+    assert info.model_hash_hex[:16] in str(e.value)
 
 
 def test_info_of_another_version_is_decoded_so_the_host_can_refuse_it():
@@ -130,11 +159,11 @@ def test_info_of_another_version_is_decoded_so_the_host_can_refuse_it():
     seq, old = codec.decode(codec.encode_packet(MsgType.INFO, 4, v1)[:-1])
     assert (seq, old.protocol_version, old.build_id) == (4, 1, "vectors")
     assert (old.reset_cause, old.watchdog_ms, old.rx_dropped) == (0, 0, 0)
-    with Link("loop://") as link, pytest.raises(HandshakeError, match="protocol v1, host v2"):
+    with Link("loop://") as link, pytest.raises(HandshakeError, match="protocol v1, host v3"):
         link._check_info(old, None, False)
     # A current-version INFO of the wrong length is a malformed reply.
-    v2 = generate.fixture_info().payload()
-    for cut in (v2[:INFO_V1_SIZE], v2[:-1], v2 + b"\x00"):
+    v3 = generate.fixture_info().payload()
+    for cut in (v3[:INFO_V1_SIZE], v3[:INFO_V2_SIZE], v3[:-1], v3 + b"\x00"):
         with pytest.raises(codec.FrameError) as e:
             codec.decode(codec.encode_packet(MsgType.INFO, 5, cut)[:-1])
         assert e.value.code == ErrorCode.BAD_LENGTH

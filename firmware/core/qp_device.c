@@ -27,6 +27,13 @@ typedef char qp_check_hash_len[(sizeof(QP_MODEL_HASH) == 2 * QP_HASH_SIZE + 1) ?
 #define QP_INFO_FLAGS 0
 #endif
 
+/* The kernel the model header was generated for, reported in INFO. */
+#ifdef QP_DATA_KERNEL_VERSION
+#define QP_INFO_KERNEL_VERSION QP_DATA_KERNEL_VERSION
+#else
+#define QP_INFO_KERNEL_VERSION 0
+#endif
+
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9') {
@@ -52,6 +59,11 @@ void qp_device_init(qp_device_t *dev, const qp_board_t *board)
         dev->model_hash[i] = (uint8_t)(hex_value(hash_hex[2 * i]) << 4 |
                                        hex_value(hash_hex[2 * i + 1]));
     }
+#ifdef QP_ECHO
+    dev->selftest = QP_SELFTEST_NOT_RUN;
+#else
+    dev->selftest = qp_policy_selftest() == QP_OK ? QP_SELFTEST_PASSED : QP_SELFTEST_FAILED;
+#endif
 }
 
 /* Finish the reply packet in dev->reply (header + payload_len bytes already written
@@ -111,6 +123,8 @@ static size_t reply_info(qp_device_t *dev, uint16_t seq, uint8_t *out)
     qp_put_u16(&p[QP_INFO_V1_SIZE + 2], dev->board->watchdog_ms);
     qp_put_u32(&p[QP_INFO_V1_SIZE + 4], rx != NULL ? rx->dropped : 0u);
     qp_put_u32(&p[QP_INFO_V1_SIZE + 8], rx != NULL ? rx->overruns : 0u);
+    p[QP_INFO_V2_SIZE] = dev->selftest;
+    p[QP_INFO_V2_SIZE + 1] = QP_INFO_KERNEL_VERSION;
     return finish_reply(dev, QP_MSG_INFO, seq, QP_INFO_SIZE, out);
 }
 

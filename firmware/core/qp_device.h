@@ -41,9 +41,12 @@ typedef struct {
     uint8_t packet[QP_MAX_ENCODED];
     uint8_t reply[QP_MAX_PACKET];
     uint8_t model_hash[QP_HASH_SIZE];
+    uint8_t selftest;           /* QP_SELFTEST_*: the policy self-test at init */
     qp_stats_t stats;
 } qp_device_t;
 
+/* Also runs the policy's self-test (qp_policy_selftest), whose result INFO reports: a
+ * board that fails it answers as usual, and the host refuses it. */
 void qp_device_init(qp_device_t *dev, const qp_board_t *board);
 
 /* Feed one received byte. When it completes a frame, the encoded reply frame (with its

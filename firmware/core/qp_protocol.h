@@ -8,7 +8,9 @@
 #ifndef QP_PROTOCOL_H
 #define QP_PROTOCOL_H
 
-#define QP_PROTOCOL_VERSION 2 /* 2: INFO gained reset cause, watchdog and receive counters */
+/* 2: INFO gained reset cause, watchdog and receive counters; 3: the policy self-test's
+ * result and the kernel version. */
+#define QP_PROTOCOL_VERSION 3
 
 /* Packet = type (u8) | seq (u16 LE) | payload | crc16 (u16 LE), COBS-framed, 0x00-terminated. */
 #define QP_HEADER_SIZE 3
@@ -47,11 +49,12 @@
 #define QP_ERROR_NONFINITE 7    /* NaN or Inf in the observation; detail = index */
 #define QP_ERROR_POLICY 8       /* policy returned an error or a non-finite action */
 
-/* INFO payload (84 bytes): version 1's 72 bytes, then the version 2 fields. */
+/* INFO payload (86 bytes): version 1's 72 bytes, the version 2 fields, then version 3's. */
 #define QP_HASH_SIZE 32
 #define QP_BUILD_ID_SIZE 24
 #define QP_INFO_V1_SIZE (16 + QP_HASH_SIZE + QP_BUILD_ID_SIZE)
-#define QP_INFO_SIZE (QP_INFO_V1_SIZE + 12)
+#define QP_INFO_V2_SIZE (QP_INFO_V1_SIZE + 12)
+#define QP_INFO_SIZE (QP_INFO_V2_SIZE + 2)
 #define QP_INFO_FLAG_ECHO 0x01 /* echo build: STEP copies obs into the action, no policy */
 
 /* Reset causes reported in INFO (the STM32F405 reads them from RCC_CSR). */
@@ -68,6 +71,11 @@
 #define QP_SCHEME_NONE 0
 #define QP_SCHEME_INT 1 /* policy.h: the integer header */
 #define QP_SCHEME_FLOAT32 2
+
+/* The policy self-test's result reported in INFO (qp_policy_selftest at boot). */
+#define QP_SELFTEST_PASSED 0  /* every self-test action equals the exporter's */
+#define QP_SELFTEST_FAILED 1  /* the kernel computed another action: do not fly this build */
+#define QP_SELFTEST_NOT_RUN 2 /* ECHO build: no policy to test */
 
 /* Tick sources reported in INFO. */
 #define QP_TICK_HOST_CLOCK 0 /* host build: monotonic clock */

@@ -10,7 +10,8 @@ One JSON object per line, every value the C test reads is a lowercase hex string
   exchange      input bytes sent to the device -> exact output bytes it must send back,
                 with "expect": per frame, the decoded request (or the reason it is
                 rejected) and the decoded reply.
-The device under test in exchanges: firmware/test/policy_fixture.h, build id "vectors",
+The device under test in exchanges: firmware/test/policy_fixture.h (its self-test
+passes), build id "vectors",
 a tick counter advancing 7 per read at 1 MHz (so every ACTION reports 7 ticks),
 tick source 0 (host clock), reset cause WATCHDOG with flags 0x24, a 250 ms watchdog,
 and receive counters of 258 dropped bytes and 3 overruns (preset, to pin their byte
@@ -30,7 +31,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repository root
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 
-from firmware_support import ACT_DIM, OBS_DIM, VECTORS, fixture_hash, fixture_policy  # noqa: E402
+from firmware_support import (  # noqa: E402
+    ACT_DIM,
+    OBS_DIM,
+    VECTORS,
+    fixture,
+    fixture_hash,
+    fixture_policy,
+)
 
 from firmware_bridge import codec  # noqa: E402
 from firmware_bridge.protocol import (  # noqa: E402
@@ -39,6 +47,7 @@ from firmware_bridge.protocol import (  # noqa: E402
     ErrorCode,
     MsgType,
     ResetCause,
+    SelfTest,
     TickSource,
 )
 
@@ -81,13 +90,13 @@ def device_reply(frame: bytes | codec.FrameError) -> bytes:
 def fixture_info() -> codec.Info:
     return codec.Info(
         protocol_version=PROTOCOL_VERSION,
-        scheme=2,
+        scheme=fixture().scheme,
         obs_dim=OBS_DIM,
         act_dim=ACT_DIM,
         flags=0,
         tick_source=TickSource.HOST_CLOCK,
         max_payload=MAX_PAYLOAD,
-        macs=72,
+        macs=fixture().macs,
         tick_hz=TICK_HZ,
         model_hash=bytes.fromhex(fixture_hash()),
         build_id=BUILD_ID,
@@ -96,6 +105,8 @@ def fixture_info() -> codec.Info:
         watchdog_ms=WATCHDOG_MS,
         rx_dropped=RX_DROPPED,
         rx_overruns=RX_OVERRUNS,
+        selftest=SelfTest.PASSED,
+        kernel_version=fixture().kernel_version,
     )
 
 

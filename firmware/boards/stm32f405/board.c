@@ -287,7 +287,7 @@ int main(void)
     board.tick_source = ticks_init();
     board.tick_hz = core_hz;
     watchdog_start(core_hz);
-    qp_device_init(&device, &board);
+    qp_device_init(&device, &board); /* runs the policy self-test: INFO reports it */
     usart1_init();
     /* No WFI: nothing periodic would wake the core to refresh the watchdog (SysTick
      * runs only under QEMU), so an idle board would reset itself. */

@@ -4,6 +4,7 @@
  * EOF and writes one record per row to stdout: int32 return code, then QP_ACT_DIM
  * float32 actions. The action buffer is pre-filled with QP_SENTINEL, so a row the
  * policy rejected shows whether `action` was left untouched.
+ * With the argument --selftest it prints qp_policy_selftest()'s result instead.
  *
  * Build: cc -std=c99 -DQP_HEADER='<policy.h>' -I<dir of the header> driver.c -lm
  */
@@ -12,12 +13,17 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define QP_SENTINEL 12345.0f
 
-int main(void)
+int main(int argc, char **argv)
 {
     float obs[QP_OBS_DIM];
+    if (argc == 2 && strcmp(argv[1], "--selftest") == 0) {
+        printf("%d\n", qp_policy_selftest());
+        return 0;
+    }
     while (fread(obs, sizeof obs, 1, stdin) == 1) {
         float action[QP_ACT_DIM];
         int32_t rc;

@@ -158,6 +158,19 @@ static int qp_isfinite(float x)
     return (bits & 0x7f800000u) != 0x7f800000u;
 }
 
+/* 1 unless some observation is NaN or +-inf (checked before anything is computed, so
+ * a refused call leaves `action` untouched). */
+static int qp_all_finite(const float obs[QP_OBS_DIM])
+{
+    int i;
+    for (i = 0; i < QP_OBS_DIM; ++i) {
+        if (!qp_isfinite(obs[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 #if QP_SCHEME_ID == 1 /* ---------------------------------------------- integer kernel */
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARMEL__) && !defined(QP_NO_SMLAD)
@@ -260,6 +273,18 @@ QP_INLINE static uint32_t qp_activate16(const uint32_t *q, int32_t acc, const ui
     "pkhtb  %[a0], %[a1], %[a0], asr #16\n\t"           \
     ROW("a2", "24", "32") ROW("a3", "36", "44")         \
     "pkhtb  %[a2], %[a3], %[a2], asr #16\n\t"
+
+/* The inner loop's body in Thumb-2, twice per iteration: two activation pairs x0, x1
+ * (LDRD), and for each the four rows' weight pairs (LDM) into four SMLADs. */
+#define QP_FOUR_SMLAD(X)                                \
+    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"              \
+    "smlad  %[a0], r8, %[" X "], %[a0]\n\t"             \
+    "smlad  %[a1], r9, %[" X "], %[a1]\n\t"             \
+    "smlad  %[a2], r10, %[" X "], %[a2]\n\t"            \
+    "smlad  %[a3], r11, %[" X "], %[a3]\n\t"
+#define QP_TWO_PAIRS                                    \
+    "ldrd   %[x0], %[x1], [%[xp]], #8\n\t"              \
+    QP_FOUR_SMLAD("x0") QP_FOUR_SMLAD("x1")
 #endif
 
 /* Requantise and activate rows j..j+3 (accumulators a0..a3, requant constants q) into
@@ -331,10 +356,8 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
     int i;
     int l;
 
-    for (i = 0; i < QP_OBS_DIM; ++i) {
-        if (!qp_isfinite(obs[i])) {
-            return QP_ERR_NONFINITE;
-        }
+    if (!qp_all_finite(obs)) {
+        return QP_ERR_NONFINITE;
     }
     for (i = 0; i + 1 < QP_OBS_DIM; i += 2) {
         x[i / 2] = QP_PACK(qp_input_code(obs, i), qp_input_code(obs, i + 1));
@@ -368,28 +391,7 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
             uint32_t x0, x1;
             __asm__ volatile(
                 "1:\n\t"
-                "ldrd   %[x0], %[x1], [%[xp]], #8\n\t"
-                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
-                "smlad  %[a0], r8, %[x0], %[a0]\n\t"
-                "smlad  %[a1], r9, %[x0], %[a1]\n\t"
-                "smlad  %[a2], r10, %[x0], %[a2]\n\t"
-                "smlad  %[a3], r11, %[x0], %[a3]\n\t"
-                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
-                "smlad  %[a0], r8, %[x1], %[a0]\n\t"
-                "smlad  %[a1], r9, %[x1], %[a1]\n\t"
-                "smlad  %[a2], r10, %[x1], %[a2]\n\t"
-                "smlad  %[a3], r11, %[x1], %[a3]\n\t"
-                "ldrd   %[x0], %[x1], [%[xp]], #8\n\t"
-                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
-                "smlad  %[a0], r8, %[x0], %[a0]\n\t"
-                "smlad  %[a1], r9, %[x0], %[a1]\n\t"
-                "smlad  %[a2], r10, %[x0], %[a2]\n\t"
-                "smlad  %[a3], r11, %[x0], %[a3]\n\t"
-                "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
-                "smlad  %[a0], r8, %[x1], %[a0]\n\t"
-                "smlad  %[a1], r9, %[x1], %[a1]\n\t"
-                "smlad  %[a2], r10, %[x1], %[a2]\n\t"
-                "smlad  %[a3], r11, %[x1], %[a3]\n\t"
+                QP_TWO_PAIRS QP_TWO_PAIRS
                 "subs   %[n], %[n], #1\n\t"
                 "bne    1b\n\t"
                 : [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3),
@@ -423,24 +425,11 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
     return QP_OK;
 }
 
-/* Equal action codes: action * QP_OUT_ONE is exact in float32 for every code. */
-int qp_policy_selftest(void)
+/* 1 if self-test output k is the expected one: equal codes (action * QP_OUT_ONE is exact
+ * in float32 for every code). */
+static int qp_selftest_match(int k, float action)
 {
-    int n;
-    for (n = 0; n < QP_SELFTEST_N; ++n) {
-        float action[QP_ACT_DIM];
-        int i;
-        if (qp_policy_act(&qp_selftest_obs[n * QP_OBS_DIM], action) != QP_OK) {
-            return QP_ERR_SELFTEST;
-        }
-        for (i = 0; i < QP_ACT_DIM; ++i) {
-            const float code = (float)qp_selftest_codes[n * QP_ACT_DIM + i];
-            if (action[i] * (float)QP_OUT_ONE != code) {
-                return QP_ERR_SELFTEST;
-            }
-        }
-    }
-    return QP_OK;
+    return action * (float)QP_OUT_ONE == (float)qp_selftest_codes[k];
 }
 
 #else /* QP_SCHEME_ID == 2 -------------------------------------------- float32 kernel */
@@ -456,10 +445,8 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
     int i;
     int l;
 
-    for (i = 0; i < QP_OBS_DIM; ++i) {
-        if (!qp_isfinite(obs[i])) {
-            return QP_ERR_NONFINITE;
-        }
+    if (!qp_all_finite(obs)) {
+        return QP_ERR_NONFINITE;
     }
     for (i = 0; i < QP_OBS_DIM; ++i) {
         const float z = (obs[i] - qp_in_mean[i]) / qp_in_std[i];
@@ -488,8 +475,16 @@ int qp_policy_act(const float obs[QP_OBS_DIM], float action[QP_ACT_DIM])
     return QP_OK;
 }
 
-/* Within QP_SELFTEST_TOLERANCE: libm's tanhf and torch's tanh may differ in the last
- * bits. (A NaN action fails the comparison too.) */
+/* 1 if self-test output k is the expected one: within QP_SELFTEST_TOLERANCE, because
+ * libm's tanhf and torch's tanh may differ in the last bits (a NaN fails it too). */
+static int qp_selftest_match(int k, float action)
+{
+    const float diff = action - qp_selftest_action[k];
+    return diff <= QP_SELFTEST_TOLERANCE && -diff <= QP_SELFTEST_TOLERANCE;
+}
+
+#endif /* QP_SCHEME_ID */
+
 int qp_policy_selftest(void)
 {
     int n;
@@ -500,15 +495,12 @@ int qp_policy_selftest(void)
             return QP_ERR_SELFTEST;
         }
         for (i = 0; i < QP_ACT_DIM; ++i) {
-            const float diff = action[i] - qp_selftest_action[n * QP_ACT_DIM + i];
-            if (!(diff <= QP_SELFTEST_TOLERANCE && -diff <= QP_SELFTEST_TOLERANCE)) {
+            if (!qp_selftest_match(n * QP_ACT_DIM + i, action[i])) {
                 return QP_ERR_SELFTEST;
             }
         }
     }
     return QP_OK;
 }
-
-#endif /* QP_SCHEME_ID */
 
 #endif /* QP_KERNEL_DATA_READY */

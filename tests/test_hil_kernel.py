@@ -91,10 +91,14 @@ def test_kernel_file_is_checked_against_the_layout(tmp_path, monkeypatch):
     from export import kernel_layout
 
     text = kernel_layout.KERNEL.read_text()
-    assert kernel_layout.kernel() == (kernel_layout.kernel()[0], text)
+    v = kernel_layout.kernel()[0]
+    assert kernel_layout.kernel() == (v, text) and f"#define QP_KERNEL_VERSION {v}\n" in text
     for bad, why in [
         (text.replace("#define QP_ROWS_PER_PASS 4", "#define QP_ROWS_PER_PASS 8"), "is 8"),
-        (text.replace("is kernel version 1,", "is kernel version 7,"), "name version 1"),
+        (
+            text.replace(f"is kernel version {v},", f"is kernel version {v + 6},"),
+            f"name version {v}",
+        ),
     ]:
         (tmp_path / "qp_kernel.h").write_text(bad)
         monkeypatch.setattr(kernel_layout, "KERNEL", tmp_path / "qp_kernel.h")

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> str:
         + ") |"
     )
     rule = "|---|:-:|" + "---:|" * (len(names) + 1)
-    int_rows = exported["robustness"]["rows"]["int8"]
+    int_rows = exported["robustness"]["rows"]["int"]
     lines = []
     for i, row in enumerate(runs[0]["suite"]):
         cells = [_cell(r["suite"][i]) for r in runs]

@@ -1,7 +1,7 @@
 """python -m export [CHECKPOINT] --out artifacts/
 
 Turns a checkpoint into what the firmware and the HIL bridge use: actor.onnx, policy.h
-(fixed point: int8 weights, int16 activations), policy_f32.h (float32) and
+(fixed point: 12-bit weight codes, int16 activations), policy_f32.h (float32) and
 export_report.json. Everything is computed and
 checked in memory first; only then is each artifact written to a temporary file in the
 output directory and renamed, so a failed export leaves nothing behind.
@@ -23,7 +23,7 @@ __all__ = ["ARTIFACTS", "main", "parse_args", "run"]
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a trained actor to ONNX and to fixed-point (int8 weights) / "
+        description="Export a trained actor to ONNX and to fixed-point (12-bit weights) / "
         "float32 C headers, with accuracy and closed-loop checks (docs/quantization.md).",
     )
     p.add_argument(
@@ -43,8 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--activations",
         choices=["int16"],
         default="int16",
-        help="width of policy.h's activations: int16, with int8 weights (TFLite's 16x8 "
-        "mode; int8 activations were retired, docs/quantization.md)",
+        help="width of policy.h's activations: int16, with weight codes of up to 12 bits "
+        "per output channel (int8 activations were retired, docs/quantization.md)",
     )
     p.add_argument(
         "--rounding",
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--finetune",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="fine-tune policy.h's int8 weights on the calibration states so that the "
+        help="fine-tune policy.h's weight codes on the calibration states so that the "
         "integer policy matches the float one (default on, int16 input only; "
         "--no-finetune quantises the trained weights as they are)",
     )

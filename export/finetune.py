@@ -6,7 +6,9 @@ actions. The fake-quantised pass follows the integer pipeline of ``quantize`` (i
 input, int16 activations):
 
 - input: the int16 input grid (scale obs_clip / 32767);
-- weights: symmetric int8 per output row (scale max|row| / 127), rounded to nearest;
+- weights: symmetric per output row on the grid of the code limit ``quantize`` chose for
+  that row (``LayerQuant.code_limit``, passed in, re-read at every re-calibration; the
+  scale is ``quantize.channel_scale``), rounded to nearest;
 - pre-activations: snapped to the symmetric int16 grid of the range ``quantize``
   calibrates for the current weights (re-calibrated every ``RANGE_EVERY`` steps) and
   clipped to it;
@@ -17,14 +19,15 @@ input, int16 activations):
 Rounding uses the straight-through estimator (the gradient passes a rounding as if it
 were the identity; clipping stops it). The loss is the mean squared action error plus
 ``TOP_WEIGHT`` times the mean of the worst 1 % of the squared errors, so rare large errors
-are pulled in too. Fine-tuning starts from the error-compensated int8 weights (the plain
+are pulled in too. Fine-tuning starts from the error-compensated weight codes (the plain
 export), runs ``STEPS`` Adam steps with a cosine-decaying learning rate, and every
 ``RANGE_EVERY`` steps scores the weights as the export would deploy them (snapped to their
-grid, ranges calibrated, through ``int_reference``). The best-scoring weights are kept; if
-none beats the plain export, the plain export is kept.
+grid, ranges calibrated, code limits capped at those trained with, through
+``int_reference``). The best-scoring weights are kept, as the real values of the codes
+they were scored with; if none beats the plain export, the plain export is kept.
 
 The weights returned are quantised by ``quantize.quantize`` with the same machinery as
-trained weights, with the ranges fixed to those they were scored with. ONNX,
+trained weights, with the ranges and code limits fixed to those they were scored with. ONNX,
 ``policy_f32.h`` and every accuracy figure stay against the original float policy.
 """
 
@@ -49,21 +52,37 @@ MAX_SAMPLES = 20000  # calibration states used for the fine-tuning
 
 @dataclasses.dataclass(frozen=True)
 class Finetuned:
-    """What ``finetune`` found: ``policy`` (the original if nothing beat it) and the fixed
-    pre-activation ranges to quantise it with (None: calibrate as usual)."""
+    """What ``finetune`` found: ``policy`` (the original if nothing beat it), the fixed
+    pre-activation ranges and the per-channel weight code limits to quantise it with
+    (None: calibrate and choose as usual)."""
 
     policy: FloatPolicy
     ranges: list[tuple[float, float]] | None
     info: dict
+    limits: list[np.ndarray] | None = None
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def _fake_weight(w: torch.Tensor) -> torch.Tensor:
-    scale = (w.detach().abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-30)
-    return _ste_round(w / scale) * scale
+def _fake_weight(w: torch.Tensor, b: torch.Tensor, grid) -> torch.Tensor:
+    """``w`` on the grid ``quantize`` would round it to: ``grid`` is (input scale per
+    column, code limit per row), the scale of a row is ``quantize.channel_scale``."""
+    in_scale, limit = grid
+    w_eff = w.detach().numpy() * in_scale[None, :]
+    acc_scale = quantize.channel_scale(w_eff, b.detach().numpy(), limit)
+    step = torch.from_numpy(acc_scale[:, None] / in_scale[None, :])
+    return _ste_round(w / step) * step
+
+
+def _grids(params: quantize.QuantParams) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each layer's (input scale per column, weight code limit per row) in ``params``."""
+    in_scale, grids = params.input.scale, []
+    for layer in params.layers:
+        grids.append((np.asarray(in_scale, dtype=np.float64), layer.code_limit))
+        in_scale = np.full(layer.shape[0], layer.out_scale)
+    return grids
 
 
 def _fake_pre(pre: torch.Tensor, scale: float) -> torch.Tensor:
@@ -95,25 +114,27 @@ class _FakeQuant(torch.nn.Module):
         )
         self.hidden = policy.activation
 
-    def forward(self, z: torch.Tensor, scales: list[float]) -> torch.Tensor:
-        """``scales``: each layer's pre-activation scale."""
+    def forward(self, z: torch.Tensor, scales: list[float], grids) -> torch.Tensor:
+        """``scales``: each layer's pre-activation scale; ``grids``: ``_grids``."""
         h, n = z, len(self.w)
         for i in range(n):
-            pre = _fake_pre(h @ _fake_weight(self.w[i]).T + self.b[i], scales[i])
+            w = _fake_weight(self.w[i], self.b[i], grids[i])
+            pre = _fake_pre(h @ w.T + self.b[i], scales[i])
             tanh = i == n - 1 or self.hidden == "tanh"
             h = _fake_tanh16(pre, scales[i]) if tanh else torch.relu(pre)
         return h
 
-    def snapshot(self, policy: FloatPolicy) -> FloatPolicy:
-        """``policy`` with these weights, each snapped to its int8 grid."""
+    def snapshot(self, policy: FloatPolicy, grids) -> FloatPolicy:
+        """``policy`` with these weights, each snapped to its grid."""
         with torch.no_grad():
-            weights = tuple(_fake_weight(w).numpy().astype(np.float32) for w in self.w)
+            pairs = zip(self.w, self.b, grids, strict=True)
+            weights = tuple(_fake_weight(w, b, g).numpy().astype(np.float32) for w, b, g in pairs)
             biases = tuple(b.detach().numpy().astype(np.float32) for b in self.b)
         return dataclasses.replace(policy, weights=weights, biases=biases)
 
 
 def _dequantized(params: quantize.QuantParams, policy: FloatPolicy) -> FloatPolicy:
-    """``policy`` with the real values of the int8 weights and int32 biases of ``params``."""
+    """``policy`` with the real values of the weight and bias codes of ``params``."""
     in_scale, in_zero = params.input.scale, params.input.zero
     weights, biases = [], []
     for layer in params.layers:
@@ -125,10 +146,16 @@ def _dequantized(params: quantize.QuantParams, policy: FloatPolicy) -> FloatPoli
     return dataclasses.replace(policy, weights=tuple(weights), biases=tuple(biases))
 
 
-def _quantized(policy: FloatPolicy, obs: np.ndarray, rounding: str, ranges=None):
+def _quantized(policy: FloatPolicy, obs: np.ndarray, rounding: str, ranges=None, limits=None):
     """``quantize``'s parameters for ``policy`` and each layer's pre-activation range."""
-    params = quantize.quantize(policy, obs, "int16", rounding, max_samples=len(obs), ranges=ranges)
+    params = quantize.quantize(
+        policy, obs, "int16", rounding, max_samples=len(obs), ranges=ranges, limits=limits
+    )
     return params, [quantize.layer_range(layer) for layer in params.layers]
+
+
+def _limits(params: quantize.QuantParams) -> list[np.ndarray]:
+    return [layer.code_limit for layer in params.layers]
 
 
 def _scales(ranges: list[tuple[float, float]]) -> list[float]:
@@ -152,7 +179,7 @@ def finetune(
     """Weights for ``policy.h`` of ``policy``, fine-tuned on the states ``obs``.
 
     The policy returned has the original's hash, normalisation and metadata; only its
-    ``weights`` (each on its int8 grid) and ``biases`` differ. ``info`` holds the
+    ``weights`` (each on its grid) and ``biases`` differ. ``info`` holds the
     calibration-set loss of the plain export (``rounding``) and of the result.
     """
     rng = np.random.default_rng(seed)
@@ -164,7 +191,7 @@ def finetune(
     params, ranges = _quantized(policy, obs, rounding)
     z = torch.tensor(ref.quantize_input(params, obs) * params.input.scale)
     before = _score(params, obs, target_np)
-    best = (before, None, policy, None)
+    best = (before, None, policy, None, None)
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -176,23 +203,26 @@ def finetune(
         opt = torch.optim.Adam(groups)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
         gen = torch.Generator().manual_seed(seed)
-        scales = _scales(ranges)
+        scales, grids = _scales(ranges), _grids(params)
         for step in range(1, steps + 1):
             idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
-            err = ((net(z[idx], scales) - target[idx]) ** 2).flatten()
+            err = ((net(z[idx], scales, grids) - target[idx]) ** 2).flatten()
             top = torch.topk(err, max(1, err.numel() // 100)).values
             opt.zero_grad()
             (err.mean() + TOP_WEIGHT * top.mean()).backward()
             opt.step()
             sched.step()
             if step % RANGE_EVERY == 0 or step == steps:
-                snap = net.snapshot(policy)
-                params, ranges = _quantized(snap, obs, "nearest")
-                scales = _scales(ranges)
+                # The limits trained with cap the new ones: the proof may lower a limit
+                # for the changed weights, never raise it off the grid they lie on.
+                snap = net.snapshot(policy, grids)
+                params, ranges = _quantized(snap, obs, "nearest", limits=_limits(params))
+                scales, grids = _scales(ranges), _grids(params)
                 score = _score(params, obs, target_np)
                 if score < best[0]:
-                    best = (score, step, snap, ranges)
-    score, best_step, tuned, ranges = best
+                    # the codes scored, exactly (a lowered limit re-rounds the snapshot)
+                    best = (score, step, _dequantized(params, policy), ranges, _limits(params))
+    score, best_step, tuned, ranges, limits = best
     info = {
         "steps": steps,
         "states": int(len(obs)),
@@ -200,7 +230,7 @@ def finetune(
         "loss_after": score,
         "best_step": best_step,
     }
-    return Finetuned(tuned, ranges, info)
+    return Finetuned(tuned, ranges, info, limits)
 
 
 def quantize_finetuned(
@@ -214,6 +244,6 @@ def quantize_finetuned(
     ``policy``, calibrated on all of ``obs``; and the fine-tuning summary."""
     ft = finetune(policy, obs, steps, rounding, seed)
     params = quantize.quantize(
-        ft.policy, obs, "int16", rounding, max_samples=len(obs), ranges=ft.ranges
+        ft.policy, obs, "int16", rounding, max_samples=len(obs), ranges=ft.ranges, limits=ft.limits
     )
     return params, ft.info

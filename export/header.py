@@ -27,7 +27,7 @@ from export.kernel_layout import (
     requant_table,
 )
 from export.model import FloatPolicy
-from export.quant_params import QuantParams
+from export.quant_params import WEIGHT_CODE_MAX, QuantParams
 from export.report import TARGETS
 from sim.contract.files import atomic_write
 
@@ -188,7 +188,9 @@ def int_header(
         f"#define QP_SELFTEST_N {len(obs)}",
     ]
     extra = [
-        "codes        int8 weights, int16 activations; action = code / QP_OUT_ONE",
+        f"codes        weights of up to {WEIGHT_CODE_MAX.bit_length() + 1} bits (|code| <= "
+        f"{WEIGHT_CODE_MAX}, a limit per output channel), int16 activations; "
+        "action = code / QP_OUT_ONE",
         f"input        {params.input_mode} codes (QP_IN_MIN..QP_IN_MAX); activation "
         f"ranges calibrated on {params.calibration_size} states",
         f"memory       {weight_bytes} bytes of tables (flash), {scratch} bytes of stack "

@@ -58,11 +58,13 @@ def pad_inputs(n: int) -> int:
 
 
 def interleave_rows(w: np.ndarray) -> np.ndarray:
-    """(out, fan_in) int8 weights -> uint32 words, the order the kernel reads them: rows
+    """(out, fan_in) int16 weight codes -> uint32 words, the order the kernel reads them: rows
     padded to a multiple of ROWS_PER_PASS and inputs to a multiple of 4 (zeros); for each
     block of rows, for each input pair k, for each row r of the block, the int16 pair
     (w[r, 2k] in the low half, w[r, 2k + 1] in the high half)."""
     out, fan_in = w.shape
+    if np.abs(np.asarray(w, dtype=np.int64)).max(initial=0) > 32767:
+        raise ValueError("weight codes must fit an int16 (|code| <= 32767)")
     rows, cols = pad_rows(out), pad_inputs(fan_in)
     padded = np.zeros((rows, cols), dtype=np.int16)
     padded[:out, :fan_in] = w
@@ -72,18 +74,22 @@ def interleave_rows(w: np.ndarray) -> np.ndarray:
 
 
 def unpack_weights(stored: np.ndarray, out: int, fan_in: int) -> np.ndarray:
-    """The (out, fan_in) int8 matrix back from a stored ``qp_w`` table (the HIL reads
+    """The (out, fan_in) int16 matrix back from a stored ``qp_w`` table (the HIL reads
     headers with it): the inverse of ``interleave_rows``."""
     rows, words = pad_rows(out), pad_inputs(fan_in) // 2
     blocks = np.asarray(stored, dtype=np.uint32).reshape(-1, words, ROWS_PER_PASS)
     pairs = blocks.transpose(0, 2, 1).reshape(rows, words)
     halves = np.stack([pairs & 0xFFFF, pairs >> 16], axis=2).astype(np.uint16).view(np.int16)
-    return halves.reshape(rows, 2 * words)[:out, :fan_in].astype(np.int8)
+    return halves.reshape(rows, 2 * words)[:out, :fan_in].copy()
 
 
 def requant_table(multiplier: np.ndarray, shift: np.ndarray, rows: int) -> np.ndarray:
     """Per row {2 * multiplier, 2^(shift - 1) or 0, shift} (uint32), padded with zero rows:
-    the constants of the kernel's qp_high_mul_shift, which derives why."""
+    the constants of the kernel's qp_high_mul_shift, which derives why. Its 32-bit shift
+    takes 0..31 and 2m must fit 32 bits: anything else is refused, not wrapped."""
+    multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
+    if ((shift < 0) | (shift > 31)).any() or ((multiplier < 0) | (multiplier >= 2**31)).any():
+        raise ValueError("requantisation needs 0 <= multiplier < 2^31 and 0 <= shift <= 31")
     m2 = multiplier.astype(np.uint64) * 2
     half = np.where(shift > 0, np.left_shift(1, np.maximum(shift, 1) - 1), 0).astype(np.uint64)
     table = np.zeros((rows, 3), dtype=np.uint64)

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SCHEME = "int8w-int16a"  # int8 weights, int16 activations: the integer header's scheme
+SCHEME = "int12w-int16a"  # 12-bit weight codes, int16 activations: the integer header's scheme
+# The widest weight code: |code| <= 2047 (12-bit, symmetric). Each output channel gets
+# the largest limit <= WEIGHT_CODE_MAX its accumulator proof allows (quantize.py); the
+# kernel stores every weight as an int16, so wider codes cost no flash and no time.
+WEIGHT_CODE_MAX = 2047
+# The narrowest limit, today's int8 range: quantize.check_shapes proves it for any weights.
+WEIGHT_CODE_FLOOR = 127
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class InputQuant:
 class LayerQuant:
     """One affine layer and its activation, all in integers."""
 
-    weight: np.ndarray  # int8 (out, in), row j scaled by 1 / acc_scale[j]
+    weight: np.ndarray  # int16 (out, in), row j scaled by 1 / acc_scale[j], |w| <= code_limit[j]
     bias: np.ndarray  # int32 (out,), input zero points folded in
     multiplier: np.ndarray  # int32 (out,), Q31 in [2^30, 2^31) (0 for a channel scaled to 0)
     shift: np.ndarray  # int32 (out,), right shift in [0, 31]
@@ -44,6 +50,8 @@ class LayerQuant:
     lut: np.ndarray | None
     activation: str  # "tanh" or "relu"
     acc_bound: int  # proved: |accumulator| <= acc_bound for every possible input
+    # int32 (out,): channel j's weight code limit, WEIGHT_CODE_FLOOR..WEIGHT_CODE_MAX
+    code_limit: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

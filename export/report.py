@@ -44,6 +44,10 @@ def layer_table(params: QuantParams, obs: np.ndarray) -> list[dict]:
                 "pre_activation_range": [round(lo, 6), round(hi, 6)],
                 "pre_scale": layer.pre_scale,
                 "out_scale": layer.out_scale,
+                "weight_code_limit_range": [
+                    int(layer.code_limit.min()),
+                    int(layer.code_limit.max()),
+                ],
                 "shift_range": [int(layer.shift.min()), int(layer.shift.max())],
                 "acc_bound_proved": layer.acc_bound,
                 "acc_max_seen": int(np.abs(acc).max()),
@@ -104,7 +108,7 @@ def table(report: dict) -> str:
         f"{cl['float']['success_rate']:>25.1%}",
         "",
         f"  calibration set   {iq['calibration_states']} rollout states (input {iq['input_mode']})",
-        f"  int8 weights      {_finetune_line(iq.get('finetune'))}",
+        f"  weight codes      {_finetune_line(iq.get('finetune'))}",
         f"  policy.h vs float max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
         f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",

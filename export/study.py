@@ -2,9 +2,10 @@
 
 Prints a markdown table (the source of the figures in docs/quantization.md): for every
 checkpoint, the integer-vs-float action error on rollout states of the export's scheme
-(int8 weights, int16 activations, fine-tuned weights), of the trained weights quantised
-as they are, of each alternative to the latter (input width, weight rounding), and the
-floors set by int8 weights alone and by rounding the hidden outputs to 1/32768 alone.
+(weight codes of up to 12 bits, int16 activations, fine-tuned weights), of the trained
+weights quantised as they are, of each alternative to the latter (input width, weight
+rounding), and the floors set by the weights alone (12-bit codes, and the former int8
+codes for comparison) and by rounding the hidden outputs to 1/32768 alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from export import finetune, quantize, rollouts
 from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
+from export.quant_params import WEIGHT_CODE_FLOOR, WEIGHT_CODE_MAX
 
 VARIANTS = [
     ("no fine-tuning (compensated rounding)", {}),
@@ -40,15 +42,26 @@ def _float_forward(policy, obs, weights, act_step=None):
 
 
 def floors(policy, obs, want) -> dict:
-    """Error of int8 weights alone (per channel, nearest) and of hidden outputs rounded to
-    1/32768 alone: what no choice of activation ranges can remove."""
-    w8 = []
-    for w in policy.weights:
-        s = np.abs(w).max(axis=1, keepdims=True).astype(np.float64) / 127
-        w8.append(np.round(w / np.where(s > 0, s, 1)) * s)
+    """Error of the weight codes alone (per channel, nearest, every channel at the widest
+    limit and at the int8 floor) and of hidden outputs rounded to 1/32768 alone: what no
+    choice of activation ranges can remove."""
+
+    def rounded(limit):
+        out = []
+        for w in policy.weights:
+            s = np.abs(w).max(axis=1, keepdims=True).astype(np.float64) / limit
+            out.append(np.round(w / np.where(s > 0, s, 1)) * s)
+        return out
+
     floats = [w.astype(np.float64) for w in policy.weights]
+    bits = WEIGHT_CODE_MAX.bit_length() + 1
     return {
-        "int8 weights only (float activations)": _float_forward(policy, obs, w8),
+        f"{bits}-bit weight codes only (float activations)": _float_forward(
+            policy, obs, rounded(WEIGHT_CODE_MAX)
+        ),
+        "int8 weight codes only (float activations)": _float_forward(
+            policy, obs, rounded(WEIGHT_CODE_FLOOR)
+        ),
         "hidden outputs rounded to 1/32768 only": _float_forward(policy, obs, floats, 1 / 32768),
     }
 

@@ -45,7 +45,7 @@ class HeaderInput:
 class HeaderLayer:
     """What export/int_reference.py reads of one ``LayerQuant``."""
 
-    weight: np.ndarray  # int8 (out, fan_in), in natural order
+    weight: np.ndarray  # int16 codes (out, fan_in), in natural order
     bias: np.ndarray
     multiplier: np.ndarray
     shift: np.ndarray

@@ -66,7 +66,7 @@ def test_printed_table(exported):
         "weight bytes",
         "scratch RAM bytes",
         "calibration set",
-        "int8w-int16a (policy.h)",
+        "int12w-int16a (policy.h)",
         "policy.h vs float",
         "closed-loop success",
         "int_max_abs_error",
@@ -78,9 +78,9 @@ def test_report_figures(exported):
     rep = exported["report"]
     assert rep["run"] == f"{exported['dir'] / 'run'} (preset unknown, step 42)"
     assert rep["step"] == 42 and len(rep["model_hash"]) == 64
-    assert "int8" not in rep  # the integer header's section is "int" (int8 weights only)
+    assert "int8" not in rep  # the integer header's section is "int"
     i8 = rep["int"]
-    assert i8["scheme"] == "int8w-int16a"
+    assert i8["scheme"] == "int12w-int16a"
     assert i8["calibration_states"] >= 10000 and i8["test_states"] >= 10000
     assert 0 < i8["weight_bytes"] < rep["float32"]["weight_bytes"]
     assert i8["scratch_bytes"] > 0
@@ -141,7 +141,7 @@ def test_retired_int8_activations_are_refused_saying_why(tmp_path, args, why):
 
 def test_default_header_is_the_int16_activation_scheme(exported):
     text = (exported["out"] / "policy.h").read_text()
-    assert '#define QP_SCHEME "int8w-int16a"\n' in text and "QP_ACT_BITS" not in text
+    assert '#define QP_SCHEME "int12w-int16a"\n' in text and "QP_ACT_BITS" not in text
     assert "#define QP_OUT_ONE 32768\n" in text and "uint32_t qp_lut2[512]" in text
 
 

@@ -228,7 +228,7 @@ def test_api_names_and_values(built, tmp_path):
     policy, d = built["policy"], built["dir"]
     src = tmp_path / "api.c"
     for hdr, scheme, sid in [
-        ("policy.h", "int8w-int16a", 1),
+        ("policy.h", "int12w-int16a", 1),
         ("policy_f32.h", "float32", 2),
     ]:
         src.write_text(

@@ -133,7 +133,7 @@ def test_emulator_hil_passes_and_is_bit_exact(emulated_run):
     assert ol["states"] == OPEN_LOOP_STATES
     assert ol["bit_exact_fraction"] == 1.0 and ol["code_mismatches"] == 0
     assert ol["vs_reference"]["max"] == 0.0
-    assert rep["scheme"] == "int" and rep["header_scheme"] == "int8w-int16a"  # the default
+    assert rep["scheme"] == "int" and rep["header_scheme"] == "int12w-int16a"  # the default
     assert 0 < ol["vs_float"]["max"] <= TARGETS["int_max_abs_error"]
     assert ol["vs_float"]["mean"] <= TARGETS["int_mean_abs_error"]
     assert all(ok for _, _, ok in rep["checks"].values())

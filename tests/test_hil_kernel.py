@@ -75,8 +75,11 @@ def test_zero_multiplier_rows():
 def test_layouts_round_trip():
     rng = np.random.default_rng(1)
     for out, fan_in in [(5, 3), (64, 22), (4, 64), (7, 9)]:
-        w = rng.integers(-127, 128, (out, fan_in)).astype(np.int8)
-        np.testing.assert_array_equal(unpack_weights(interleave_rows(w), out, fan_in), w)
+        w = rng.integers(-2047, 2048, (out, fan_in)).astype(np.int16)
+        w.flat[0] = -32767  # any int16 code survives the layout
+        back = unpack_weights(interleave_rows(w), out, fan_in)
+        assert back.dtype == np.int16
+        np.testing.assert_array_equal(back, w)
         mult = rng.integers(2**30, 2**31, out).astype(np.int32)
         shift = rng.integers(0, 32, out).astype(np.int32)
         m, s = unpack_requant(requant_table(mult, shift, -(-out // 4) * 4), out)

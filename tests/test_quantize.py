@@ -1,4 +1,4 @@
-"""Unit tests of the integer scheme (int8 weights, int16 activations): fixed-point
+"""Unit tests of the integer scheme (weight codes of up to 12 bits, int16 activations): fixed-point
 primitives, the interpolated int16 tanh, parameters, overflow proof."""
 
 from __future__ import annotations
@@ -128,11 +128,15 @@ def test_params_respect_the_scheme(mode, activation):
     policy = small_policy(activation=activation)
     obs = np.random.default_rng(1).normal(size=(2000, policy.obs_dim)).astype(np.float32)
     params = quantize.quantize(policy, obs, mode)
-    assert params.scheme == "int8w-int16a"
+    assert params.scheme == "int12w-int16a"
     for i, layer in enumerate(params.layers):
-        assert layer.weight.dtype == np.int8 and np.abs(layer.weight).max() <= 127
-        # Symmetric per output channel: every row uses its full range.
-        assert (np.abs(layer.weight).max(axis=1) == 127).all()
+        limit = layer.code_limit
+        assert layer.weight.dtype == np.int16 and limit.dtype == np.int32
+        assert ((limit >= 127) & (limit <= quantize.WEIGHT_CODE_MAX)).all()
+        # Symmetric per output channel: every row uses its full range (error-compensated
+        # rounding may move the largest code by a code or two, never past the limit).
+        row_max = np.abs(layer.weight).max(axis=1)
+        assert (row_max <= limit).all() and (row_max >= limit - 2).all()
         assert layer.bias.dtype == np.int32
         assert ((layer.multiplier >= 2**30) | (layer.multiplier == 0)).all()
         assert ((layer.shift >= 0) & (layer.shift <= 31)).all()
@@ -269,7 +273,7 @@ def test_compensated_rounding_beats_nearest_on_the_calibration_inputs():
     x = rng.normal(size=(4000, 16)) @ rng.normal(size=(16, 16))  # correlated inputs
     w = rng.uniform(-127, 127, size=(8, 16))
     nearest = np.clip(quantize.round_half_away(w), -127, 127)
-    comp = quantize.compensated_rounding(w, x)
+    comp = quantize.compensated_rounding(w, x, limit=127)
     assert comp.dtype == np.int64 and np.abs(comp).max() <= 127
     assert np.abs(comp - w).max() <= 127  # still codes of the same per-channel scale
 
@@ -277,3 +281,67 @@ def test_compensated_rounding_beats_nearest_on_the_calibration_inputs():
         return np.mean((x @ (q - w).T) ** 2)
 
     assert err(comp) < 0.7 * err(nearest)
+
+
+def hand_made_policy():
+    """A 6-64-64-4 tanh actor with two hand-made channels in layer 1 (inputs: hidden tanh
+    codes, |x| <= 32767): channel 0 has one large weight and small ones that an int8 grid
+    (step 0.9/127) rounds away; channel 1 has 64 weights of equal size, so at codes of
+    2047 its accumulator bound is 32767 * 64 * 2047 > 2^31."""
+    torch.manual_seed(0)
+    actor = Actor(6, 4, (64, 64))
+    lin = actor.net[2]
+    with torch.no_grad():
+        actor.obs_std.uniform_(0.5, 2)
+        lin.weight[0] = 0.0
+        lin.weight[0, :8] = torch.tensor([0.9, 0.003, -0.005, 0.011, -0.002, 0.006, 0.004, -0.001])
+        lin.weight[1] = 0.5 * torch.tensor([(-1.0) ** k for k in range(64)])
+        lin.bias[:2] = 0.0
+    return from_actor(actor, unit_spec(6), 0, "hand-made")
+
+
+def test_weight_code_limits_are_chosen_per_channel_by_the_accumulator_proof():
+    policy = hand_made_policy()
+    obs = np.random.default_rng(4).normal(size=(3000, 6)).astype(np.float32)
+    params = quantize.quantize(policy, obs, rounding="nearest")
+    quantize.prove_no_overflow(params)
+    layer = params.layers[1]
+    limit = layer.code_limit
+    # The small weights need more than 8 bits: channel 0 gets the widest limit.
+    assert limit[0] == quantize.WEIGHT_CODE_MAX == 2047
+    # Channel 1: 32767 * 64 * W < 2^31 holds up to W = 1024 and no further.
+    assert limit[1] == 1024 and (np.abs(layer.weight[1]) == 1024).all()
+    assert quantize.channel_bounds(layer.weight[1:2], layer.bias[1:2], 32767)[0] < 2**31
+    assert 32767 * 64 * 1025 >= 2**31
+    assert layer.acc_bound < 2**31
+    # Against the former int8 codes (every limit capped at 127), channel 0's weights and
+    # the actions come out closer to the float policy.
+    int8 = quantize.quantize(
+        policy, obs, rounding="nearest", limits=[np.full(w.shape[0], 127) for w in policy.weights]
+    )
+    assert all((lq.code_limit == 127).all() for lq in int8.layers)
+
+    def weight_error(lq):
+        real = lq.weight[0].astype(np.float64) * lq.acc_scale[0] * 32768  # input scale 1/32768
+        return np.abs(real - policy.weights[1][0]).max()
+
+    assert weight_error(layer) < 0.1 * weight_error(int8.layers[1])
+    want = policy.act(obs)
+    assert np.abs(ref.act(params, obs) - want).max() < np.abs(ref.act(int8, obs) - want).max()
+
+
+def test_out_of_range_requantisation_is_refused_not_wrapped():
+    from export.kernel_layout import requant_table
+
+    with pytest.raises(ExportError, match=r"multiplier 1\.5 outside \[0, 1\)"):
+        quantize.quantize_multiplier(1.5)
+    with pytest.raises(ExportError, match="rounds to 1"):
+        quantize.quantize_multiplier(1.0 - 2.0**-40)
+    # below 2^-32 every |acc| < 2^31 rounds to pre-activation 0: multiplier 0 is exact
+    assert quantize.quantize_multiplier(2.0**-33) == (0, 0)
+    with pytest.raises(ValueError, match="0 <= shift <= 31"):
+        requant_table(np.array([2**30]), np.array([32]), 4)
+    with pytest.raises(ExportError, match=r"limits must lie in \[127, 2047\]"):
+        quantize.quantize(
+            small_policy(), np.zeros((10, 6), np.float32), limits=[np.full(8, 4095)] * 3
+        )

@@ -14,7 +14,7 @@ from export.fixtures import make_checkpoint
 
 @pytest.fixture(scope="module")
 def amplified(tmp_path_factory):
-    """A fresh actor with every weight doubled: its plain int8 export misses the mean target."""
+    """A fresh actor with every weight doubled (a harder case for the integer header)."""
     d = tmp_path_factory.mktemp("finetune")
     policy = model_mod.load(make_checkpoint(d / "checkpoint.pt", gain=2.0))
     calib = rollouts.policy_states(policy.act, policy.spec, 10000, 1000)
@@ -50,7 +50,7 @@ def test_fake_quantised_forward_simulates_the_integer_pipeline(amplified):
     scales = [layer.pre_scale for layer in params.layers]
     z = torch.tensor(ref.quantize_input(params, obs) * params.input.scale)
     with torch.no_grad():
-        fake = net(z, scales).numpy()
+        fake = net(z, scales, finetune._grids(params)).numpy()
     same = np.abs(fake - ref.act(params, obs))
     other = np.abs(fake - policy.act(obs))
     assert same.mean() < 0.1 * other.mean()
@@ -60,20 +60,40 @@ def test_fake_quantised_forward_simulates_the_integer_pipeline(amplified):
     np.testing.assert_allclose(codes, np.round(codes), atol=1e-6)
 
 
-def test_finetuned_weights_lie_on_their_int8_grid(amplified):
+def test_finetuned_weights_lie_on_the_grid_of_their_code_limits(amplified):
     policy, calib, _ = amplified
     # 100 steps: 20 sometimes did not beat the plain export (with one torch thread, as
     # after a training test), and then there would be nothing on the grid to check.
     ft = finetune.finetune(policy, calib, steps=100, max_samples=2000)
     assert ft.policy.model_hash == policy.model_hash and ft.policy.actor is policy.actor
     assert ft.info["best_step"] is not None, "100 fine-tuning steps never beat the plain export"
-    for w in ft.policy.weights:
-        scale = np.abs(w.astype(np.float64)).max(axis=1, keepdims=True) / 127
+    assert len(ft.limits) == len(ft.policy.weights)
+    for w, limit in zip(ft.policy.weights, ft.limits, strict=True):
+        assert ((limit >= 127) & (limit <= quantize.WEIGHT_CODE_MAX)).all()
+        scale = np.abs(w.astype(np.float64)).max(axis=1, keepdims=True) / limit[:, None]
         codes = w / scale
         assert np.abs(codes - np.round(codes)).max() < 1e-3
-    # on the grid, error-compensating and plain rounding choose the same codes
-    kw = {"max_samples": len(calib), "ranges": ft.ranges}
+    # on the grid, error-compensating and plain rounding choose the same codes, with the
+    # limits fine-tuning used (passed, not chosen again)
+    kw = {"max_samples": len(calib), "ranges": ft.ranges, "limits": ft.limits}
     a = quantize.quantize(ft.policy, calib, rounding="compensated", **kw)
     b = quantize.quantize(ft.policy, calib, rounding="nearest", **kw)
-    for la, lb in zip(a.layers, b.layers, strict=True):
+    for la, lb, limit in zip(a.layers, b.layers, ft.limits, strict=True):
         assert (la.weight == lb.weight).all() and (la.bias == lb.bias).all()
+        assert (la.code_limit == limit).all()
+
+
+def test_fake_weights_use_the_code_limits_quantize_chose():
+    """Fine-tuning rounds each row on the grid of the limit ``quantize`` chose for it,
+    lowered limits included: its snapped weights are the real values of quantize's codes."""
+    from test_quantize import hand_made_policy
+
+    policy = hand_made_policy()
+    obs = np.random.default_rng(4).normal(size=(3000, 6)).astype(np.float32)
+    params = quantize.quantize(policy, obs, rounding="nearest")
+    assert params.layers[1].code_limit[1] == 1024  # the proof lowered this one
+    net = finetune._FakeQuant(policy)
+    snap = net.snapshot(policy, finetune._grids(params))
+    real = finetune._dequantized(params, policy)
+    for got, want in zip(snap.weights, real.weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)

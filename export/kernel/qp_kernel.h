@@ -36,14 +36,16 @@
  *   name both versions. Export and firmware_bridge read the layout from
  *   export/kernel_layout.py, which checks QP_ROWS_PER_PASS against this file.
  *
- * THE INTEGER SCHEME, "int8w-int16a" (QP_SCHEME_ID 1; docs/quantization.md)
+ * THE INTEGER SCHEME, "int12w-int16a" (QP_SCHEME_ID 1; docs/quantization.md)
  *   input   u = (obs - mean) / div in float32 (div = std * input scale), rounded half
  *           away from zero and saturated to [QP_IN_MIN, QP_IN_MAX]: this is the only
  *           float before the output. With the int16 input, saturation is exactly the
  *           training-time clip of the normalised observation.
- *   layers  acc = bias + sum w * x, int8 weights (per-output-channel scales), int32
+ *   layers  acc = bias + sum w * x, weight codes of up to 12 bits (|w| <= 2047, a
+ *           limit and a scale per output channel), stored and multiplied as int16, int32
  *           accumulators proved by the exporter never to overflow (|bias| + 32767 *
- *           sum |w| < 2^31 per channel); requantised by gemmlowp's
+ *           sum |w| < 2^31 per channel: the exporter lowers a channel's limit until it
+ *           holds); requantised by gemmlowp's
  *           SaturatingRoundingDoublingHighMul with an int32 multiplier < 1 and a
  *           rounding right shift (ties away from zero) to the pre-activation code, int16,
  *           zero 0, saturated to [-32767, 32767]. tanh is a 257-entry table of tanh at
@@ -55,6 +57,9 @@
  *           (qp_activate16); ReLU is max(pre, 0) at the pre-activation scale.
  *   output  action = code / QP_OUT_ONE (32768; float, exact). +1.0 is not
  *           representable: the largest action is 32767/32768.
+ *   Any int16 weight code computes exactly here (int16 x int16 products, int32 sums):
+ *   the code width is the exporter's choice, not the kernel's, so headers with int8-range
+ *   codes (before 12-bit codes) and with 12-bit codes read the same tables the same way.
  *   Speed: weights are stored as int16 pairs (flash is cheap, decoding is not), four
  *   output rows interleaved, so one pass of the inner loop loads two activation pairs
  *   once and feeds them to eight SMLADs (Cortex-M4/M7, __ARM_FEATURE_DSP); elsewhere a

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     t_torch = time_python(torch_call, torch_states.numpy(), args.calls, args.rounds)
 
     rows = [
-        ("policy.h (int8 weights, int16 activations), C -O2", c_int),
+        ("policy.h (12-bit weights, int16 activations), C -O2", c_int),
         ("policy_f32.h (float32), C -O2", c_f32),
         ("onnxruntime, actor.onnx", t_ort),
         ("torch eager, Actor", t_torch),

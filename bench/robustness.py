@@ -134,8 +134,8 @@ Wall time includes the evaluations (every 100,000 env steps).
 {rule}
 {chr(10).join(lines)}
 
-The last column is the numpy integer model of the exported `policy.h` (int8 weights,
-int16 activations), flown by `python -m export` on the same rows: largest success gap to
+The last column is the numpy integer model of the exported `policy.h` (12-bit weight
+codes, int16 activations), flown by `python -m export` on the same rows: largest success gap to
 the float policy on any row {rob["max_row_gap_pp"]:.1f} pp (target 2 pp).
 """
     write_section("robustness", md)

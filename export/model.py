@@ -1,6 +1,6 @@
 """The float policy as export sees it: loaded, checked, hashed, and as plain numpy arrays.
 
-Everything downstream (ONNX, the int8 parameters, both C headers, the report) starts from
+Everything downstream (ONNX, the integer parameters, both C headers, the report) starts from
 one ``FloatPolicy``, so they all describe the same weights and carry the same hash.
 """
 

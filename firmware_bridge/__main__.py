@@ -73,7 +73,7 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
         "--scheme",
         choices=list(HEADER_FILES),
         default="int",
-        help="int: policy.h (int8 weights, int16 activations; default), float32: policy_f32.h",
+        help="int: policy.h (12-bit weights, int16 activations; default), float32: policy_f32.h",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the HIL's own rollouts")
     p.add_argument(

@@ -79,7 +79,7 @@ class ResetCause(IntEnum):
 
 class Scheme(IntEnum):
     NONE = 0
-    INT = 1  # policy.h: the integer header (int8 weights, int16 activations)
+    INT = 1  # policy.h: the integer header (12-bit weights, int16 activations)
     FLOAT32 = 2
 
 

@@ -59,6 +59,7 @@ def exported(tmp_path_factory) -> dict:
     out = d / "artifacts"
     argv = [str(ckpt), "--out", str(out), "--test-states", "2000", "--episodes", "10"]
     argv += ["--finetune-steps", "300"]  # the default (1,500) is for trained actors
+    argv += ["--robustness-episodes", "10"]  # the default (400) resolves 2 pp; not needed here
     assert export_main(argv) == 0
     return {"dir": d, "ckpt": ckpt, "artifacts": out}
 

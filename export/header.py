@@ -11,7 +11,6 @@ for the code. ``write_header`` writes a data header and the kernel beside it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,16 +311,8 @@ def _render(name: str, guard: str, doc: list[str], defines: list[str], tables: l
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file renamed into place, with the mode
-    of an ordinary file (mkstemp's 0600 would hide artifacts from other users)."""
-
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-
-    atomic_write(Path(path), write)
+    """``data`` to ``path`` through a temporary file renamed into place."""
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
 def write_header(path: Path, text: str) -> None:

@@ -102,6 +102,17 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
     assert differs == averaged
 
 
+def test_atomic_write_gives_an_ordinary_files_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "report.json", lambda tmp: tmp.write_text("{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "checkpoint.pt"
     target.write_text("old")

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from sim import layout as L
+from sim import observation as OB
 from sim import tasks as T
 from sim.dynamics import CHUNK, quat_to_matrix, rk4_step, rotation_matrices
 from sim.tasks import TaskConfig
@@ -85,7 +86,7 @@ def _observe(w, e, tp, oo, target, scratch, out):
         _normals(w.rng, e, z, 12)
     else:
         z[:] = 0.0
-    o = oo[T.O_POS]
+    o = oo[OB.O_POS]
     for k in range(3):
         out[o + k] = s[L.POS + k] - target[k] + sp * z[k]
     for k in range(4):
@@ -101,26 +102,48 @@ def _observe(w, e, tp, oo, target, scratch, out):
         q[1] = qw * dx + qx * dw + qy * dz - qz * dy
         q[2] = qw * dy - qx * dz + qy * dw + qz * dx
         q[3] = qw * dz + qx * dy - qy * dx + qz * dw
-    o = oo[T.O_ROT]
+    o = oo[OB.O_ROT]
     quat_to_matrix(q, out[o : o + 9])
-    o = oo[T.O_VEL]
+    o = oo[OB.O_VEL]
     for k in range(3):
         out[o + k] = s[L.VEL + k] + sv * z[3 + k]
-    o = oo[T.O_RATES]
+    o = oo[OB.O_RATES]
     for k in range(3):
         out[o + k] = s[L.OMEGA + k] + p[L.P_GYRO_BIAS + k] + sg * z[9 + k]
-    o = oo[T.O_ROTORS]
+    o = oo[OB.O_ROTORS]
     if o >= 0:
         for k in range(4):
             out[o + k] = 2.0 * (s[L.ROTOR + k] - tp[T.T_LO]) / tp[T.T_SPAN] - 1.0
-    o = oo[T.O_INTEGRAL]
+    o = oo[OB.O_INTEGRAL]
     if o >= 0:
         for k in range(3):
             out[o + k] = fc[L.FC_INTEGRAL + k]
-    o = oo[T.O_PAST]
+    o = oo[OB.O_PAST]
     if o >= 0:
-        for k in range(4 * oo[T.O_NPAST]):
+        for k in range(4 * oo[OB.O_NPAST]):
             out[o + k] = fc[L.FC_PAST + k]
+
+
+@njit(cache=True, inline="always")
+def _board_update(fc, o, tp, oo):
+    """The blocks the board keeps, updated with this step's observation ``o`` and
+    written into it (sim/observation.py, steps 2-3): the position-error integral in
+    float32, as export/kernel/qp_board.h computes it. The past actions are already
+    in ``fc`` (the step put the newest command in row 0)."""
+    pos = oo[OB.O_POS]
+    dt = np.float32(tp[T.T_INT_DT])
+    lim = np.float32(tp[T.T_INT_LIMIT])
+    for k in range(3):
+        v = np.float32(fc[L.FC_INTEGRAL + k]) + o[pos + k] * dt
+        if v < -lim:
+            v = -lim
+        elif v > lim:
+            v = lim
+        fc[L.FC_INTEGRAL + k] = v
+    at = oo[OB.O_INTEGRAL]
+    if at >= 0:
+        for k in range(3):
+            o[at + k] = fc[L.FC_INTEGRAL + k]
 
 
 @njit(cache=True)
@@ -162,14 +185,7 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, scratch):
     w.steps[e] += 1
     o = w.obs[e]
     _observe(w, e, tp, oo, target, scratch, o)
-    # The integral the board keeps, of the position error it observed; clipped per axis.
-    lim, pos = tp[T.T_INT_LIMIT], oo[T.O_POS]
-    for k in range(3):
-        v = fc[L.FC_INTEGRAL + k] + o[pos + k] * tp[T.T_INT_DT]
-        fc[L.FC_INTEGRAL + k] = -lim if v < -lim else (lim if v > lim else v)
-    if oo[T.O_INTEGRAL] >= 0:
-        for k in range(3):
-            o[oo[T.O_INTEGRAL] + k] = fc[L.FC_INTEGRAL + k]
+    _board_update(fc, o, tp, oo)
     # Reward, termination and success judge the true state, not the observation.
     ex = s[L.POS] - target[0]
     ey = s[L.POS + 1] - target[1]
@@ -232,11 +248,14 @@ def task_step_serial(w, actions, frame, tp, oo, target):
 
 
 @njit(cache=True)
-def observe_rows(w, idx, tp, oo, target):
-    """Observe the environments ``idx`` (after a reset) into ``w.obs``."""
+def observe_rows(w, idx, tp, oo, target, board_step):
+    """Observe the environments ``idx`` into ``w.obs``; with ``board_step`` (after a
+    reset) the board's blocks take the first step of sim/observation.py too."""
     scratch = np.empty(16)
     for e in idx:
         _observe(w, e, tp, oo, target, scratch, w.obs[e])
+        if board_step:
+            _board_update(w.fc[e], w.obs[e], tp, oo)
 
 
 class QuadBatch:
@@ -319,7 +338,7 @@ class QuadBatch:
         w.rng[idx] = rng.integers(0, 2**63, size=k, dtype=np.uint64)
         w.steps[idx] = 0
         w.window_err[idx] = 0.0
-        observe_rows(w, idx, self.tp, self.oo, self.target)
+        observe_rows(w, idx, self.tp, self.oo, self.target, True)
 
     def _draw_params(self, k: int) -> np.ndarray:
         """This episode's vehicle, disturbances, sensor bias and latency (randomise=True)."""
@@ -350,8 +369,9 @@ class QuadBatch:
         return p
 
     def observe(self) -> np.ndarray:
-        """Observe every environment afresh (new noise draws)."""
-        observe_rows(self.world, np.arange(self.n), self.tp, self.oo, self.target)
+        """Observe every environment afresh (new noise draws; the board's blocks as
+        they stand, not stepped)."""
+        observe_rows(self.world, np.arange(self.n), self.tp, self.oo, self.target, False)
         return self.obs
 
     # Stepping ---------------------------------------------------------------------------

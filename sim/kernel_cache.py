@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = ("layout.py", "dynamics.py", "tasks.py", "batch.py")
+SOURCES = ("layout.py", "dynamics.py", "observation.py", "tasks.py", "batch.py")
 STAMP = "kernel-sources.sha256"
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.observation import NOISE_FIELDS
 from sim.rollout import collect
 from sim.tasks import HOVER, SCALE_RANGES, TaskConfig
 
@@ -36,14 +37,10 @@ STILL: dict = {
     "com_offset": 0.0,
     "gust_force": 0.0,
     "noise_scale": 1.0,
-    "noise_position": 0.0,
-    "noise_velocity": 0.0,
-    "noise_attitude": 0.0,
-    "noise_gyro": 0.0,
-    "gyro_bias": 0.0,
+    **{name: 0.0 for name in NOISE_FIELDS},
     "latency_s": (0.0, 0.0),
 }
-NOISE = ("noise_position", "noise_velocity", "noise_attitude", "noise_gyro", "gyro_bias")
+NOISE = NOISE_FIELDS  # every estimate's and sensor's noise (sim/observation.py)
 
 # Crazyflie 2.x inertia (kg m^2) from the published sources docs/sim.md cites.
 PUBLISHED_INERTIA = {

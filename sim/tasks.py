@@ -1,8 +1,8 @@
 """Tasks: what the vehicle is asked to do, what it observes, and how it is scored.
 
 A task is a frozen ``TaskConfig``; the presets ``hover`` and ``takeoff`` are the two the
-project trains on. The observation layout below is the single definition used by the
-environments, the policy spec that export and the HIL bridge read, and the docs.
+project trains on. Which blocks a task observes, and what each means, is declared in
+sim/observation.py; a task's fields only turn blocks on.
 """
 
 from __future__ import annotations
@@ -13,28 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim import observation
 from sim.airframes import Airframe, get_airframe
 
-# (name, size, meaning) of every block a task may observe, in observation order. A task
-# observes the first four always and the others as configured (``obs_layout``); the
-# position integral and the past actions are what a flight controller computes itself.
-_BLOCKS: dict[str, tuple[int, str]] = {
-    "position_error": (3, "estimated position minus target, world frame (z up), m"),
-    "rotation_matrix": (9, "estimated body-to-world rotation matrix, row-major"),
-    "velocity": (3, "estimated linear velocity, world frame, m/s"),
-    "body_rates": (3, "gyro: angular velocity p, q, r in the body frame, rad/s"),
-    "rotor_speeds": (4, "measured rotor speeds mapped linearly from [min, max] to [-1, 1]"),
-    "position_integral": (
-        3,
-        "sum of position_error x control period since reset, each axis clipped to "
-        "+-integral_limit after every step (anti-windup), m s",
-    ),
-    "past_actions": (
-        4,  # per remembered step
-        "the policy's own last actions, newest first, 4 per step; before the first step "
-        "every entry holds the action of the initial rotor speed",
-    ),
-}
 ACT_DIM = 4
 ACTION_MEANING = (
     "4 rotor-speed commands in [-1, 1], mapped linearly to [rotor_speed_min, rotor_speed_max]; "
@@ -48,9 +29,6 @@ T_LO, T_SPAN, T_DT, T_NSUB, T_FLOOR, T_MAX_STEPS, T_WINDOW = range(13, 20)
 T_NOISE_POS, T_NOISE_VEL, T_NOISE_ATT, T_NOISE_GYRO = range(20, 24)
 T_GUST_STD, T_GUST_DECAY, T_INT_DT, T_INT_LIMIT, T_ACT_RATE = range(24, 29)
 N_TASK = 29
-# Observation offsets for the compiled step; -1 where a block is not observed.
-O_POS, O_ROT, O_VEL, O_RATES, O_ROTORS, O_INTEGRAL, O_PAST, O_NPAST = range(8)
-N_OFFSETS = 8
 
 
 @dataclass(frozen=True)
@@ -323,23 +301,9 @@ class TaskConfig:
         return tp
 
     def obs_offsets(self) -> np.ndarray:
-        """Where each block starts in the observation (-1 if absent), from obs_layout."""
-        out = np.full(N_OFFSETS, -1, dtype=np.int64)
-        slot = {
-            "position_error": O_POS,
-            "rotation_matrix": O_ROT,
-            "velocity": O_VEL,
-            "body_rates": O_RATES,
-            "rotor_speeds": O_ROTORS,
-            "position_integral": O_INTEGRAL,
-            "past_actions": O_PAST,
-        }
-        at = 0
-        for name, size, _ in self.obs_layout:
-            out[slot[name]] = at
-            at += size
-        out[O_NPAST] = self.action_history
-        return out
+        """Where each block starts in the observation, for the compiled step
+        (sim/observation.py: ``offsets``)."""
+        return np.asarray(observation.offsets(self), dtype=np.int64)
 
 
 SCALE_RANGES = (
@@ -361,18 +325,8 @@ def _pair(v) -> bool:
 
 
 def obs_layout(task: TaskConfig) -> tuple[tuple[str, int, str], ...]:
-    """(name, size, meaning) of each observed block, in order: the one definition of
-    what a policy for ``task`` sees (the env, the policy spec, export and HIL read it)."""
-    names = ["position_error", "rotation_matrix", "velocity", "body_rates"]
-    if task.observe_rotor_speeds:
-        names.append("rotor_speeds")
-    if task.observe_integral:
-        names.append("position_integral")
-    out = [(n, _BLOCKS[n][0], _BLOCKS[n][1]) for n in names]
-    if task.action_history:
-        size, meaning = _BLOCKS["past_actions"]
-        out.append(("past_actions", size * task.action_history, meaning))
-    return tuple(out)
+    """(name, size, meaning) of each observed block, in order (sim/observation.py)."""
+    return observation.layout(task)
 
 
 # The nominal hover task: what the project trained on before the reality gap was modelled

@@ -9,6 +9,7 @@ import pytest
 
 from sim import dynamics as D
 from sim import layout as L
+from sim import observation as OB
 from sim import robustness as R
 from sim.batch import QuadBatch
 from sim.tasks import make_task
@@ -139,9 +140,9 @@ def test_observation_noise_has_the_configured_spread_and_the_gyro_its_bias():
     o = b.observe().astype(np.float64)
     oo = b.oo
     s = b.state[0]
-    pos = o[:, oo[0] : oo[0] + 3] - (s[:3] - b.target)
-    vel = o[:, oo[2] : oo[2] + 3] - s[L.VEL : L.VEL + 3]
-    gyro = o[:, oo[3] : oo[3] + 3] - s[L.OMEGA : L.OMEGA + 3]
+    pos = o[:, oo[OB.O_POS] : oo[OB.O_POS] + 3] - (s[:3] - b.target)
+    vel = o[:, oo[OB.O_VEL] : oo[OB.O_VEL] + 3] - s[L.VEL : L.VEL + 3]
+    gyro = o[:, oo[OB.O_RATES] : oo[OB.O_RATES] + 3] - s[L.OMEGA : L.OMEGA + 3]
     for err, std in ((pos, 0.01), (vel, 0.02), (gyro, 0.03)):
         np.testing.assert_allclose(err.std(axis=0), std, rtol=0.03)
     np.testing.assert_allclose(gyro.mean(axis=0), (0.1, -0.1, 0.0), atol=0.002)
@@ -166,8 +167,13 @@ def test_the_board_side_state_integral_and_past_actions():
     b = batch(n=1, integral_limit=0.02)
     level_at_target(b)
     b.state[0, L.POS] += 0.5  # hold it 0.5 m off in x (re-placed every step)
+    # The reset's own first board step integrated the random start's error: start at 0.
+    np.testing.assert_array_equal(
+        b.obs[0, b.oo[OB.O_INTEGRAL] :][:3], b.fc[0, L.FC_INTEGRAL : L.FC_INTEGRAL + 3]
+    )
+    b.fc[0, L.FC_INTEGRAL : L.FC_INTEGRAL + 3] = 0.0
     oo, a0 = b.oo, b.task.initial_action()
-    np.testing.assert_allclose(b.obs[0, oo[6] :], a0)  # before the first step
+    np.testing.assert_allclose(b.obs[0, oo[OB.O_PAST] :], a0)  # before the first step
     acts = [np.full((1, 4), v) for v in (0.1, 0.2, 0.3, 0.4, 0.5)]
     for a in acts:
         b.step(a)
@@ -175,9 +181,9 @@ def test_the_board_side_state_integral_and_past_actions():
         b.state[0, L.VEL : L.OMEGA + 3] = (0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
     o = b.obs[0]
     # Newest first: 0.5, 0.4, 0.3, 0.2 (history of 4).
-    np.testing.assert_allclose(o[oo[6] :], np.repeat([0.5, 0.4, 0.3, 0.2], 4), atol=1e-7)
+    np.testing.assert_allclose(o[oo[OB.O_PAST] :], np.repeat([0.5, 0.4, 0.3, 0.2], 4), atol=1e-7)
     # 0.5 m x 0.01 s per step would reach 0.025 m s; the limit clips it at 0.02.
-    assert o[oo[5]] == pytest.approx(0.02) and o[oo[5] + 1] == 0.0
+    assert o[oo[OB.O_INTEGRAL]] == np.float32(0.02) and o[oo[OB.O_INTEGRAL] + 1] == 0.0
 
 
 def test_same_seed_same_episodes_serial_and_parallel_and_after_a_save():

@@ -40,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 ESTIMATE, SENSOR, BOARD = "estimate", "sensor", "board"
 SOURCES = (ESTIMATE, SENSOR, BOARD)
 
@@ -240,3 +242,14 @@ def markdown_table() -> str:
             f"| {b.name} | {size} | {b.unit} | {b.frame} | {b.source} | {when} | {b.meaning} |"
         )
     return "\n".join(rows)
+
+
+def board_constants(task) -> dict:
+    """The numbers the board's blocks need beyond the layout, as the float32 values the
+    sim's step and the C module use (the data headers and the bundle carry them)."""
+    return {
+        "integral_limit": float(np.float32(task.integral_limit)),
+        "integral_dt": float(np.float32(1.0 / task.control_hz)),
+        "initial_action": float(np.float32(task.initial_action())),
+        "history": int(task.action_history),
+    }

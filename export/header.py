@@ -28,6 +28,7 @@ from export.kernel_layout import (
 from export.model import FloatPolicy
 from export.quant_params import WEIGHT_CODE_MAX, QuantParams
 from export.report import TARGETS
+from export.state_layout import STATE_NAME, STATE_SOURCE, state_values
 from sim.contract.files import atomic_write
 
 KERNEL_NAME = "qp_kernel.h"  # the data headers include it by this name, from their directory
@@ -248,6 +249,21 @@ def _selftest_obs(obs: np.ndarray) -> str:
     return c_array("float", "qp_selftest_obs", obs, c_float, 8)
 
 
+def _state_defines(policy: FloatPolicy) -> list[str]:
+    """The lines qp_state.h reads: the board's blocks of the observation (state_layout)."""
+    v = state_values(policy.spec)
+    blocks = ", ".join(f"{{{kind}, {size}}}" for kind, size in v["blocks"])
+    return [
+        f"#define QP_IN_DIM {v['in_dim']}",
+        f"#define QP_STATE_BLOCKS {{{blocks}}}",
+        f"#define QP_IN_POSITION_ERROR {v['in_position_error']}",
+        f"#define QP_HISTORY {v['history']}",
+        f"#define QP_INTEGRAL_LIMIT {c_float(v['integral_limit'])}",
+        f"#define QP_INTEGRAL_DT {c_float(v['integral_dt'])}",
+        f"#define QP_INITIAL_ACTION {c_float(v['initial_action'])}",
+    ]
+
+
 def _defines(
     policy: FloatPolicy, n_layers: int, buf_len: int, weight_bytes: int, scratch: int
 ) -> list[str]:
@@ -261,6 +277,7 @@ def _defines(
         f"#define QP_BUF_LEN {buf_len}",
         f"#define QP_WEIGHT_BYTES {weight_bytes}",
         f"#define QP_SCRATCH_BYTES {scratch}",
+        *_state_defines(policy),
     ]
 
 
@@ -316,7 +333,9 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def write_header(path: Path, text: str) -> None:
-    """A data header at ``path`` and the kernel it includes beside it."""
+    """A data header at ``path``, and beside it the kernel it includes and the
+    board-state module (qp_state.h) that builds its observation."""
     path = Path(path)
     write_file(path.parent / KERNEL_NAME, kernel()[1].encode())
+    write_file(path.parent / STATE_NAME, STATE_SOURCE.read_bytes())
     write_file(path, text.encode())

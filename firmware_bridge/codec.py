@@ -17,6 +17,7 @@ import numpy as np
 
 from .protocol import (
     ACTION_HEADER,
+    BOARD_BLOCKS_SIZE,
     BUILD_ID_SIZE,
     CRC16_INIT,
     CRC_SIZE,
@@ -27,6 +28,7 @@ from .protocol import (
     INFO_SIZE,
     INFO_V1_SIZE,
     INFO_V2_SIZE,
+    INFO_V3_SIZE,
     MAX_ENCODED,
     MAX_PACKET,
     MAX_PAYLOAD,
@@ -202,18 +204,43 @@ class Pong:
 
 @dataclass(frozen=True)
 class Step:
-    obs: tuple[float, ...]
+    """The newest estimates and sensor readings (the layout's estimate and sensor blocks,
+    in order); the board adds the blocks it keeps and answers with its command."""
+
+    inputs: tuple[float, ...]
     TYPE = MsgType.STEP
 
     def payload(self) -> bytes:
-        return bytes([len(self.obs)]) + _f32(self.obs)
+        return bytes([len(self.inputs)]) + _f32(self.inputs)
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Starts an episode: the board's integral to zero, its past actions to the
+    initial action."""
+
+    TYPE = MsgType.RESET
+
+    def payload(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The answer to RESET: the board's blocks are at their start."""
+
+    TYPE = MsgType.READY
+
+    def payload(self) -> bytes:
+        return b""
 
 
 @dataclass(frozen=True)
 class Action:
     action: tuple[float, ...]
-    infer_ticks: int
+    infer_ticks: int  # the policy call alone
     tick_hz: int
+    state_ticks: int = 0  # building the observation and keeping the command
     TYPE = MsgType.ACTION
 
     @property
@@ -221,7 +248,9 @@ class Action:
         return self.infer_ticks / self.tick_hz if self.tick_hz else float("nan")
 
     def payload(self) -> bytes:
-        head = struct.pack("<IIB", self.infer_ticks, self.tick_hz, len(self.action))
+        head = struct.pack(
+            "<IIIB", self.infer_ticks, self.tick_hz, self.state_ticks, len(self.action)
+        )
         return head + _f32(self.action)
 
 
@@ -264,6 +293,10 @@ class Info:
     # Version 3 (NOT_RUN and 0 when decoded from an older INFO):
     selftest: int = SelfTest.NOT_RUN  # the policy self-test at boot
     kernel_version: int = 0  # QP_KERNEL_VERSION the model header was generated for
+    # Version 4 (empty when decoded from an older INFO):
+    data_hash: bytes = field(default=b"", repr=False)  # QP_DATA_HASH: what the board runs
+    in_dim: int = 0  # numbers a STEP carries (the estimate and sensor blocks)
+    board_blocks: str = ""  # "name:size,..." of the blocks the board keeps
     TYPE = MsgType.INFO
     _FORMAT = "<BBBBBBHII"  # the 16 fixed bytes before the hash
     _FORMAT_V2 = "<BBHII"  # the 12 bytes after the build id
@@ -272,6 +305,10 @@ class Info:
     @property
     def model_hash_hex(self) -> str:
         return self.model_hash.hex()
+
+    @property
+    def data_hash_hex(self) -> str:
+        return self.data_hash.hex()
 
     @property
     def echo(self) -> bool:
@@ -306,6 +343,11 @@ class Info:
             self.rx_overruns,
         )
         tail += struct.pack(self._FORMAT_V3, self.selftest, self.kernel_version)
+        blocks = self.board_blocks.encode("ascii")
+        if len(blocks) > BOARD_BLOCKS_SIZE:
+            raise ValueError(f"board blocks {self.board_blocks!r} exceed {BOARD_BLOCKS_SIZE} bytes")
+        tail += self.data_hash.ljust(HASH_SIZE, b"\0") + bytes([self.in_dim])
+        tail += blocks.ljust(BOARD_BLOCKS_SIZE, b"\0")
         return head + self.model_hash + build + tail
 
     def describe(self) -> str:
@@ -324,11 +366,13 @@ class Info:
             + (f"watchdog {self.watchdog_ms} ms" if self.watchdog_ms else "no watchdog")
             + f", rx dropped {self.rx_dropped}, overruns {self.rx_overruns}"
             + f", self-test {name(SelfTest, self.selftest)}, kernel v{self.kernel_version}"
+            + f", data {self.data_hash_hex[:16]}..., in {self.in_dim}"
+            + f", keeps {self.board_blocks or 'nothing'}"
             + (", ECHO build (no policy)" if self.echo else "")
         )
 
 
-Message = Hello | Ping | Pong | Step | Action | Error | Info
+Message = Hello | Ping | Pong | Step | Reset | Ready | Action | Error | Info
 
 
 def encode(msg: Message, seq: int) -> bytes:
@@ -354,11 +398,15 @@ def parse(packet: Packet) -> Message:
         if len(p) < STEP_HEADER or len(p) != STEP_HEADER + 4 * p[0]:
             raise _length_error(packet, f"STEP payload of {len(p)} bytes")
         return Step(_floats(p[STEP_HEADER:]))
+    if t in (MsgType.RESET, MsgType.READY):
+        if p:
+            raise _length_error(packet, f"{MsgType(t).name} carries no payload")
+        return Reset() if t == MsgType.RESET else Ready()
     if t == MsgType.ACTION:
-        if len(p) < ACTION_HEADER or len(p) != ACTION_HEADER + 4 * p[8]:
+        if len(p) < ACTION_HEADER or len(p) != ACTION_HEADER + 4 * p[ACTION_HEADER - 1]:
             raise _length_error(packet, f"ACTION payload of {len(p)} bytes")
-        ticks, hz, _ = struct.unpack_from("<IIB", p)
-        return Action(_floats(p[ACTION_HEADER:]), ticks, hz)
+        ticks, hz, state_ticks, _ = struct.unpack_from("<IIIB", p)
+        return Action(_floats(p[ACTION_HEADER:]), ticks, hz, state_ticks)
     if t == MsgType.ERROR:
         if len(p) != 2:
             raise _length_error(packet, f"ERROR payload of {len(p)} bytes")
@@ -377,6 +425,13 @@ def parse(packet: Packet) -> Message:
         if not other:
             tail = struct.unpack_from(Info._FORMAT_V2, p, INFO_V1_SIZE)
             tail += struct.unpack_from(Info._FORMAT_V3, p, INFO_V2_SIZE)
+            at = INFO_V3_SIZE
+            blocks = bytes(p[at + HASH_SIZE + 1 : at + HASH_SIZE + 1 + BOARD_BLOCKS_SIZE])
+            tail += (
+                bytes(p[at : at + HASH_SIZE]),
+                p[at + HASH_SIZE],
+                blocks.split(b"\0", 1)[0].decode("ascii", "replace"),
+            )
         return Info(*fixed, model_hash, build, *tail)
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"type 0x{t:02x}", packet.seq)
 

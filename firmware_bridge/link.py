@@ -45,6 +45,7 @@ class StepResult:
     tick_hz: int
     rtt_s: float  # host-side round trip of the successful attempt
     attempts: int
+    state_ticks: int = 0  # the board building its observation and keeping the command
 
     @property
     def infer_s(self) -> float:
@@ -140,18 +141,24 @@ class Link:
 
     # ------------------------------------------------------------ requests
 
-    def request(self, msg: codec.Message, expect: MsgType) -> tuple[codec.Message, float, int]:
+    def request(
+        self, msg: codec.Message, expect: MsgType, *, same_seq: bool = False
+    ) -> tuple[codec.Message, float, int]:
         """Send ``msg`` and return (reply, round-trip seconds, attempts).
 
         Each attempt uses a fresh seq, so a late reply to an earlier attempt is
-        recognised and dropped. Timeouts, corrupt replies and integrity ERRORs (the
-        device saw our frame damaged) are retried; any other ERROR raises DeviceError.
+        recognised and dropped; with ``same_seq`` (STEP) every attempt repeats the
+        first one's seq, so a board that already stepped answers the repeat from its
+        cache instead of stepping twice. Timeouts, corrupt replies and integrity ERRORs
+        (the device saw our frame damaged) are retried; any other ERROR raises
+        DeviceError.
         """
         self.stats.requests += 1
+        seq = None
         for attempt in range(1, self.retries + 2):
             if attempt > 1:
                 self.stats.retries += 1
-            seq = self.next_seq()
+            seq = seq if same_seq and seq is not None else self.next_seq()
             sent = time.monotonic()
             self.send_raw(codec.encode(msg, seq))
             reply = self._await_reply(seq, expect, sent + self.timeout)
@@ -201,11 +208,14 @@ class Link:
         *,
         deadline: float = 5.0,
         allow_echo: bool = False,
+        expected_data_hash: str | None = None,
     ) -> codec.Info:
         """Send HELLO (every 0.25 s at most) until INFO arrives, because bytes sent
         before the firmware enables its UART are lost, then check the INFO.
         ``expected_hash``: hex sha256 of the model, or a prefix of at least 16 hex
-        digits. Raises HandshakeError on a mismatch."""
+        digits; ``expected_data_hash`` likewise for what the board runs (the exported
+        data: a stale header of the same checkpoint differs here). Raises
+        HandshakeError on a mismatch."""
         end = time.monotonic() + deadline
         self.send_raw(b"\x00")  # terminate any partial frame in the device's receiver
         self.drain()
@@ -219,23 +229,36 @@ class Link:
             attempt_end = min(end, time.monotonic() + min(self.timeout, 0.25))
             reply = self._await_reply(seq, MsgType.INFO, attempt_end)
             info = reply if isinstance(reply, codec.Info) else None
-        self._check_info(info, expected_hash, allow_echo)
+        self._check_info(info, expected_hash, allow_echo, expected_data_hash)
         self.info = info
         return info
 
-    def _check_info(self, info: codec.Info, expected_hash: str | None, allow_echo: bool):
+    def _check_info(
+        self,
+        info: codec.Info,
+        expected_hash: str | None,
+        allow_echo: bool,
+        expected_data_hash: str | None = None,
+    ):
         if info.protocol_version != PROTOCOL_VERSION:
             raise HandshakeError(
-                f"device speaks protocol v{info.protocol_version}, host v{PROTOCOL_VERSION}"
+                f"device speaks protocol v{info.protocol_version}, host v{PROTOCOL_VERSION}: "
+                "build and flash the firmware of this version (make flash), or use the "
+                "host of the board's version"
             )
-        if expected_hash is not None:
-            want = expected_hash.strip().lower()
+        for what, want, have in (
+            ("model", expected_hash, info.model_hash_hex),
+            ("data", expected_data_hash, info.data_hash_hex),
+        ):
+            if want is None:
+                continue
+            want = want.strip().lower()
             if len(want) < 16:
-                raise ValueError("expected_hash needs at least 16 hex digits")
-            if not info.model_hash_hex.startswith(want):
+                raise ValueError(f"expected {what} hash needs at least 16 hex digits")
+            if not have.startswith(want):
                 raise HandshakeError(
-                    f"model hash mismatch: device runs {info.model_hash_hex[:16]}..., "
-                    f"expected {want[:16]}... (flash the firmware built for this model)"
+                    f"{what} hash mismatch: device runs {have[:16]}..., expected "
+                    f"{want[:16]}... (flash the firmware built from this export)"
                 )
         if info.echo and not allow_echo:
             raise HandshakeError("device runs the ECHO build (no policy); pass allow_echo")
@@ -252,17 +275,28 @@ class Link:
                 "and the qp_kernel.h beside it"
             )
 
-    def step(self, obs: Sequence[float] | np.ndarray) -> StepResult:
-        """One observation in, one action out, with on-board inference time."""
+    def reset(self) -> float:
+        """RESET: the board's kept blocks to their start (an episode begins); round-trip
+        seconds."""
+        _, rtt, _ = self.request(codec.Reset(), MsgType.READY)
+        return rtt
+
+    def step(self, inputs: Sequence[float] | np.ndarray) -> StepResult:
+        """The newest estimates and sensor readings in (the layout's estimate and sensor
+        blocks), the board's command out, with its on-board times. A retry repeats the
+        seq, so the board never steps its kept blocks twice for one request."""
         reply, rtt, attempts = self.request(
-            codec.Step(tuple(float(v) for v in np.asarray(obs, dtype=np.float32).ravel())),
+            codec.Step(tuple(float(v) for v in np.asarray(inputs, dtype=np.float32).ravel())),
             MsgType.ACTION,
+            same_seq=True,
         )
         assert isinstance(reply, codec.Action)
         if self.info is not None and len(reply.action) != self.info.act_dim:
             raise LinkError(f"ACTION has {len(reply.action)} values, INFO said {self.info.act_dim}")
         action = np.asarray(reply.action, dtype=np.float32)
-        return StepResult(action, reply.infer_ticks, reply.tick_hz, rtt, attempts)
+        return StepResult(
+            action, reply.infer_ticks, reply.tick_hz, rtt, attempts, reply.state_ticks
+        )
 
     def ping(self, data: bytes = b"") -> float:
         """Round-trip seconds of a PING carrying ``data``; checks the echo."""

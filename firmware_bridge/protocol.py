@@ -9,8 +9,10 @@ from __future__ import annotations
 from enum import IntEnum
 
 # 2: INFO gained reset cause, watchdog and receive counters; 3: the policy self-test's
-# result and the kernel version.
-PROTOCOL_VERSION = 3
+# result and the kernel version; 4: the board keeps its own blocks of the observation
+# (RESET/READY, STEP carries only estimates and sensors, ACTION the state-update time,
+# INFO the data hash, the input size and the blocks the board keeps).
+PROTOCOL_VERSION = 4
 
 HEADER_SIZE = 3  # type u8, seq u16 LE
 CRC_SIZE = 2
@@ -31,11 +33,13 @@ HASH_SIZE = 32
 BUILD_ID_SIZE = 24
 INFO_V1_SIZE = 16 + HASH_SIZE + BUILD_ID_SIZE  # version 1's INFO; version 2 appends 12
 INFO_V2_SIZE = INFO_V1_SIZE + 12  # version 3 appends 2
-INFO_SIZE = INFO_V2_SIZE + 2
+INFO_V3_SIZE = INFO_V2_SIZE + 2  # version 4 appends the data hash, in_dim, board blocks
+BOARD_BLOCKS_SIZE = 64  # INFO v4: "name:size,..." of the board's own blocks, 0-padded
+INFO_SIZE = INFO_V3_SIZE + HASH_SIZE + 1 + BOARD_BLOCKS_SIZE
 INFO_FLAG_ECHO = 0x01
 
 STEP_HEADER = 1
-ACTION_HEADER = 9
+ACTION_HEADER = 13
 MAX_OBS = (MAX_PAYLOAD - STEP_HEADER) // 4
 
 
@@ -43,9 +47,11 @@ class MsgType(IntEnum):
     HELLO = 0x01
     PING = 0x02
     STEP = 0x03
+    RESET = 0x04
     INFO = 0x81
     PONG = 0x82
     ACTION = 0x83
+    READY = 0x84
     ERROR = 0xFF
 
 
@@ -58,6 +64,7 @@ class ErrorCode(IntEnum):
     WRONG_DIMS = 6
     NONFINITE = 7
     POLICY = 8
+    NOT_RESET = 9  # STEP before the first RESET: the board's blocks have no start
 
 
 # Errors raised before the CRC verified: the reply's seq is 0, the request may be resent.
@@ -116,6 +123,8 @@ C_NAMES: dict[str, int] = {
     "QP_BUILD_ID_SIZE": BUILD_ID_SIZE,
     "QP_INFO_V1_SIZE": INFO_V1_SIZE,
     "QP_INFO_V2_SIZE": INFO_V2_SIZE,
+    "QP_INFO_V3_SIZE": INFO_V3_SIZE,
+    "QP_BOARD_BLOCKS_SIZE": BOARD_BLOCKS_SIZE,
     "QP_INFO_SIZE": INFO_SIZE,
     "QP_INFO_FLAG_ECHO": INFO_FLAG_ECHO,
     "QP_STEP_HEADER": STEP_HEADER,

@@ -68,35 +68,31 @@ def make_checkpoint(
 
 
 FIXTURE_HEADER = Path(__file__).resolve().parent.parent / "firmware" / "test" / "policy_fixture.h"
-FIXTURE_OBS_DIM = 18
+# The deployable layout with one step of history: 18 numbers on the wire (estimates and
+# gyro), 7 kept by the board (integral, last command), so the firmware's tests run the
+# board-state module too.
+FIXTURE_TASK = {"action_history": 1}
+
+
+def fixture_spec() -> PolicySpec:
+    from sim.tasks import make_task
+
+    return PolicySpec.of_task(make_task("hover", **FIXTURE_TASK))
 
 
 def firmware_fixture_header() -> str:
-    """policy.h of a deterministic 18 -> 8 -> 4 tanh actor, calibrated on normal states
-    (scale 2): an integer data header small enough for the firmware's unit tests, whose
-    every answer the tests recompute with export/int_reference.py."""
+    """policy.h of a deterministic tanh actor with one hidden layer of 8, calibrated on
+    normal states (scale 2): an integer data header small enough for the firmware's unit
+    tests, whose every answer the tests recompute with export/int_reference.py."""
     from export import header
     from export.model import from_actor
     from export.quantize import quantize
 
+    spec = fixture_spec()
     torch.manual_seed(0)
-    actor = Actor(FIXTURE_OBS_DIM, 4, hidden=(8,))
-    spec = PolicySpec(
-        task="fixture",
-        task_overrides={},
-        airframe="none",
-        obs_dim=FIXTURE_OBS_DIM,
-        act_dim=4,
-        obs_layout=(("fixture_input", FIXTURE_OBS_DIM, "the firmware tests' numbers"),),
-        initial_action=0.0,
-        action="4 numbers in [-1, 1), for the firmware tests only",
-        rotor_speed_min=0.0,
-        rotor_speed_max=1.0,
-        rotor_speed_unit="none",
-        control_hz=100.0,
-    )
+    actor = Actor(spec.obs_dim, 4, hidden=(8,))
     policy = from_actor(actor, spec, 0, "export/fixtures.py firmware_fixture_header")
-    obs = np.random.default_rng(0).normal(0.0, 2.0, (2000, FIXTURE_OBS_DIM)).astype(np.float32)
+    obs = np.random.default_rng(0).normal(0.0, 2.0, (2000, spec.obs_dim)).astype(np.float32)
     return header.int_header(policy, quantize(policy, obs), header.selftest_states(obs)).text
 
 

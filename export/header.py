@@ -30,6 +30,8 @@ from export.quant_params import WEIGHT_CODE_MAX, QuantParams
 from export.report import TARGETS
 from export.state_layout import STATE_NAME, STATE_SOURCE, state_values
 from sim.contract.files import atomic_write
+from sim.contract.spec import layout_text
+from sim.observation import board_blocks
 
 KERNEL_NAME = "qp_kernel.h"  # the data headers include it by this name, from their directory
 PER_LINE = 16
@@ -255,6 +257,7 @@ def _state_defines(policy: FloatPolicy) -> list[str]:
     blocks = ", ".join(f"{{{kind}, {size}}}" for kind, size in v["blocks"])
     return [
         f"#define QP_IN_DIM {v['in_dim']}",
+        f'#define QP_BOARD_BLOCKS "{layout_text(board_blocks(policy.spec.obs_layout))}"',
         f"#define QP_STATE_BLOCKS {{{blocks}}}",
         f"#define QP_IN_POSITION_ERROR {v['in_position_error']}",
         f"#define QP_HISTORY {v['history']}",

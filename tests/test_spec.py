@@ -61,10 +61,59 @@ def test_a_malformed_spec_is_refused_naming_the_source_and_field(bad, words):
     assert msg.startswith("runs/x/best.pt: ") and words in msg and "\n" not in msg
 
 
+def _old(**changes) -> dict:
+    """A spec dict as quadpilot saved it before specs kept their world."""
+    d = _spec(**changes)
+    del d["task_fields"], d["airframe_fields"]
+    return d
+
+
 def test_a_task_this_version_cannot_build_is_refused():
-    spec = PolicySpec.from_dict(_spec(task="loop-the-loop"))
+    spec = PolicySpec.from_dict(_old(task="loop-the-loop"))
     with pytest.raises(SpecError, match="'loop-the-loop'.*cannot be simulated"):
         spec.task_config()
-    spec = PolicySpec.from_dict(_spec(task_overrides={"wingspan": 2.0}))
+    spec = PolicySpec.from_dict(_old(task_overrides={"wingspan": 2.0}))
     with pytest.raises(SpecError, match="wingspan"):
         spec.task_config()
+    d = _spec()
+    d["task_fields"] = {**d["task_fields"], "wingspan": 2.0}
+    with pytest.raises(SpecError, match="task fields wingspan"):
+        PolicySpec.from_dict(d).task_config()
+    with pytest.raises(SpecError, match="task_fields name is 'hover-nominal', not 'takeoff'"):
+        PolicySpec.from_dict(_spec(task="takeoff"), "x.pt")
+
+
+def test_a_checkpoint_keeps_its_world_when_a_preset_and_its_airframe_change(monkeypatch):
+    """A spec saved before hover and the crazyflie were edited: its task_config is the
+    world it was trained in; an old-format spec of the same policy moves with the edit
+    (so this test can fail), and says so on stderr."""
+    import sim.airframes
+    import sim.tasks
+
+    task = make_task("hover")
+    body, packed = task.body(), task.packed().tolist()
+    new = PolicySpec.from_dict(json.loads(json.dumps(PolicySpec.of_task(task).to_dict())))
+    old = PolicySpec.from_dict(_old_of(task), "runs/old/best.pt")
+    heavier = sim.airframes.get_airframe("crazyflie").replace(mass=0.030)
+    monkeypatch.setitem(sim.airframes.PRESETS, "crazyflie", lambda: heavier)
+    edited = sim.tasks.PRESETS["hover"].replace(integral_limit=0.25, mass_scale=(0.5, 1.5))
+    monkeypatch.setitem(sim.tasks.PRESETS, "hover", edited)
+    kept = new.task_config()
+    assert kept.replace(airframe_overrides={}) == task and kept.body() == body
+    assert kept.airframe_overrides == {"mass": 0.027} and kept.packed().tolist() == packed
+    moved = old.task_config()
+    assert moved.integral_limit == 0.25 and moved.body().mass == 0.030
+
+
+def _old_of(task) -> dict:
+    d = PolicySpec.of_task(task).to_dict()
+    del d["task_fields"], d["airframe_fields"]
+    return d
+
+
+def test_an_old_format_spec_loads_with_a_one_line_note(capsys):
+    spec = PolicySpec.from_dict(_old(), "runs/before/best.pt")
+    assert spec.task_fields is None and spec.task_config() == make_task("hover-nominal")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs/before/best.pt" in err
+    assert "today's 'hover-nominal' preset" in err

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from export import int_reference as ref
+from export.bundle import float_hash, int_hash
 from export.kernel_layout import (
     interleave_rows,
     interp_table,
@@ -182,7 +183,9 @@ def int_header(
     defines = [
         "#define QP_SCHEME_ID 1",
         f'#define QP_SCHEME "{params.scheme}"',
-        *_defines(policy, len(params.layers), buf_len, weight_bytes, scratch),
+        *_defines(
+            policy, len(params.layers), buf_len, weight_bytes, scratch, int_hash(policy, params)
+        ),
         f"#define QP_IN_MIN ({inq.lo})" if inq.lo < 0 else f"#define QP_IN_MIN {inq.lo}",
         f"#define QP_IN_MAX {inq.hi}",
         f"#define QP_OUT_ONE {ref.OUT_ONE}",
@@ -231,7 +234,7 @@ def f32_header(policy: FloatPolicy, selftest_obs: np.ndarray, notes: list[str] =
     defines = [
         "#define QP_SCHEME_ID 2",
         '#define QP_SCHEME "float32"',
-        *_defines(policy, n, buf_len, weight_bytes, scratch),
+        *_defines(policy, n, buf_len, weight_bytes, scratch, float_hash(policy)),
         f"#define QP_SELFTEST_N {len(obs)}",
         f"#define QP_SELFTEST_TOLERANCE {c_float(SELFTEST_TOLERANCE)}",
     ]
@@ -268,13 +271,19 @@ def _state_defines(policy: FloatPolicy) -> list[str]:
 
 
 def _defines(
-    policy: FloatPolicy, n_layers: int, buf_len: int, weight_bytes: int, scratch: int
+    policy: FloatPolicy,
+    n_layers: int,
+    buf_len: int,
+    weight_bytes: int,
+    scratch: int,
+    data_hash: str,
 ) -> list[str]:
     return [
         f"#define QP_OBS_DIM {policy.obs_dim}",
         f'#define QP_OBS_LAYOUT "{policy.spec.layout_text}"',
         f"#define QP_ACT_DIM {policy.act_dim}",
         f'#define QP_MODEL_HASH "{policy.model_hash}"',
+        f'#define QP_DATA_HASH "{data_hash}"',
         f"#define QP_MACS {policy.macs}",
         f"#define QP_N_LAYERS {n_layers}",
         f"#define QP_BUF_LEN {buf_len}",

@@ -10,13 +10,30 @@ from pathlib import Path
 
 import numpy as np
 
-from export import cbuild, finetune, header, kernel_layout, onnx_export, quantize, report, rollouts
+from export import (
+    bundle,
+    cbuild,
+    finetune,
+    header,
+    kernel_layout,
+    onnx_export,
+    quantize,
+    report,
+    rollouts,
+)
 from export import int_reference as ref
 from export import model as model_mod
 from export.model import ExportError
 
 # The kernel is written before the data headers that include it.
-ARTIFACTS = ("actor.onnx", header.KERNEL_NAME, "policy.h", "policy_f32.h", "export_report.json")
+ARTIFACTS = (
+    "actor.onnx",
+    header.KERNEL_NAME,
+    "policy.h",
+    "policy_f32.h",
+    bundle.BUNDLE_NAME,
+    "export_report.json",
+)
 # Rollout seeds from --seed: calibration states, test states, closed-loop episodes (HIL
 # continues at +4000 and +5000, firmware_bridge/hil.py; the robustness suite has its own).
 CALIBRATION_SEED_OFFSET = 1000
@@ -142,10 +159,21 @@ def run(args: argparse.Namespace) -> dict:
         "c_check": c_info,
     }
     rep["checks"] = report.checks(rep)
+    rep["data_hash"] = {
+        "int": bundle.int_hash(policy, params),
+        "float32": bundle.float_hash(policy),
+    }
+    facts = {
+        "int_error_vs_float": {k: errors[k] for k in ("states", "max", "mean")},
+        "closed_loop_success": {k: cl[k]["success_rate"] for k in ("float", "int")},
+        "checks_passed": all(ok for _, _, ok in rep["checks"].values()),
+    }
+    the_bundle = bundle.build(policy, params, selftest, header.SELFTEST_TOLERANCE, facts)
     files = {
         "actor.onnx": onnx_bytes,
         **{k: v.encode() for k, v in texts.items()},
         header.KERNEL_NAME: kernel_layout.kernel()[1].encode(),
+        bundle.BUNDLE_NAME: bundle.to_json(the_bundle).encode(),
         "export_report.json": report.to_json(rep).encode(),
     }
     out = Path(args.out)

@@ -3,11 +3,13 @@ STM32F405), checked against the numpy integer model and the float policy.
 
     hil_run.run_hil(HilOptions(emulator=True))   # `python -m firmware_bridge hil`
 
-1. Load the checkpoint's float policy and the exported header; their model hashes must
-   agree, and the board's INFO must carry the same hash (Link.handshake refuses it).
+1. Load the checkpoint's float policy, the exported header's two hashes (model and
+   data) and export's policy_bundle.json beside it; the bundle, the header and the
+   checkpoint must name the same model, data and layout, and the board's INFO must carry
+   the same model and data hashes (Link.handshake refuses it).
 2. Open loop: replay rollout states of the float policy (export.rollouts, as export
    calibrates and tests on) through STEP; every board action is compared with the
-   reference (int: export/int_reference.py on the header's own tables, bit for bit;
+   reference (int: export/int_reference.py on the bundle's integer model, bit for bit;
    float32: the torch policy within the export's tolerance) and with the float policy.
 3. Closed loop: the sim flies the same episodes with the board in the loop, with the
    reference and with the float policy; success rates are compared.
@@ -26,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from export import bundle as bundle_mod
 from export import int_reference
+from export.bundle import Bundle, BundleError, HeaderIdentity
 from export.model import ExportError, FloatPolicy
 from export.model import load as load_policy
 from export.report import TARGETS
@@ -37,7 +41,6 @@ from sim.tasks import TaskConfig
 
 from . import codec, paced
 from .emulator import Emulator
-from .header_params import HeaderError, PolicyHeader, read_header
 from .link import Link, StepResult
 
 HEADER_FILES = {"int": "policy.h", "float32": "policy_f32.h"}
@@ -94,41 +97,65 @@ class Reference:
 @dataclass
 class Inputs:
     policy: FloatPolicy
-    header: PolicyHeader
+    header: HeaderIdentity  # the data header the board is built from: its two hashes
+    bundle: Bundle  # policy_bundle.json beside it: everything else
     reference: Reference
+
+    @property
+    def data_hash(self) -> str:
+        return self.header.data_hash
 
 
 def load_inputs(opts: HilOptions) -> Inputs:
-    """The float policy, the exported header and the reference; refuses mismatches."""
+    """The float policy, the exported header's identity, the bundle and the reference;
+    refuses, in one line naming both sides, a missing bundle, a bundle of another model,
+    data or layout than the header and the checkpoint."""
     if opts.scheme not in HEADER_FILES:
         raise HilError(f"scheme must be one of {', '.join(HEADER_FILES)}, not {opts.scheme!r}")
     artifacts = Path(opts.artifacts)
     path = artifacts / HEADER_FILES[opts.scheme]
+    bundle_path = artifacts / bundle_mod.BUNDLE_NAME
     if not path.is_file() or not (artifacts / EXPORT_REPORT).is_file():
         raise HilError(
             f"{path} or {artifacts / EXPORT_REPORT} is missing: export the checkpoint first "
             f"(`python -m export {opts.checkpoint} --out {artifacts}`)"
         )
-    try:
-        header = read_header(path)
-        policy = load_policy(opts.checkpoint)
-    except (HeaderError, ExportError) as e:
-        raise HilError(" ".join(str(e).split())) from None
-    expected = policy.spec.layout_text
-    if header.obs_layout is not None and header.obs_layout != expected:
+    if not bundle_path.is_file():
         raise HilError(
-            f"{path} observes {header.obs_layout}; checkpoint {opts.checkpoint} observes "
-            f"{expected}: re-export it"
+            f"{path} has no {bundle_mod.BUNDLE_NAME} beside it ({bundle_path} is missing): "
+            f"export the checkpoint again (`python -m export {opts.checkpoint} --out {artifacts}`)"
+        )
+    try:
+        header = bundle_mod.header_identity(path)
+        bundle = bundle_mod.load(bundle_path)
+        policy = load_policy(opts.checkpoint)
+    except (BundleError, ExportError) as e:
+        raise HilError(" ".join(str(e).split())) from None
+    short = bundle_mod.short
+    if bundle.model_hash != header.model_hash:
+        raise HilError(
+            f"{bundle_path} is of model {short(bundle.model_hash)}, {path} of model "
+            f"{short(header.model_hash)}: they come from different exports; export again"
+        )
+    if bundle.data_hash(opts.scheme) != header.data_hash:
+        raise HilError(
+            f"{path} holds data {short(header.data_hash)}, {bundle_path} describes data "
+            f"{short(bundle.data_hash(opts.scheme))} (model {short(header.model_hash)} in "
+            "both): the header comes from another export of this checkpoint; export again"
+        )
+    expected = policy.spec.layout_text
+    if bundle.layout_text != expected:
+        raise HilError(
+            f"{bundle_path} observes {bundle.layout_text}; checkpoint {opts.checkpoint} "
+            f"observes {expected}: re-export it"
         )
     if header.model_hash != policy.model_hash:
         raise HilError(
-            f"{path} holds model {header.model_hash[:16]}..., checkpoint {opts.checkpoint} "
-            f"is {policy.model_hash[:16]}...: re-export it"
+            f"{path} holds model {short(header.model_hash)}, checkpoint {opts.checkpoint} "
+            f"is {short(policy.model_hash)}: re-export it"
         )
-    if header.scheme.name.lower() != opts.scheme:
-        raise HilError(f"{path} is a {header.scheme.name.lower()} header, not {opts.scheme}")
     if opts.scheme == "int":
-        params = header.int_params()
+        params = bundle.int_params()
         ref = Reference(
             "numpy integer model (export/int_reference.py)",
             lambda obs: int_reference.act(params, obs),
@@ -140,13 +167,13 @@ def load_inputs(opts: HilOptions) -> Inputs:
         ref = Reference(
             "float policy (torch)", policy.act, False, TARGETS["f32_header_max_abs_diff"], None
         )
-    return Inputs(policy, header, ref)
+    return Inputs(policy, header, bundle, ref)
 
 
 @contextlib.contextmanager
-def board(opts: HilOptions, header: PolicyHeader) -> Iterator[tuple[Link, bool]]:
-    """A handshaken link to the firmware running ``header``'s model, and whether it is
-    emulated. The emulator (and QEMU) is stopped however the block exits."""
+def board(opts: HilOptions, header: HeaderIdentity) -> Iterator[tuple[Link, bool]]:
+    """A handshaken link to the firmware running ``header``'s model and data, and whether
+    it is emulated. The emulator (and QEMU) is stopped however the block exits."""
     if opts.emulator:
         with Emulator(
             header.path,
@@ -154,12 +181,27 @@ def board(opts: HilOptions, header: PolicyHeader) -> Iterator[tuple[Link, bool]]
             expected_hash=header.model_hash,
             link_timeout=opts.timeout or EMULATOR_TIMEOUT,
         ) as emu:
+            _check_data(emu.link.info, header)
             yield emu.link, True
         return
     timeout = opts.timeout or PORT_TIMEOUT
     with Link(opts.port, baudrate=opts.baudrate, timeout=timeout) as link:
-        link.handshake(header.model_hash, deadline=HANDSHAKE_TIMEOUTS * timeout)
+        link.handshake(
+            header.model_hash,
+            expected_data_hash=header.data_hash,
+            deadline=HANDSHAKE_TIMEOUTS * timeout,
+        )
         yield link, False
+
+
+def _check_data(info: codec.Info, header: HeaderIdentity) -> None:
+    """The board's data hash (INFO) against the header's, naming both."""
+    if header.data_hash and info.data_hash_hex != header.data_hash:
+        raise HilError(
+            f"data hash mismatch: the board runs data {bundle_mod.short(info.data_hash_hex)}, "
+            f"{header.path} holds {bundle_mod.short(header.data_hash)} (model "
+            f"{bundle_mod.short(header.model_hash)}): flash the firmware built for this export"
+        )
 
 
 @dataclass

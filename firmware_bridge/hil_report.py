@@ -133,8 +133,9 @@ def build(
         "artifacts": str(opts.artifacts),
         "header": str(inputs.header.path),
         "scheme": opts.scheme,
-        "header_scheme": inputs.header.defines.get("QP_SCHEME", '""').strip('"'),
+        "header_scheme": inputs.header.scheme,
         "model_hash": inputs.header.model_hash,
+        "data_hash": inputs.header.data_hash,
         "board": {
             "port": opts.port,
             "emulated": emulated,

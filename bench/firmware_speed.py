@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, write_section  # noqa: E402
+from export.bundle import header_identity  # noqa: E402
 from firmware_bridge import codec  # noqa: E402
 from firmware_bridge.emulator import DEFAULT_MODEL, Emulator  # noqa: E402
-from firmware_bridge.header_params import read_header  # noqa: E402
 from firmware_bridge.hil_report import instructions_from_ticks, line_rate_bound  # noqa: E402
 from firmware_bridge.protocol import Scheme  # noqa: E402
 
@@ -75,7 +75,7 @@ def measure(model: Path, steps: int) -> dict:
     return {
         "model": label(model),
         # The header's own name for its scheme (the protocol byte says only int/float32).
-        "scheme": read_header(model).defines.get("QP_SCHEME", Scheme(info.scheme).name).strip('"'),
+        "scheme": header_identity(model).scheme or Scheme(info.scheme).name,
         "dims": f"{info.obs_dim}/{info.act_dim}",
         "macs": info.macs,
         "ticks": f"{median:.0f} ({min(ticks)}-{max(ticks)})",

@@ -2,9 +2,10 @@
 
 ``make_checkpoint``: a freshly initialised actor whose normalisation statistics come from
 sim rollouts of a small random policy, so the observations it sees are those of real
-flights. ``firmware_fixture_header``: the small model the firmware's unit tests build with
-(firmware/test/policy_fixture.h); ``python -m export.fixtures`` rewrites that file, and a
-test checks it is current.
+flights. ``firmware_fixture``: the small model the firmware's unit tests build with
+(firmware/test/policy_fixture.h) and its bundle (policy_fixture.json, which the tests
+read its numbers from); ``python -m export.fixtures`` rewrites both, and a test checks
+they are current.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def make_checkpoint(
 
 
 FIXTURE_HEADER = Path(__file__).resolve().parent.parent / "firmware" / "test" / "policy_fixture.h"
+FIXTURE_BUNDLE = FIXTURE_HEADER.with_suffix(".json")
 # The deployable layout with one step of history: 18 numbers on the wire (estimates and
 # gyro), 7 kept by the board (integral, last command), so the firmware's tests run the
 # board-state module too.
@@ -81,10 +83,16 @@ def fixture_spec() -> PolicySpec:
 
 
 def firmware_fixture_header() -> str:
-    """policy.h of a deterministic tanh actor with one hidden layer of 8, calibrated on
-    normal states (scale 2): an integer data header small enough for the firmware's unit
-    tests, whose every answer the tests recompute with export/int_reference.py."""
-    from export import header
+    """policy.h of the firmware's test model (``firmware_fixture``)."""
+    return firmware_fixture()[0]
+
+
+def firmware_fixture() -> tuple[str, str]:
+    """policy.h and its policy bundle (JSON text) of a deterministic tanh actor with one
+    hidden layer of 8, calibrated on normal states (scale 2): an integer data header small
+    enough for the firmware's unit tests, whose every answer the tests recompute with
+    export/int_reference.py on the bundle's integer model."""
+    from export import bundle, header
     from export.model import from_actor
     from export.quantize import quantize
 
@@ -93,13 +101,17 @@ def firmware_fixture_header() -> str:
     actor = Actor(spec.obs_dim, 4, hidden=(8,))
     policy = from_actor(actor, spec, 0, "export/fixtures.py firmware_fixture_header")
     obs = np.random.default_rng(0).normal(0.0, 2.0, (2000, spec.obs_dim)).astype(np.float32)
-    return header.int_header(policy, quantize(policy, obs), header.selftest_states(obs)).text
+    params = quantize(policy, obs)
+    selftest = header.selftest_states(obs)
+    text = header.int_header(policy, params, selftest).text
+    b = bundle.build(policy, params, selftest, header.SELFTEST_TOLERANCE)
+    return text, bundle.to_json(b)
 
 
 if __name__ == "__main__":
     from export.header import write_file
 
-    text = firmware_fixture_header()
-    if FIXTURE_HEADER.read_text() != text:
-        write_file(FIXTURE_HEADER, text.encode())
-        print(f"rewrote {FIXTURE_HEADER}")
+    for path, text in zip((FIXTURE_HEADER, FIXTURE_BUNDLE), firmware_fixture(), strict=True):
+        if not path.exists() or path.read_text() != text:
+            write_file(path, text.encode())
+            print(f"rewrote {path}")

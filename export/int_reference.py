@@ -7,8 +7,8 @@ table or max(pre, 0). Tests compare this model with the compiled header on rollo
 states and require identical output codes.
 
 Parameters are read from ``params.input`` and ``params.layers[i]`` (``weight``, ``bias``,
-``multiplier``, ``shift``, ``lut``, ``activation``): ``quant_params.QuantParams`` or the
-same tables read back from a header (``firmware_bridge.header_params``).
+``multiplier``, ``shift``, ``lut``, ``activation``): ``quant_params.QuantParams``, as
+quantize.py computes them or as export/bundle.py rebuilds them from policy_bundle.json.
 """
 
 from __future__ import annotations

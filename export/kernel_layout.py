@@ -1,6 +1,6 @@
 """The integer kernel's table layout (export/kernel/qp_kernel.h), in one place: the
-transforms that write the tables (export/header.py) and their inverses that read them
-back (firmware_bridge/header_params.py), and the kernel file itself.
+transforms that write the tables (export/header.py) and their inverses (which the tests
+use to check that the layout loses nothing), and the kernel file itself.
 
 The kernel reads weights as int16 pairs, ROWS_PER_PASS output rows interleaved, with
 rows and inputs padded; requantisation constants as {2m, h, s} per row; the int16 tanh

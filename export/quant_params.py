@@ -1,5 +1,6 @@
 """The integer scheme's parameters: what quantize.py computes, what the header renders,
-what int_reference.py and the HIL bridge read (also back from a header). Types only, so
+what int_reference.py reads and policy_bundle.json carries (export/bundle.py rebuilds
+them from it for the HIL and the tests: the one family of these types). Types only, so
 every module of the export pipeline can import them without importing each other.
 """
 

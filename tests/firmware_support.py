@@ -11,21 +11,43 @@ from pathlib import Path
 
 import numpy as np
 
+from export import bundle as bundle_mod
 from export import int_reference
 from firmware_bridge.emulator import stop_process
-from firmware_bridge.header_params import PolicyHeader, read_header
+from firmware_bridge.protocol import Scheme
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 FIXTURE_HEADER = FIRMWARE / "test" / "policy_fixture.h"
+FIXTURE_BUNDLE = FIXTURE_HEADER.with_suffix(".json")  # its bundle (export/fixtures.py)
 VECTORS = ROOT / "tests" / "vectors" / "protocol.jsonl"
 OBS_DIM, ACT_DIM = 18, 4
 
 
+class FixtureModel:
+    """The firmware's test model as its bundle describes it (what the tests compare the
+    board with: model and data hash, scheme, MACs, kernel version, the integer model)."""
+
+    def __init__(self, b: bundle_mod.Bundle):
+        self.bundle = b
+        self.model_hash = b.model_hash
+        self.data_hash = b.data_hash("int")
+        self.scheme = Scheme.INT
+        self.macs = b.macs
+        self.kernel_version = b.kernel_version
+        self.params = b.int_params()
+
+
 @functools.cache
-def fixture() -> PolicyHeader:
-    """The firmware's test model (an integer data header, export/fixtures.py), read back."""
-    return read_header(FIXTURE_HEADER)
+def fixture() -> FixtureModel:
+    """The firmware's test model (an integer data header, export/fixtures.py), read from
+    its bundle; the header's two hashes must be the bundle's."""
+    model = FixtureModel(bundle_mod.load(FIXTURE_BUNDLE))
+    ident = bundle_mod.header_identity(FIXTURE_HEADER)
+    assert (ident.model_hash, ident.data_hash) == (model.model_hash, model.data_hash), (
+        f"{FIXTURE_HEADER} and {FIXTURE_BUNDLE} differ: run python -m export.fixtures"
+    )
+    return model
 
 
 def fixture_hash() -> str:
@@ -33,9 +55,9 @@ def fixture_hash() -> str:
 
 
 def fixture_policy(obs) -> np.ndarray:
-    """The fixture's action: the numpy integer model on the header's own tables, which
+    """The fixture's action: the numpy integer model on the bundle's integer model, which
     the kernel matches bit for bit."""
-    return int_reference.act(fixture().int_params(), np.asarray(obs, np.float32)[None])[0]
+    return int_reference.act(fixture().params, np.asarray(obs, np.float32)[None])[0]
 
 
 def corrupt_selftest(text: str) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 import subprocess
 
-from firmware_support import FIRMWARE, FIXTURE_HEADER, fixture_hash, make
+from firmware_support import FIRMWARE, FIXTURE_BUNDLE, FIXTURE_HEADER, fixture_hash, make
 from toolchain import require_tool
 
-from export.fixtures import firmware_fixture_header
+from export.fixtures import firmware_fixture
 
 
 def test_c_unit_tests_pass_plain_and_sanitized():
@@ -23,9 +23,11 @@ def test_c_unit_tests_pass_plain_and_sanitized():
 
 
 def test_fixture_header_is_current():
-    """The checked-in fixture is what the renderer writes today (`python -m
-    export.fixtures` rewrites it)."""
-    assert FIXTURE_HEADER.read_text() == firmware_fixture_header()
+    """The checked-in fixture and its bundle are what the renderer writes today
+    (`python -m export.fixtures` rewrites both)."""
+    header_text, bundle_text = firmware_fixture()
+    assert FIXTURE_HEADER.read_text() == header_text
+    assert FIXTURE_BUNDLE.read_text() == bundle_text
     assert f'#define QP_MODEL_HASH "{fixture_hash()}"' in FIXTURE_HEADER.read_text()
 
 

@@ -25,7 +25,7 @@ import pytest
 from firmware_support import FIRMWARE, ROOT, corrupt_selftest, interruptible, read_line, stop
 from toolchain import require_module, require_tool
 
-from export import header, quantize, rollouts
+from export import bundle, header, quantize, rollouts
 from export import int_reference as ref
 from export import model as model_mod
 from export.__main__ import main as export_main
@@ -33,7 +33,7 @@ from export.fixtures import make_checkpoint
 from export.report import TARGETS
 from firmware_bridge import codec
 from firmware_bridge.emulator import Emulator, build_firmware, firmware_dir
-from firmware_bridge.header_params import read_header
+from firmware_bridge.hil import HilError, HilOptions, load_inputs
 from firmware_bridge.link import Link
 from firmware_bridge.protocol import MsgType, SelfTest
 from sim.tasks import make_task
@@ -76,28 +76,97 @@ def common_args(exported: dict, reports: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_header_is_read_back_into_the_exact_integer_model(tmp_path, activation):
-    """The parser the HIL's reference depends on, against the parameters that wrote the
-    header (independent of any export run), for tanh and ReLU actors."""
+def test_bundle_rebuilds_the_exact_integer_model(tmp_path, activation):
+    """The HIL's reference runs on the bundle's integer model: rebuilt from the bundle's
+    JSON, it is the QuantParams that wrote the header (independent of any export run),
+    for tanh and ReLU actors, and the header's two hashes are the bundle's."""
     policy = model_mod.load(make_checkpoint(tmp_path / "c.pt", activation=activation, seed=3))
     calib = rollouts.policy_states(policy.act, policy.spec, 1000, 11)
     params = quantize.quantize(policy, calib)
     path = tmp_path / "policy.h"
     header.write_header(path, header.int_header(policy, params, calib[:8]).text)
-    h = read_header(path)
-    got = h.int_params()
-    assert h.model_hash == policy.model_hash and h.scheme.name == "INT"
-    assert h.defines["QP_SCHEME"] == f'"{params.scheme}"'
-    for name in ("mean", "div", "zero", "lo", "hi"):
+    bundle.write(tmp_path / bundle.BUNDLE_NAME, bundle.build(policy, params, calib[:8], 1e-5))
+    b = bundle.load(tmp_path / bundle.BUNDLE_NAME)
+    ident = bundle.header_identity(path)
+    assert ident.model_hash == b.model_hash == policy.model_hash
+    assert ident.data_hash == b.data_hash("int") and ident.scheme == params.scheme
+    got = b.int_params()
+    for name in ("mean", "div", "scale", "zero", "lo", "hi"):
         np.testing.assert_array_equal(getattr(got.input, name), getattr(params.input, name))
-    for a, b in zip(got.layers, params.layers, strict=True):
-        assert a.activation == b.activation
-        assert (a.lut is None) == (b.lut is None) == (b.activation == "relu")
-        for name in ("weight", "bias", "multiplier", "shift", "lut"):
-            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert (
+            np.asarray(getattr(got.input, name)).dtype
+            == np.asarray(getattr(params.input, name)).dtype
+        )
+    for a, b_ in zip(got.layers, params.layers, strict=True):
+        assert a.activation == b_.activation
+        assert (a.lut is None) == (b_.lut is None) == (b_.activation == "relu")
+        for name in ("weight", "bias", "multiplier", "shift", "lut", "code_limit", "acc_scale"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b_, name))
     test = rollouts.policy_states(policy.act, policy.spec, 500, 12)
     np.testing.assert_array_equal(ref.forward_codes(got, test), ref.forward_codes(params, test))
-    np.testing.assert_array_equal(ref.act(got, test), ref.act(params, test))
+
+
+def test_headers_and_bundle_describe_the_same_model(exported):
+    out = exported["artifacts"]
+    b = bundle.load(out / bundle.BUNDLE_NAME)
+    policy = model_mod.load(exported["ckpt"])
+    assert b.model_hash == policy.model_hash and b.layout_text == policy.spec.layout_text
+    assert b.raw["network"]["widths"] == policy.widths
+    assert [blk["name"] for blk in b.raw["layout"]] == [n for n, *_ in policy.spec.obs_layout]
+    for scheme, name in bundle.HEADERS.items():
+        ident = bundle.header_identity(out / name)
+        assert (ident.model_hash, ident.data_hash) == (b.model_hash, b.data_hash(scheme))
+        text = (out / name).read_text()
+        assert f"#define QP_OBS_DIM {policy.obs_dim}\n" in text
+        assert f'#define QP_OBS_LAYOUT "{b.layout_text}"\n' in text
+        obs = b.selftest_obs(scheme)
+        assert header.c_array("float", "qp_selftest_obs", obs, header.c_float, 8) in text
+    codes = np.asarray(b.scheme("int")["selftest"]["codes"])
+    assert header.c_array("int16_t", "qp_selftest_codes", codes) in (out / "policy.h").read_text()
+    np.testing.assert_array_equal(ref.forward_codes(b.int_params(), b.selftest_obs()), codes)
+    assert b.data_hash("int") != b.data_hash("float32")
+
+
+def _hil_inputs(exported, artifacts):
+    return load_inputs(HilOptions(checkpoint=str(exported["ckpt"]), artifacts=artifacts))
+
+
+def test_a_stale_header_of_the_same_checkpoint_is_refused_naming_both_hashes(exported, tmp_path):
+    """The checkpoint exported again without fine-tuning: the same model hash, another
+    quantisation. Its policy.h beside the first export's bundle is refused."""
+    other = tmp_path / "other"
+    argv = [str(exported["ckpt"]), "--out", str(other), "--no-finetune", "--no-c-check"]
+    argv += ["--episodes", "1", "--test-states", "200", "--robustness-episodes", "0"]
+    assert export_main(argv) == 0
+    first = bundle.load(exported["artifacts"] / bundle.BUNDLE_NAME)
+    stale = bundle.header_identity(other / "policy.h")
+    assert stale.model_hash == first.model_hash and stale.data_hash != first.data_hash("int")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(exported["artifacts"], mixed)
+    shutil.copy(other / "policy.h", mixed / "policy.h")
+    with pytest.raises(HilError) as err:
+        _hil_inputs(exported, mixed)
+    msg = str(err.value)
+    assert stale.data_hash[:16] in msg and first.data_hash("int")[:16] in msg and "\n" not in msg
+    _hil_inputs(exported, exported["artifacts"])  # the export as written passes
+
+
+def test_a_missing_or_mismatched_bundle_is_refused(exported, tmp_path):
+    d = tmp_path / "a"
+    shutil.copytree(exported["artifacts"], d)
+    raw = json.loads((d / bundle.BUNDLE_NAME).read_text())
+    (d / bundle.BUNDLE_NAME).unlink()
+    with pytest.raises(HilError, match=r"policy\.h has no policy_bundle\.json beside it"):
+        _hil_inputs(exported, d)
+    foreign = {**raw, "model_hash": "ab" * 32}  # another model's bundle
+    (d / bundle.BUNDLE_NAME).write_text(json.dumps(foreign))
+    with pytest.raises(HilError, match=f"model abababababababab.*model {raw['model_hash'][:16]}"):
+        _hil_inputs(exported, d)
+    edited = json.loads(json.dumps(raw))
+    edited["schemes"]["int"]["data"]["layers"][0]["bias"][0] += 1
+    (d / bundle.BUNDLE_NAME).write_text(json.dumps(edited))
+    with pytest.raises(HilError, match="edited or damaged"):
+        _hil_inputs(exported, d)
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +337,10 @@ def test_board_whose_self_test_failed_is_refused(exported, tmp_path):
         assert line.startswith("PTY /dev/"), line
         with Link(line.split()[1], timeout=10) as link:  # no handshake: read INFO as it is
             info, _, _ = link.request(codec.Hello(), MsgType.INFO)
-        policy_hash = read_header(artifacts / "policy.h").model_hash
+        policy_hash = bundle.header_identity(artifacts / "policy.h").model_hash
         assert info.selftest == SelfTest.FAILED and info.model_hash_hex == policy_hash
-        assert info.kernel_version == read_header(model).kernel_version >= 1
+        kernel_version = bundle.load(artifacts / bundle.BUNDLE_NAME).kernel_version
+        assert info.kernel_version == kernel_version >= 1
         run = hil(
             "--port",
             line.split()[1],

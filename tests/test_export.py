@@ -121,6 +121,19 @@ def test_no_finetune_quantises_the_trained_weights(tmp_path, exported):
     report = json.loads((out / "export_report.json").read_text())
     assert report["int"]["finetune"] is None
     assert report["model_hash"] == exported["report"]["model_hash"]
+    # Another quantisation of the same checkpoint: the same model, other data.
+    first = json.loads((exported["out"] / "policy_bundle.json").read_text())
+    again = json.loads((out / "policy_bundle.json").read_text())
+    assert again["model_hash"] == first["model_hash"]
+    assert again["schemes"]["int"]["data_hash"] != first["schemes"]["int"]["data_hash"]
+    assert again["schemes"]["float32"]["data_hash"] == first["schemes"]["float32"]["data_hash"]
+    assert report["data_hash"]["int"] == again["schemes"]["int"]["data_hash"]
+    hashes = {
+        line.split('"')[1]
+        for line in (out / "policy.h").read_text().splitlines()
+        if line.startswith("#define QP_DATA_HASH ")
+    }
+    assert hashes == {again["schemes"]["int"]["data_hash"]}
 
 
 @pytest.mark.parametrize(

@@ -34,9 +34,7 @@ from export.bundle import Bundle, BundleError, HeaderIdentity
 from export.model import ExportError, FloatPolicy
 from export.model import load as load_policy
 from export.report import TARGETS
-from export.rollouts import policy_states
-from sim import robustness
-from sim.rollout import collect
+from sim import observation, robustness
 from sim.tasks import TaskConfig
 
 from . import codec, paced
@@ -80,6 +78,7 @@ class HilOptions:
     # it arrives (paced.py).
     latency_ms: float = 10.0
     paced: bool | None = None  # None: paced for a real port, lockstep for the emulator
+    rows: str = "in-range"  # closed-loop rows: ROW_SETS
     video: Path | None = None  # the closed-loop episodes, board beside reference (.mp4/.gif)
 
 
@@ -205,39 +204,75 @@ def _check_data(info: codec.Info, header: HeaderIdentity) -> None:
 
 
 @dataclass
-class BoardPolicy:
-    """The board as a batched policy for sim.rollout: one STEP per row, in order."""
+class BoardAnswer:
+    """The board as one vehicle's policy (protocol v4): ``start`` sends RESET when an
+    episode begins; each call sends the observation's estimate and sensor numbers and
+    returns the board's command. The board builds the rest of the observation itself;
+    with ``check`` its command is compared with ``check`` on the sim's own observation
+    (the integer reference: equal bit for bit when the board's kept blocks evolve as the
+    sim's)."""
 
     link: Link
+    columns: np.ndarray  # sim.observation.wire_columns of the layout
+    check: Callable[[np.ndarray], np.ndarray] | None = None
     results: list[StepResult] = field(default_factory=list)
+    steps: int = 0
+    differing: int = 0  # steps whose command differs from check's
+
+    def start(self) -> None:
+        self.link.reset()
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        out = np.empty((len(obs), self.link.info.act_dim), dtype=np.float32)
-        for i, o in enumerate(obs):
-            r = self.link.step(o)
-            out[i] = r.action
-            self.results.append(r)
-        return out
+        r = self.link.step(obs[self.columns])
+        self.results.append(r)
+        self.steps += 1
+        if self.check is not None:
+            want = np.asarray(self.check(obs[None, :]), dtype=np.float32)[0]
+            self.differing += int(not np.array_equal(want, r.action))
+        return r.action
 
 
-def replay_states(policy: FloatPolicy, n: int, seed: int) -> np.ndarray:
-    """``n`` observations the float policy met in flight, drawn across whole episodes
-    (not just their first steps) from export.rollouts' states."""
-    states = policy_states(policy.act, policy.spec, n, seed)
-    pick = np.random.default_rng(seed).choice(len(states), size=n, replace=False)
-    return states[np.sort(pick)]
+def recorded_episodes(act, spec, n: int, seed: int) -> list[np.ndarray]:
+    """Whole episodes flown by ``act`` (one vehicle each, seeds seed, seed + 1, ...)
+    until at least ``n`` observations: the sim's own observations, board blocks
+    included, in the order a board meets them."""
+    task = spec.task_config()
+    episodes, total, k = [], 0, 0
+    while total < n:
+        r = paced.fly(paced.fixed_answer(act, 0), task, 1, seed + k, max_delay=0)
+        episodes.append(r.obs)
+        total += len(r.obs)
+        k += 1
+    return episodes
 
 
-def open_loop(link: Link, states: np.ndarray) -> dict:
-    board_policy = BoardPolicy(link)
+def open_loop(link: Link, episodes: list[np.ndarray], spec) -> dict:
+    """Each recorded episode through the board: RESET, then one STEP per observation."""
+    answer = BoardAnswer(link, observation.wire_columns(spec.obs_layout))
+    actions = []
     start = time.monotonic()
-    actions = board_policy(states)
+    for obs in episodes:
+        answer.start()
+        actions += [answer(o) for o in obs]
     wall = time.monotonic() - start
-    return {"actions": actions, "results": board_policy.results, "wall_s": wall}
+    return {
+        "actions": np.array(actions, dtype=np.float32),
+        "results": answer.results,
+        "wall_s": wall,
+    }
 
 
-# The robustness rows the closed loop flies with the board in it (sim.robustness).
-HIL_ROWS = ("nominal", "combined worst case")
+# The robustness rows the closed loop flies with the board in it (sim.robustness):
+# "in-range" is the nominal row, every row inside the training ranges and the combined
+# rows; "short" only the nominal and the all-ends combined row.
+ROW_SETS = ("in-range", "short")
+
+
+def hil_rows(task: TaskConfig, which: str) -> list[str]:
+    rows = robustness.rows()
+    if which == "short":
+        return ["nominal", "combined worst case"]
+    return [r.name for r in rows if r.inside or r.group in ("nominal", "combined")]
 
 
 def closed_loop_task(task: TaskConfig, row: str, latency_ms: float | None) -> TaskConfig:
@@ -257,28 +292,26 @@ def closed_loop_task(task: TaskConfig, row: str, latency_ms: float | None) -> Ta
 
 
 def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, seed: int) -> dict:
-    """Each HIL row flown with the board in the loop, by the reference and by the float
-    policy, from the same initial states."""
+    """Each HIL row flown one vehicle at a time with the board in the loop (RESET at
+    each episode), by the reference and by the float policy, from the same initial
+    states."""
     spec = inputs.policy.spec
     task = spec.task_config()
+    columns = observation.wire_columns(spec.obs_layout)
     rows, results = {}, []
-    for name in HIL_ROWS:
+    for name in hil_rows(task, opts.rows):
         t = closed_loop_task(task, name, None if paced_run else opts.latency_ms)
         if paced_run:
             stats = paced.PacedStats()
             start = time.monotonic()
-            board_run = paced.fly(paced.board_answer(link, t, stats), t, opts.episodes, seed, link)
+            answer = paced.board_answer(link, t, stats, columns)
+            board_run = paced.fly(answer, t, opts.episodes, seed, link, start=link.reset)
             wall = time.monotonic() - start
             delay = int(np.median(stats.delay_steps)) if stats.delay_steps else 0
-            runs = {
-                "board": board_run,
-                "reference": paced.fly(
-                    paced.fixed_answer(inputs.reference.act, delay), t, opts.episodes, seed
-                ),
-                "float": paced.fly(
-                    paced.fixed_answer(inputs.policy.act, delay), t, opts.episodes, seed
-                ),
-            }
+            flyers = {"reference": inputs.reference.act, "float": inputs.policy.act}
+            runs = {"board": board_run}
+            for who, act in flyers.items():
+                runs[who] = paced.fly(paced.fixed_answer(act, delay), t, opts.episodes, seed)
             results += stats.results
             latency = {
                 "latency_ms_median": 1000 * delay / t.physics_hz,
@@ -287,17 +320,27 @@ def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, s
                 "wall_s": wall,
             }
         else:
-            board_policy = BoardPolicy(link)
+            delay = t.latency_steps[1]
+            board = BoardAnswer(link, columns, inputs.reference.act)
+
+            def board_delayed(obs, b=board, d=delay):
+                return b(obs), d
+
             runs = {
-                "board": collect(board_policy, t, episodes=opts.episodes, seed=seed),
-                "reference": collect(inputs.reference.act, t, episodes=opts.episodes, seed=seed),
-                "float": collect(inputs.policy.act, t, episodes=opts.episodes, seed=seed),
+                "board": paced.fly(board_delayed, t, opts.episodes, seed, start=board.start),
+                "reference": paced.fly(
+                    paced.fixed_answer(inputs.reference.act, delay), t, opts.episodes, seed
+                ),
+                "float": paced.fly(
+                    paced.fixed_answer(inputs.policy.act, delay), t, opts.episodes, seed
+                ),
             }
-            results += board_policy.results
+            results += board.results
             latency = {
                 "latency_ms": 1000 * t.latency_s[1],
                 "deadline_misses": None,
-                "board_steps": len(board_policy.results),
+                "board_steps": board.steps,
+                "steps_differing_from_reference": board.differing,
             }
         rows[name] = {"runs": runs, **latency}
     return {
@@ -309,9 +352,10 @@ def closed_loop(link: Link, inputs: Inputs, opts: HilOptions, paced_run: bool, s
     }
 
 
-def bytes_per_step(obs: np.ndarray, act_dim: int) -> tuple[int, int]:
-    """Encoded STEP request and ACTION reply frames, delimiters included (COBS makes the
-    length independent of the values)."""
-    step = codec.encode(codec.Step(tuple(float(v) for v in obs)), 1)
+def bytes_per_step(inputs: np.ndarray, act_dim: int) -> tuple[int, int]:
+    """Encoded STEP request (``inputs``: the estimate and sensor numbers) and ACTION
+    reply frames, delimiters included (COBS makes the length independent of the
+    values)."""
+    step = codec.encode(codec.Step(tuple(float(v) for v in inputs)), 1)
     action = codec.encode(codec.Action((0.0,) * act_dim, 0, 0), 1)
     return len(step), len(action)

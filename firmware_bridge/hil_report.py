@@ -127,6 +127,11 @@ def build(
         # differ by rounding, so it gets export's closed-loop allowance.
         gap_target = 0.0 if ref.bit_exact else TARGETS["closed_loop_gap_pp"]
         checks["closed_loop_success_gap_pp"] = _check(gap_pp, gap_target, gap_pp <= gap_target)
+        if ref.bit_exact:
+            # Every closed-loop command equal to the reference's on the sim's own
+            # observation: the board's kept blocks evolved exactly as the sim's.
+            differing = sum(row["steps_differing_from_reference"] for row in rows.values())
+            checks["closed_loop_steps_differing"] = _check(differing, 0, differing == 0)
 
     return {
         "checkpoint": str(policy.source),

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from sim import observation
+
 from . import hil_report
 from .hil import (
     EPISODES_SEED_OFFSET,
     HANDSHAKE_TIMEOUTS,
-    HIL_ROWS,
     STATES_SEED_OFFSET,
     HilError,
     HilOptions,
@@ -18,9 +21,10 @@ from .hil import (
     bytes_per_step,
     closed_loop,
     closed_loop_task,
+    hil_rows,
     load_inputs,
     open_loop,
-    replay_states,
+    recorded_episodes,
 )
 from .protocol import Scheme
 
@@ -37,13 +41,20 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
         log(f"board: {info.describe()}")
         if Scheme(info.scheme).name.lower() != opts.scheme:
             raise HilError(f"the board runs the {Scheme(info.scheme).name} scheme")
-        log(f"states: {opts.states} rollout states of the float policy (seed {opts.seed})")
-        states = replay_states(inputs.policy, opts.states, opts.seed + STATES_SEED_OFFSET)
-        log(f"open loop: {len(states)} STEPs")
-        ol = open_loop(link, states)
+        spec = inputs.policy.spec
+        log(
+            f"open loop: whole episodes flown by the reference, at least {opts.states} "
+            f"observations (seed {opts.seed}); RESET, then the estimates and sensors of each"
+        )
+        episodes = recorded_episodes(
+            inputs.reference.act, spec, opts.states, opts.seed + STATES_SEED_OFFSET
+        )
+        states = np.concatenate(episodes)
+        ol = open_loop(link, episodes, spec)
         paced_run = (not emulated) if opts.paced is None else opts.paced
         log(
-            f"closed loop: {opts.episodes} episodes per row ({', '.join(HIL_ROWS)}) with the "
+            f"closed loop: {opts.episodes} episodes per row "
+            f"({len(hil_rows(spec.task_config(), opts.rows))} rows: {opts.rows}) with the "
             + (
                 "board in the loop, in real time at the control rate"
                 if paced_run
@@ -64,7 +75,7 @@ def run_hil(opts: HilOptions, log: Callable[[str], None] = print) -> dict:
         open_loop=ol,
         closed_loop=cl,
         link_stats=stats,
-        wire=bytes_per_step(states[0], info.act_dim),
+        wire=bytes_per_step(states[0][observation.wire_columns(spec.obs_layout)], info.act_dim),
     )
     hil_report.write(report, ol, cl, inputs, states, Path(opts.reports))
     if opts.video:

@@ -37,22 +37,26 @@ class PacedStats:
     results: list[StepResult] = field(default_factory=list)
 
 
-def paced_task(task: TaskConfig) -> TaskConfig:
-    """``task`` able to delay a command by up to one control period (set per step here)."""
-    period_steps = task.substeps
-    return task.replace(randomise=True, latency_s=(0.0, period_steps / task.physics_hz))
+def paced_task(task: TaskConfig, max_delay: int | None = None) -> TaskConfig:
+    """``task`` able to delay a command by up to ``max_delay`` physics steps (default
+    one control period, or the task's own latency if longer; set per step here)."""
+    if max_delay is None:
+        max_delay = max(task.substeps, task.latency_steps[1])
+    return task.replace(randomise=True, latency_s=(0.0, max_delay / task.physics_hz))
 
 
-def board_answer(link: Link, task: TaskConfig, stats: PacedStats) -> Answer:
-    """The board as an ``Answer``: its ACTION, or None when it misses the deadline, and
-    the round trip in whole physics steps. ``fly`` sets link.timeout to what is left of
-    the period before each call."""
+def board_answer(link: Link, task: TaskConfig, stats: PacedStats, columns: np.ndarray) -> Answer:
+    """The board as an ``Answer``: its ACTION for the observation's estimate and sensor
+    numbers (``columns``), or None when it misses the deadline, and the round trip in
+    whole physics steps. ``fly`` sets link.timeout to what is left of the period before
+    each call. A late answer was still committed by the board, so its past actions then
+    hold a command the motors never got: the sim's cannot follow it there."""
     physics_dt = 1.0 / task.physics_hz
 
     def answer(obs: np.ndarray) -> tuple[np.ndarray | None, int]:
         stats.steps += 1
         try:
-            r = link.step(obs)
+            r = link.step(obs[columns])
         except LinkTimeout:
             stats.deadline_misses += 1
             return None, 0
@@ -75,11 +79,14 @@ def fly(
     episodes: int,
     seed: int,
     link: Link | None = None,
+    start: Callable[[], object] | None = None,
+    max_delay: int | None = None,
 ) -> Rollout:
     """``episodes`` episodes, one vehicle at a time, from the initial states of seeds
     seed, seed + 1, ...; paced by the wall clock when ``link`` is given (its timeout is
-    set to the time left in each period, with no retries)."""
-    task = paced_task(task)
+    set to the time left in each period, with no retries). ``start`` is called as each
+    episode begins (a board's RESET), before the pacing starts."""
+    task = paced_task(task, max_delay)
     period = 1.0 / task.control_hz
     n = task.max_steps
     success = np.zeros(episodes, dtype=bool)
@@ -97,6 +104,12 @@ def fly(
         for ep in range(episodes):
             b = QuadBatch(task, 1, seed=seed + ep, parallel=False)
             b.reset()
+            if start is not None:
+                if link:
+                    link.timeout, link.retries = saved
+                start()
+                if link:
+                    link.retries = 0
             positions[0, ep] = b.state[0, L.POS : L.POS + 3]
             attitudes[0, ep] = b.state[0, L.QUAT : L.QUAT + 4]
             last = np.full(ACT_DIM, task.initial_action(), dtype=np.float32)

@@ -253,3 +253,13 @@ def board_constants(task) -> dict:
         "initial_action": float(np.float32(task.initial_action())),
         "history": int(task.action_history),
     }
+
+
+def wire_columns(obs_layout) -> np.ndarray:
+    """Indices of an observation's estimate and sensor numbers: what a v4 STEP sends."""
+    cols = [
+        np.arange(d["offset"], d["offset"] + d["size"])
+        for d in describe(obs_layout)
+        if d["source"] != BOARD
+    ]
+    return np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)

@@ -124,9 +124,12 @@ Every byte takes the boards' path: into the receive ring, drained by
 times as the reply is long (plus 8 for a policy call), so bytes queue in the ring and a
 flood of short frames overflows it. Beyond memory safety the harness checks the
 protocol's promises on every reply: well-formed frame, an ACTION only for an intact STEP
-with finite observations, seq 0 exactly on integrity errors, a reply for every
-non-empty frame the device received and for nothing else, and every byte the full ring
-dropped counted, in the ring and in INFO."""
+with finite inputs after a READY (or a repeat of the last stepped seq, answered with
+the same bytes), every action finite, NOT_RESET only before the first RESET, the board's
+kept blocks stepped once per new ACTION and never by an ERROR or a repeat (the integral
+within its limit, the past actions in [-1, 1]), seq 0 exactly on integrity errors, a
+reply for every non-empty frame the device received and for nothing else, and every
+byte the full ring dropped counted, in the ring and in INFO (protocol version 4)."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-/* Frame reassembly, integrity checks, dispatch and the policy call. */
+/* Frame reassembly, integrity checks, dispatch, the board's kept blocks and the policy
+ * call. */
 #include "qp_device.h"
 
 #include <string.h>
@@ -7,14 +8,17 @@
 #include "qp_crc16.h"
 #include "qp_wire.h"
 
-/* The policy header is chosen at build time: -DQP_MODEL_HEADER='"path/policy.h"'. */
-#include QP_MODEL_HEADER
+/* The policy header is chosen at build time (-DQP_MODEL_HEADER='"path/policy.h"');
+ * qp_device.h has included it, and qp_state.h's declarations, already. */
 
 /* Compile-time checks of the policy header against what the protocol can carry. */
-typedef char qp_check_obs_dim[(QP_OBS_DIM >= 1 && QP_OBS_DIM <= QP_MAX_OBS) ? 1 : -1];
-typedef char qp_check_act_dim[(QP_ACT_DIM >= 1 &&
-                               QP_ACTION_HEADER + 4 * QP_ACT_DIM <= QP_MAX_PAYLOAD) ? 1 : -1];
+typedef char qp_check_in_dim[(QP_IN_DIM >= 1 && QP_IN_DIM <= QP_MAX_OBS &&
+                              QP_IN_DIM <= 255 && QP_IN_DIM <= QP_OBS_DIM) ? 1 : -1];
+typedef char qp_check_act_dim[(QP_ACT_DIM >= 1 && QP_ACTION_PAYLOAD <= QP_MAX_PAYLOAD) ? 1 : -1];
 typedef char qp_check_hash_len[(sizeof(QP_MODEL_HASH) == 2 * QP_HASH_SIZE + 1) ? 1 : -1];
+typedef char qp_check_data_hash_len[(sizeof(QP_DATA_HASH) == 2 * QP_HASH_SIZE + 1) ? 1 : -1];
+/* INFO carries the board's blocks in a fixed field; the text must fit without its 0x00. */
+typedef char qp_check_board_blocks[(sizeof(QP_BOARD_BLOCKS) - 1 <= QP_BOARD_BLOCKS_SIZE) ? 1 : -1];
 #ifdef QP_EXPECT_SCHEME_ID
 #if QP_EXPECT_SCHEME_ID != QP_SCHEME_ID
 #error "SCHEME given to make does not match QP_SCHEME_ID in the MODEL header"
@@ -48,17 +52,21 @@ static int hex_value(char c)
     return 0; /* the generator emits lowercase hex; anything else reads as 0 */
 }
 
+static void hash_from_hex(const char *hex, uint8_t *out)
+{
+    size_t i;
+    for (i = 0; i < QP_HASH_SIZE; i++) {
+        out[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+    }
+}
+
 void qp_device_init(qp_device_t *dev, const qp_board_t *board)
 {
-    static const char hash_hex[] = QP_MODEL_HASH;
-    size_t i;
-
+    /* Clears the kept blocks too: state.ready = 0 until the first RESET. */
     memset(dev, 0, sizeof *dev);
     dev->board = board;
-    for (i = 0; i < QP_HASH_SIZE; i++) {
-        dev->model_hash[i] = (uint8_t)(hex_value(hash_hex[2 * i]) << 4 |
-                                       hex_value(hash_hex[2 * i + 1]));
-    }
+    hash_from_hex(QP_MODEL_HASH, dev->model_hash);
+    hash_from_hex(QP_DATA_HASH, dev->data_hash);
 #ifdef QP_ECHO
     dev->selftest = QP_SELFTEST_NOT_RUN;
 #else
@@ -125,42 +133,86 @@ static size_t reply_info(qp_device_t *dev, uint16_t seq, uint8_t *out)
     qp_put_u32(&p[QP_INFO_V1_SIZE + 8], rx != NULL ? rx->overruns : 0u);
     p[QP_INFO_V2_SIZE] = dev->selftest;
     p[QP_INFO_V2_SIZE + 1] = QP_INFO_KERNEL_VERSION;
+    memcpy(&p[QP_INFO_V3_SIZE], dev->data_hash, QP_HASH_SIZE);
+    p[QP_INFO_V3_SIZE + QP_HASH_SIZE] = QP_IN_DIM;
+    memset(&p[QP_INFO_V3_SIZE + QP_HASH_SIZE + 1], 0, QP_BOARD_BLOCKS_SIZE);
+    memcpy(&p[QP_INFO_V3_SIZE + QP_HASH_SIZE + 1], QP_BOARD_BLOCKS, sizeof(QP_BOARD_BLOCKS) - 1);
     return finish_reply(dev, QP_MSG_INFO, seq, QP_INFO_SIZE, out);
 }
 
+/* RESET: the kept blocks to their start (integral 0, past actions QP_INITIAL_ACTION) and
+ * the cached ACTION forgotten, so the next STEP steps whatever its seq. */
+static size_t reply_reset(qp_device_t *dev, uint16_t seq, size_t len, uint8_t *out)
+{
+    if (len != 0) {
+        return reply_error(dev, seq, QP_ERROR_BAD_LENGTH, QP_MSG_RESET, out);
+    }
+#ifndef QP_ECHO
+    qp_state_reset(&dev->state);
+#endif
+    dev->have_last = 0;
+    return finish_reply(dev, QP_MSG_READY, seq, 0, out);
+}
+
+/* STEP: the inputs (the estimate and sensor blocks) -> the kept blocks build the
+ * observation, the policy acts, the blocks keep this step's integral and command. Every
+ * check comes before qp_state_commit, so an ERROR leaves the kept blocks as they were. */
 static size_t reply_step(qp_device_t *dev, uint16_t seq, const uint8_t *payload,
                          size_t len, uint8_t *out)
 {
-    float obs[QP_OBS_DIM];
+    float in[QP_IN_DIM];
     float action[QP_ACT_DIM];
     uint8_t *p = &dev->reply[QP_HEADER_SIZE];
-    uint32_t start, ticks;
+    uint32_t t0, t1, t2, t3;
     size_t i;
     int rc;
 
+#ifndef QP_ECHO
+    /* A retry of the last STEP that stepped: its reply was lost, not its effect. The
+     * payload is not read again; the seq names the request. */
+    if (dev->have_last && seq == dev->last_seq) {
+        dev->stats.repeats++;
+        memcpy(p, dev->last_action, QP_ACTION_PAYLOAD);
+        return finish_reply(dev, QP_MSG_ACTION, seq, QP_ACTION_PAYLOAD, out);
+    }
+#endif
     if (len < QP_STEP_HEADER || len != QP_STEP_HEADER + 4u * payload[0]) {
         return reply_error(dev, seq, QP_ERROR_BAD_LENGTH, QP_MSG_STEP, out);
     }
-    if (payload[0] != QP_OBS_DIM) {
-        return reply_error(dev, seq, QP_ERROR_WRONG_DIMS, QP_OBS_DIM, out);
+    if (payload[0] != QP_IN_DIM) {
+        return reply_error(dev, seq, QP_ERROR_WRONG_DIMS, QP_IN_DIM, out);
     }
-    for (i = 0; i < QP_OBS_DIM; i++) {
-        obs[i] = qp_get_f32(&payload[QP_STEP_HEADER + 4 * i]);
-        if (!qp_is_finite(obs[i])) {
+#ifndef QP_ECHO
+    if (!dev->state.ready) {
+        return reply_error(dev, seq, QP_ERROR_NOT_RESET, 0, out);
+    }
+#endif
+    for (i = 0; i < QP_IN_DIM; i++) {
+        in[i] = qp_get_f32(&payload[QP_STEP_HEADER + 4 * i]);
+        if (!qp_is_finite(in[i])) {
             return reply_error(dev, seq, QP_ERROR_NONFINITE, (uint8_t)i, out);
         }
     }
 
-    start = dev->board->ticks();
 #ifdef QP_ECHO
+    /* No policy and no kept blocks: the first inputs come back as the action. */
+    t0 = t1 = dev->board->ticks();
     for (i = 0; i < QP_ACT_DIM; i++) {
-        action[i] = i < QP_OBS_DIM ? obs[i] : 0.0f;
+        action[i] = i < QP_IN_DIM ? in[i] : 0.0f;
     }
     rc = QP_OK;
+    t2 = t3 = dev->board->ticks();
 #else
-    rc = qp_policy_act(obs, action);
+    /* The ticks are read around each part so that ACTION reports the policy call alone
+     * (infer_ticks, comparable with every earlier version) and the state's share apart. */
+    t0 = dev->board->ticks();
+    rc = qp_state_observe(&dev->state, in); /* ready and finite: checked above */
+    t1 = dev->board->ticks();
+    if (rc == QP_OK) {
+        rc = qp_policy_act(dev->state.obs, action);
+    }
+    t2 = dev->board->ticks();
 #endif
-    ticks = dev->board->ticks() - start;
 
     if (rc == QP_ERR_NONFINITE) {
         return reply_error(dev, seq, QP_ERROR_NONFINITE, 0xFF, out);
@@ -173,16 +225,26 @@ static size_t reply_step(qp_device_t *dev, uint16_t seq, const uint8_t *payload,
             return reply_error(dev, seq, QP_ERROR_POLICY, 0xFF, out);
         }
     }
+#ifndef QP_ECHO
+    qp_state_commit(&dev->state, action);
+    t3 = dev->board->ticks();
+#endif
 
     dev->stats.steps++;
-    dev->stats.last_ticks = ticks;
-    qp_put_u32(&p[0], ticks);
+    dev->stats.last_ticks = t2 - t1;
+    qp_put_u32(&p[0], t2 - t1);
     qp_put_u32(&p[4], dev->board->tick_hz);
-    p[8] = QP_ACT_DIM;
+    qp_put_u32(&p[8], (t1 - t0) + (t3 - t2));
+    p[12] = QP_ACT_DIM;
     for (i = 0; i < QP_ACT_DIM; i++) {
         qp_put_f32(&p[QP_ACTION_HEADER + 4 * i], action[i]);
     }
-    return finish_reply(dev, QP_MSG_ACTION, seq, QP_ACTION_HEADER + 4 * QP_ACT_DIM, out);
+#ifndef QP_ECHO
+    memcpy(dev->last_action, p, QP_ACTION_PAYLOAD);
+    dev->last_seq = seq;
+    dev->have_last = 1;
+#endif
+    return finish_reply(dev, QP_MSG_ACTION, seq, QP_ACTION_PAYLOAD, out);
 }
 
 size_t qp_device_handle_packet(qp_device_t *dev, const uint8_t *packet, size_t n,
@@ -216,6 +278,8 @@ size_t qp_device_handle_packet(qp_device_t *dev, const uint8_t *packet, size_t n
         return finish_reply(dev, QP_MSG_PONG, seq, len, out);
     case QP_MSG_STEP:
         return reply_step(dev, seq, payload, len, out);
+    case QP_MSG_RESET:
+        return reply_reset(dev, seq, len, out);
     default:
         return reply_error(dev, seq, QP_ERROR_UNKNOWN_TYPE, packet[0], out);
     }

@@ -1,9 +1,13 @@
 /* qp_device.h - the device side of the protocol: a byte-at-a-time receiver that
- * reassembles frames, checks them and answers each with exactly one reply frame.
+ * reassembles frames, checks them and answers each with exactly one reply frame, and
+ * the board's own blocks of the observation (qp_state.h), which RESET starts and every
+ * STEP advances.
  *
  * Board-independent: the board's receive interrupt pushes bytes into its qp_ring_t,
  * the main loop calls qp_device_poll() and writes out whatever it returns. No malloc,
- * no globals: all state lives in qp_device_t and the board's ring.
+ * no globals: all state lives in qp_device_t and the board's ring. qp_device_t's size
+ * depends on the model (the kept blocks, the cached ACTION), so this header includes
+ * the data header named by QP_MODEL_HEADER.
  */
 #ifndef QP_DEVICE_H
 #define QP_DEVICE_H
@@ -13,6 +17,12 @@
 
 #include "qp_protocol.h"
 #include "qp_ring.h"
+
+#include QP_MODEL_HEADER
+#include "qp_state.h"
+
+/* The ACTION payload a STEP is answered with; the last one is kept for repeats. */
+#define QP_ACTION_PAYLOAD (QP_ACTION_HEADER + 4 * QP_ACT_DIM)
 
 /* What the board tells the core about itself. */
 typedef struct {
@@ -29,7 +39,8 @@ typedef struct {
 typedef struct {
     uint32_t frames;       /* non-empty frames received */
     uint32_t rejected;     /* frames answered with ERROR */
-    uint32_t steps;        /* STEP requests answered with ACTION */
+    uint32_t steps;        /* STEPs that ran the policy (repeats not counted) */
+    uint32_t repeats;      /* STEPs answered from the cache: the host's retries */
     uint32_t last_ticks;   /* duration of the last policy call */
 } qp_stats_t;
 
@@ -41,12 +52,23 @@ typedef struct {
     uint8_t packet[QP_MAX_ENCODED];
     uint8_t reply[QP_MAX_PACKET];
     uint8_t model_hash[QP_HASH_SIZE];
+    uint8_t data_hash[QP_HASH_SIZE];
     uint8_t selftest;           /* QP_SELFTEST_*: the policy self-test at init */
     qp_stats_t stats;
+    /* The board's blocks (integral, past actions): not ready until the first RESET, so
+     * a board that rebooted mid-flight refuses STEPs instead of inventing a start. */
+    qp_state_t state;
+    /* The last STEP that stepped the state: a STEP with its seq is the host's retry (its
+     * reply was lost) and gets these same bytes back, so no retry steps the state twice.
+     * RESET forgets it. */
+    int have_last;
+    uint16_t last_seq;
+    uint8_t last_action[QP_ACTION_PAYLOAD];
 } qp_device_t;
 
 /* Also runs the policy's self-test (qp_policy_selftest), whose result INFO reports: a
- * board that fails it answers as usual, and the host refuses it. */
+ * board that fails it answers as usual, and the host refuses it. The kept blocks start
+ * not ready: STEP answers NOT_RESET until the host sends RESET. */
 void qp_device_init(qp_device_t *dev, const qp_board_t *board);
 
 /* Feed one received byte. When it completes a frame, the encoded reply frame (with its

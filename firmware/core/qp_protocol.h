@@ -9,8 +9,10 @@
 #define QP_PROTOCOL_H
 
 /* 2: INFO gained reset cause, watchdog and receive counters; 3: the policy self-test's
- * result and the kernel version. */
-#define QP_PROTOCOL_VERSION 3
+ * result and the kernel version; 4: the board keeps its own blocks of the observation
+ * (RESET/READY, STEP carries only the estimate and sensor blocks, ACTION the state-update
+ * ticks, INFO the data hash, the input size and the blocks the board keeps). */
+#define QP_PROTOCOL_VERSION 4
 
 /* Packet = type (u8) | seq (u16 LE) | payload | crc16 (u16 LE), COBS-framed, 0x00-terminated. */
 #define QP_HEADER_SIZE 3
@@ -33,9 +35,11 @@
 #define QP_MSG_HELLO 0x01
 #define QP_MSG_PING 0x02
 #define QP_MSG_STEP 0x03
+#define QP_MSG_RESET 0x04
 #define QP_MSG_INFO 0x81
 #define QP_MSG_PONG 0x82
 #define QP_MSG_ACTION 0x83
+#define QP_MSG_READY 0x84
 #define QP_MSG_ERROR 0xFF
 
 /* Error codes carried by ERROR. The first three mean the frame failed its integrity
@@ -45,16 +49,21 @@
 #define QP_ERROR_OVERSIZE 3     /* frame longer than QP_MAX_ENCODED / QP_MAX_PACKET */
 #define QP_ERROR_UNKNOWN_TYPE 4 /* detail = the type byte received */
 #define QP_ERROR_BAD_LENGTH 5   /* payload length wrong for the type; detail = type */
-#define QP_ERROR_WRONG_DIMS 6   /* STEP obs count != model obs dim; detail = obs dim */
-#define QP_ERROR_NONFINITE 7    /* NaN or Inf in the observation; detail = index */
+#define QP_ERROR_WRONG_DIMS 6   /* STEP input count != QP_IN_DIM; detail = QP_IN_DIM */
+#define QP_ERROR_NONFINITE 7    /* NaN or Inf in the inputs; detail = index */
 #define QP_ERROR_POLICY 8       /* policy returned an error or a non-finite action */
+#define QP_ERROR_NOT_RESET 9    /* STEP before the first RESET: the kept blocks have no start */
 
-/* INFO payload (86 bytes): version 1's 72 bytes, the version 2 fields, then version 3's. */
+/* INFO payload (183 bytes): version 1's 72 bytes, the version 2 fields, version 3's,
+ * then version 4's: the data hash, the input size (u8) and the board's blocks
+ * ("name:size,..." ASCII, zero-padded). */
 #define QP_HASH_SIZE 32
 #define QP_BUILD_ID_SIZE 24
 #define QP_INFO_V1_SIZE (16 + QP_HASH_SIZE + QP_BUILD_ID_SIZE)
 #define QP_INFO_V2_SIZE (QP_INFO_V1_SIZE + 12)
-#define QP_INFO_SIZE (QP_INFO_V2_SIZE + 2)
+#define QP_INFO_V3_SIZE (QP_INFO_V2_SIZE + 2)
+#define QP_BOARD_BLOCKS_SIZE 64
+#define QP_INFO_SIZE (QP_INFO_V3_SIZE + QP_HASH_SIZE + 1 + QP_BOARD_BLOCKS_SIZE)
 #define QP_INFO_FLAG_ECHO 0x01 /* echo build: STEP copies obs into the action, no policy */
 
 /* Reset causes reported in INFO (the STM32F405 reads them from RCC_CSR). */
@@ -82,10 +91,12 @@
 #define QP_TICK_SYSTICK 1    /* SysTick at the core clock (QEMU: virtual 168 MHz) */
 #define QP_TICK_DWT_CYCCNT 2 /* DWT cycle counter: CPU cycles */
 
-/* STEP payload: count (u8) then count float32 LE. ACTION payload: infer_ticks (u32),
- * tick_hz (u32), count (u8), then count float32 LE. */
+/* STEP payload: count (u8) then count float32 LE (the estimate and sensor blocks).
+ * ACTION payload: infer_ticks (u32, the policy call), tick_hz (u32), state_ticks (u32,
+ * building the observation and keeping the command), count (u8), count float32 LE.
+ * RESET and READY carry no payload. */
 #define QP_STEP_HEADER 1
-#define QP_ACTION_HEADER 9
+#define QP_ACTION_HEADER 13
 #define QP_MAX_OBS ((QP_MAX_PAYLOAD - QP_STEP_HEADER) / 4)
 
 #endif

@@ -8,9 +8,14 @@
  * (ASan, UBSan) the harness checks, on the bytes that entered the ring:
  *   - a reply comes only on a 0x00 that ends a non-empty frame, and then always;
  *   - it is one well-formed frame: no inner 0x00, valid COBS, length, CRC;
- *   - ACTION only for an intact STEP of the right size with finite observations;
+ *   - ACTION only for an intact STEP of the right size with finite inputs, after an
+ *     intact RESET, or for a repeat of the last stepped seq (then the same bytes);
+ *   - READY only for an intact, empty RESET; NOT_RESET only before the first READY;
+ *   - every action finite; the kept blocks step once per new ACTION and never on an
+ *     ERROR or a repeat, the integral within its limit, the past actions in [-1, 1];
  *   - integrity errors carry seq 0, every other reply echoes the request's seq;
  *   - the ring counts every byte it drops, and INFO reports that count.
+ * A fresh device per input: an input is a session from boot.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,8 +26,6 @@
 #include "qp_device.h"
 #include "qp_ring.h"
 #include "qp_wire.h"
-
-#include QP_MODEL_HEADER
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,13 +53,26 @@ typedef struct {
     int intact; /* COBS, size and CRC all good */
     uint8_t type;
     uint16_t seq;
-    int good_step; /* intact STEP, right count and length, all observations finite */
+    size_t len;    /* payload bytes */
+    int good_step; /* intact STEP, right count and length, all inputs finite */
 } request_t;
+
+/* The harness's model of the session: what the device has been told so far. */
+typedef struct {
+    int ready;              /* a READY was sent since boot */
+    uint32_t steps;         /* ACTIONs that stepped since that READY */
+    int have_last;          /* the last stepped ACTION, for repeats */
+    uint16_t last_seq;
+    uint8_t last[QP_MAX_PACKET];
+    long last_len;
+} session_t;
+
+static session_t session;
 
 static request_t inspect(const uint8_t *frame, size_t n, int overflow)
 {
     static uint8_t packet[QP_MAX_ENCODED];
-    request_t r = {0, 0, 0, 0};
+    request_t r = {0, 0, 0, 0, 0};
     long len;
     if (overflow) {
         return r;
@@ -69,11 +85,12 @@ static request_t inspect(const uint8_t *frame, size_t n, int overflow)
     r.intact = 1;
     r.type = packet[0];
     r.seq = qp_get_u16(&packet[1]);
-    if (r.type == QP_MSG_STEP && len == QP_MIN_PACKET + 1 + 4 * QP_OBS_DIM &&
-        packet[3] == QP_OBS_DIM) {
+    r.len = (size_t)len - QP_MIN_PACKET;
+    if (r.type == QP_MSG_STEP && len == QP_MIN_PACKET + 1 + 4 * QP_IN_DIM &&
+        packet[3] == QP_IN_DIM) {
         size_t i;
         r.good_step = 1;
-        for (i = 0; i < QP_OBS_DIM; i++) {
+        for (i = 0; i < QP_IN_DIM; i++) {
             r.good_step &= qp_is_finite(qp_get_f32(&packet[4 + 4 * i]));
         }
     }
@@ -93,12 +110,38 @@ static uint8_t check_reply(const uint8_t *reply, size_t n, request_t req, uint32
     REQUIRE(qp_crc16(packet, (size_t)len - 2) == qp_get_u16(&packet[len - 2]));
     seq = qp_get_u16(&packet[1]);
     if (packet[0] == QP_MSG_ACTION) {
-        REQUIRE(req.good_step);
+        size_t i;
+        REQUIRE(session.ready && req.intact && req.type == QP_MSG_STEP);
+        REQUIRE(len == QP_MIN_PACKET + QP_ACTION_PAYLOAD && packet[QP_HEADER_SIZE + QP_ACTION_HEADER - 1] == QP_ACT_DIM);
+        for (i = 0; i < QP_ACT_DIM; i++) {
+            REQUIRE(qp_is_finite(qp_get_f32(&packet[QP_HEADER_SIZE + QP_ACTION_HEADER + 4 * i])));
+        }
+        if (session.have_last && req.seq == session.last_seq) {
+            /* A retry: the bytes of the first answer, nothing stepped. */
+            REQUIRE(len == session.last_len && memcmp(packet, session.last, (size_t)len) == 0);
+        } else {
+            REQUIRE(req.good_step);
+            session.steps++;
+            session.have_last = 1;
+            session.last_seq = req.seq;
+            session.last_len = len;
+            memcpy(session.last, packet, (size_t)len);
+        }
+    }
+    if (packet[0] == QP_MSG_READY) {
+        REQUIRE(req.intact && req.type == QP_MSG_RESET && req.len == 0 &&
+                len == QP_MIN_PACKET);
+        session.ready = 1;
+        session.steps = 0;
+        session.have_last = 0;
     }
     if (packet[0] == QP_MSG_ERROR) {
         uint8_t code = packet[3];
         REQUIRE(len == QP_MIN_PACKET + 2);
-        REQUIRE(code >= QP_ERROR_BAD_FRAME && code <= QP_ERROR_POLICY);
+        REQUIRE(code >= QP_ERROR_BAD_FRAME && code <= QP_ERROR_NOT_RESET);
+        REQUIRE(code != QP_ERROR_NOT_RESET || !session.ready);
+        REQUIRE(!(req.intact && req.type == QP_MSG_STEP && session.have_last &&
+                  req.seq == session.last_seq)); /* a repeat is always answered */
         if (code <= QP_ERROR_OVERSIZE) {
             REQUIRE(!req.intact && seq == 0);
         } else {
@@ -112,8 +155,24 @@ static uint8_t check_reply(const uint8_t *reply, size_t n, request_t req, uint32
         REQUIRE(len == QP_MIN_PACKET + QP_INFO_SIZE);
         REQUIRE(v2[0] == QP_RESET_POWER_ON && v2[1] == 0x0E && qp_get_u16(&v2[2]) == 250);
         REQUIRE(qp_get_u32(&v2[4]) == dropped && qp_get_u32(&v2[8]) == 0);
+        REQUIRE(packet[QP_HEADER_SIZE + QP_INFO_V3_SIZE + QP_HASH_SIZE] == QP_IN_DIM);
     }
     return packet[0];
+}
+
+/* The device's kept blocks agree with the session and stay in range. */
+static void check_state(const qp_device_t *dev)
+{
+    int i;
+    REQUIRE(dev->state.ready == session.ready);
+    REQUIRE(dev->state.steps == session.steps);
+    for (i = 0; i < 3; i++) {
+        REQUIRE(dev->state.integral[i] >= -QP_INTEGRAL_LIMIT &&
+                dev->state.integral[i] <= QP_INTEGRAL_LIMIT);
+    }
+    for (i = 0; i < QP_HISTORY * QP_ACT_DIM; i++) {
+        REQUIRE(dev->state.past[i] >= -1.0f && dev->state.past[i] <= 1.0f);
+    }
 }
 
 /* The harness's own view of the frame the device is receiving. */
@@ -166,6 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     qp_ring_init(&ring);
     qp_device_init(&dev, &FUZZ_BOARD);
+    memset(&session, 0, sizeof session);
     tracker.len = 0;
     tracker.overflow = 0;
     /* Byte time i: byte i arrives; if the device is not busy, its main loop polls.
@@ -188,6 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         consumed = accepted - qp_ring_count(&ring);
         REQUIRE(n > 0 || consumed == accepted); /* no reply: the ring was drained */
         type = account(&tracker, seen, accounted, consumed, reply, n, dropped);
+        check_state(&dev);
         accounted = consumed;
         if (n > 0) {
             busy_until = i + n + (type == QP_MSG_ACTION ? POLICY_BYTE_TIMES : 0);

@@ -1,5 +1,6 @@
 /* Unit tests for the portable core: CRC, COBS, the receive ring, receiver and
- * dispatch, the STM32F405's reset-cause decoding, and the shared protocol vectors
+ * dispatch, the board's kept blocks (qp_state.h) as the device drives them, the
+ * STM32F405's reset-cause decoding, and the shared protocol vectors
  * (tests/vectors/protocol.jsonl, path given as argv[1]).
  *
  * The device under test runs the fixture policy with a fake tick counter that advances
@@ -17,8 +18,6 @@
 #include "qp_device.h"
 #include "qp_wire.h"
 #include "../boards/stm32f405/reset_cause.h"
-
-#include QP_MODEL_HEADER
 
 static int checks, failures;
 
@@ -286,12 +285,14 @@ static void test_garbage_then_good(void)
     CHECK(actions == 0, "%d actions from garbage", actions);
     CHECK(errors > 100, "only %d errors from garbage", errors);
 
+    CHECK(!dev.state.ready, "garbage reset the kept blocks");
+    qp_state_reset(&dev.state); /* the RESET the host would send first */
     /* A STEP of zeros, built by hand. */
     body[0] = QP_MSG_STEP;
     qp_put_u16(&body[1], 77);
-    body[3] = QP_OBS_DIM;
-    memset(&body[4], 0, 4 * QP_OBS_DIM);
-    n = 4 + 4 * QP_OBS_DIM;
+    body[3] = QP_IN_DIM;
+    memset(&body[4], 0, 4 * QP_IN_DIM);
+    n = 4 + 4 * QP_IN_DIM;
     qp_put_u16(&body[n], qp_crc16(body, n));
     good_len = qp_cobs_encode(body, n + 2, good, sizeof good);
     good[good_len++] = 0;
@@ -351,11 +352,11 @@ static void test_ring(void)
 static size_t encode_step_zeros(uint16_t seq, uint8_t *frame)
 {
     uint8_t body[QP_MAX_PACKET];
-    size_t n = 4 + 4 * QP_OBS_DIM, len;
+    size_t n = 4 + 4 * QP_IN_DIM, len;
     body[0] = QP_MSG_STEP;
     qp_put_u16(&body[1], seq);
-    body[3] = QP_OBS_DIM;
-    memset(&body[4], 0, 4 * QP_OBS_DIM);
+    body[3] = QP_IN_DIM;
+    memset(&body[4], 0, 4 * QP_IN_DIM);
     qp_put_u16(&body[n], qp_crc16(body, n));
     len = qp_cobs_encode(body, n + 2, frame, QP_MAX_FRAME);
     frame[len] = 0;
@@ -376,6 +377,7 @@ static void test_poll_and_overflow(void)
 
     qp_ring_init(&vec_ring);
     qp_device_init(&dev, &TEST_BOARD);
+    qp_state_reset(&dev.state);
     for (k = 0; k < 6; k++) {
         flen = encode_step_zeros((uint16_t)(100 + k), frame);
         for (i = 0; i < flen; i++) {
@@ -436,6 +438,161 @@ static void test_poll_and_overflow(void)
     CHECK(n > 0 && decode_reply(reply, n, packet, &len) && packet[0] == QP_MSG_ACTION &&
               qp_get_u16(&packet[1]) == 201,
           "good frame after the overflow not answered");
+}
+
+/* One request through qp_device_handle_packet; returns the reply's type (0 if the reply
+ * is malformed) and leaves the decoded reply packet in packet. */
+static uint8_t request(qp_device_t *dev, uint8_t type, uint16_t seq, const uint8_t *payload,
+                       size_t len, uint8_t *packet)
+{
+    static uint8_t body[QP_MAX_PACKET], out[QP_MAX_FRAME];
+    size_t n, plen;
+    body[0] = type;
+    qp_put_u16(&body[1], seq);
+    if (len > 0) {
+        memcpy(&body[3], payload, len);
+    }
+    qp_put_u16(&body[3 + len], qp_crc16(body, 3 + len));
+    n = qp_device_handle_packet(dev, body, 3 + len + QP_CRC_SIZE, out);
+    return decode_reply(out, n, packet, &plen) ? packet[0] : 0;
+}
+
+static size_t step_payload(const float *in, uint8_t count, uint8_t *payload)
+{
+    size_t i;
+    payload[0] = count;
+    for (i = 0; i < count; i++) {
+        qp_put_f32(&payload[1 + 4 * i], in[i]);
+    }
+    return 1 + 4u * count;
+}
+
+/* The kept blocks through the device: nothing before a RESET; a RESET's start; each
+ * STEP's observation in layout order (inputs, this step's integral, the past command);
+ * the integral's clip; a failed STEP changes nothing; a repeated seq steps nothing;
+ * RESET forgets both the blocks and the cached seq. */
+static void test_state_through_device(void)
+{
+    static qp_device_t dev;
+    static uint8_t packet[QP_MAX_ENCODED], payload[QP_MAX_PAYLOAD], first[QP_MAX_PACKET];
+    static qp_state_t before;
+    float in[QP_IN_DIM], act[QP_ACT_DIM];
+    size_t n, i, k;
+    int ok = 1;
+
+    for (i = 0; i < QP_IN_DIM; i++) {
+        in[i] = 0.05f * (float)i;
+    }
+    in[QP_IN_POSITION_ERROR] = 30.0f; /* 0.3 m s a step: clips at the second */
+    n = step_payload(in, QP_IN_DIM, payload);
+    qp_device_init(&dev, &TEST_BOARD);
+    CHECK(request(&dev, QP_MSG_STEP, 1, payload, n, packet) == QP_MSG_ERROR &&
+              packet[3] == QP_ERROR_NOT_RESET,
+          "STEP before RESET answered %02x", packet[0]);
+    CHECK(request(&dev, QP_MSG_RESET, 2, payload, 1, packet) == QP_MSG_ERROR &&
+              packet[3] == QP_ERROR_BAD_LENGTH && packet[4] == QP_MSG_RESET && !dev.state.ready,
+          "RESET with a payload accepted");
+    CHECK(request(&dev, QP_MSG_RESET, 3, NULL, 0, packet) == QP_MSG_READY &&
+              qp_get_u16(&packet[1]) == 3 && dev.state.ready,
+          "RESET not answered READY");
+    for (i = 0; i < QP_HISTORY * QP_ACT_DIM; i++) {
+        ok &= dev.state.past[i] == QP_INITIAL_ACTION;
+    }
+    CHECK(ok && dev.state.integral[0] == 0.0f, "RESET: past actions or integral not at start");
+
+    for (k = 0; k < 3; k++) {
+        float expect;
+        CHECK(request(&dev, QP_MSG_STEP, (uint16_t)(10 + k), payload, n, packet) ==
+                  QP_MSG_ACTION,
+              "STEP %zu not answered", k);
+        for (i = 0; i < QP_IN_DIM; i++) {
+            ok &= dev.state.obs[i] == in[i];
+        }
+        /* The observation held the integral including this step's error. */
+        expect = k == 0 ? 30.0f * QP_INTEGRAL_DT : QP_INTEGRAL_LIMIT;
+        CHECK(dev.state.obs[QP_IN_DIM] == expect && dev.state.integral[0] == expect,
+              "step %zu: integral %g, want %g", k, (double)dev.state.obs[QP_IN_DIM],
+              (double)expect);
+        CHECK(qp_get_u32(&packet[3]) == 7 && qp_get_u32(&packet[3 + 8]) == 14 &&
+                  packet[3 + 12] == QP_ACT_DIM,
+              "ACTION header: infer %u, state %u", (unsigned)qp_get_u32(&packet[3]),
+              (unsigned)qp_get_u32(&packet[3 + 8]));
+        for (i = 0; i < QP_ACT_DIM; i++) {
+            act[i] = qp_get_f32(&packet[3 + QP_ACTION_HEADER + 4 * i]);
+            ok &= dev.state.past[i] == (act[i] > 1.0f ? 1.0f : (act[i] < -1.0f ? -1.0f : act[i]));
+        }
+        CHECK(ok, "step %zu: inputs or past command not kept", k);
+        if (k == 0) {
+            memcpy(first, packet, sizeof first);
+        }
+    }
+    CHECK(dev.state.steps == 3 && dev.stats.steps == 3, "steps %u", (unsigned)dev.state.steps);
+
+    /* Failures: the kept blocks stay as they were, byte for byte. */
+    before = dev.state;
+    in[4] = NAN;
+    step_payload(in, QP_IN_DIM, payload);
+    CHECK(request(&dev, QP_MSG_STEP, 20, payload, n, packet) == QP_MSG_ERROR &&
+              packet[3] == QP_ERROR_NONFINITE && packet[4] == 4,
+          "NaN input: %02x %u", packet[3], packet[4]);
+    in[4] = 0.2f;
+    step_payload(in, QP_IN_DIM - 1, payload);
+    CHECK(request(&dev, QP_MSG_STEP, 21, payload, n - 4, packet) == QP_MSG_ERROR &&
+              packet[3] == QP_ERROR_WRONG_DIMS && packet[4] == QP_IN_DIM,
+          "short STEP: %02x %u", packet[3], packet[4]);
+    CHECK(request(&dev, QP_MSG_STEP, 22, payload, n - 1, packet) == QP_MSG_ERROR &&
+              packet[3] == QP_ERROR_BAD_LENGTH,
+          "cut STEP: %02x", packet[3]);
+    CHECK(memcmp(&before, &dev.state, sizeof before) == 0, "a failed STEP changed the state");
+
+    /* The last stepped seq again: the same bytes, no step; another seq steps. */
+    n = step_payload(in, QP_IN_DIM, payload);
+    CHECK(request(&dev, QP_MSG_STEP, 12, payload, n, packet) == QP_MSG_ACTION &&
+              dev.state.steps == 3 && dev.stats.repeats == 1,
+          "repeat stepped: steps %u", (unsigned)dev.state.steps);
+    CHECK(request(&dev, QP_MSG_STEP, 11, payload, n, packet) == QP_MSG_ACTION &&
+              dev.state.steps == 4,
+          "an older seq is not a repeat");
+
+    /* RESET: back to the start, and seq 10 steps anew with the first inputs. */
+    in[4] = 0.2f;
+    CHECK(request(&dev, QP_MSG_RESET, 30, NULL, 0, packet) == QP_MSG_READY &&
+              dev.state.steps == 0 && !dev.have_last,
+          "RESET kept the blocks or the cache");
+    in[QP_IN_POSITION_ERROR] = 30.0f;
+    for (i = 0; i < QP_IN_DIM; i++) {
+        in[i] = i == QP_IN_POSITION_ERROR ? 30.0f : 0.05f * (float)i;
+    }
+    n = step_payload(in, QP_IN_DIM, payload);
+    CHECK(request(&dev, QP_MSG_STEP, 10, payload, n, packet) == QP_MSG_ACTION &&
+              memcmp(&packet[3 + QP_ACTION_HEADER], &first[3 + QP_ACTION_HEADER],
+                     4 * QP_ACT_DIM) == 0,
+          "after RESET the first inputs do not give the first action");
+
+    /* Through qp_state_act alone: NOT_RESET before a reset, nothing kept. */
+    memset(&before, 0, sizeof before);
+    CHECK(qp_state_act(&before, in, act) == QP_ERR_NOT_RESET && before.steps == 0,
+          "qp_state_act before reset");
+}
+
+/* INFO version 4: after version 3's bytes the data hash, the input size, the blocks the
+ * board keeps (zero-padded). */
+static void test_info_v4(void)
+{
+    static qp_device_t dev;
+    static uint8_t packet[QP_MAX_ENCODED];
+    const uint8_t *p = &packet[3 + QP_INFO_V3_SIZE];
+    char blocks[QP_BOARD_BLOCKS_SIZE + 1] = {0}, hex[2 * QP_HASH_SIZE + 1];
+
+    qp_device_init(&dev, &TEST_BOARD);
+    CHECK(request(&dev, QP_MSG_HELLO, 1, NULL, 0, packet) == QP_MSG_INFO, "no INFO");
+    to_hex(p, QP_HASH_SIZE, hex);
+    CHECK(strcmp(hex, QP_DATA_HASH) == 0, "INFO data hash %s", hex);
+    CHECK(p[QP_HASH_SIZE] == QP_IN_DIM, "INFO in_dim %u", p[QP_HASH_SIZE]);
+    memcpy(blocks, &p[QP_HASH_SIZE + 1], QP_BOARD_BLOCKS_SIZE);
+    CHECK(strcmp(blocks, QP_BOARD_BLOCKS) == 0, "INFO board blocks %s", blocks);
+    CHECK(p[QP_HASH_SIZE + 1 + QP_BOARD_BLOCKS_SIZE - 1] == 0, "board blocks not padded");
+    CHECK(packet[3] == 4 && packet[3] == QP_PROTOCOL_VERSION, "version %u", packet[3]);
 }
 
 /* RCC_CSR as it reads after each kind of reset (flags set together on silicon). */
@@ -501,6 +658,8 @@ int main(int argc, char **argv)
     test_garbage_then_good();
     test_ring();
     test_poll_and_overflow();
+    test_state_through_device();
+    test_info_v4();
     test_reset_cause();
     test_long_build_id();
     run_vectors(argv[1]);

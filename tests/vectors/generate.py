@@ -12,11 +12,14 @@ One JSON object per line, every value the C test reads is a lowercase hex string
                 rejected) and the decoded reply.
 The device under test in exchanges: firmware/test/policy_fixture.h (its self-test
 passes), build id "vectors",
-a tick counter advancing 7 per read at 1 MHz (so every ACTION reports 7 ticks),
+a tick counter advancing 7 per read at 1 MHz (the board reads it around each part of a
+step, so every ACTION reports infer_ticks 7 and state_ticks 14),
 tick source 0 (host clock), reset cause WATCHDOG with flags 0x24, a 250 ms watchdog,
 and receive counters of 258 dropped bytes and 3 overruns (preset, to pin their byte
-order). Expected replies come from the Python codec and the numpy
-fixture policy; the C tests check that the firmware core produces the same bytes.
+order). Each exchange starts from a freshly booted device: no RESET yet, so its kept
+blocks have no start. Expected replies come from the Python codec, the numpy twin of the
+board's blocks (tests/board_twin.py) and the numpy fixture policy; the C tests check
+that the firmware core produces the same bytes.
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repository root
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 
-from firmware_support import (  # noqa: E402
+from board_twin import (  # noqa: E402
     ACT_DIM,
+    BOARD_BLOCKS,
+    DATA_HASH,
+    IN_DIM,
     OBS_DIM,
-    VECTORS,
-    fixture,
-    fixture_hash,
-    fixture_policy,
+    FixtureBoard,
 )
+from firmware_support import VECTORS, fixture, fixture_hash  # noqa: E402
 
 from firmware_bridge import codec  # noqa: E402
 from firmware_bridge.protocol import (  # noqa: E402
@@ -52,39 +56,62 @@ from firmware_bridge.protocol import (  # noqa: E402
 )
 
 BUILD_ID, TICK_HZ, TICKS_PER_CALL = "vectors", 1_000_000, 7
+STATE_TICKS = 2 * TICKS_PER_CALL  # observe (one interval) + commit (another)
 RESET_FLAGS, WATCHDOG_MS, RX_DROPPED, RX_OVERRUNS = 0x24, 250, 258, 3  # IWDGRSTF | PINRSTF
 
 
 # ---------------------------------------------------------------- reference device
 
 
-def device_reply(frame: bytes | codec.FrameError) -> bytes:
-    """What the firmware must answer to one received frame body (oversize as error)."""
-    try:
-        if isinstance(frame, codec.FrameError):
-            raise frame
-        packet = codec.decode_frame(frame)
-    except codec.FrameError as e:
-        return codec.encode(codec.Error(e.code, 0), 0)
-    seq, t, p = packet.seq, packet.type, packet.payload
-    if t == MsgType.HELLO:
-        if p:
-            return codec.encode(codec.Error(ErrorCode.BAD_LENGTH, t), seq)
-        return codec.encode(fixture_info(), seq)
-    if t == MsgType.PING:
-        return codec.encode(codec.Pong(p), seq)
-    if t == MsgType.STEP:
+class Device:
+    """A freshly booted board: what it must answer to each frame, in order."""
+
+    def __init__(self) -> None:
+        self.board = FixtureBoard()
+        self.last: tuple[int, bytes] | None = None  # seq and ACTION frame of the last step
+
+    def reply(self, frame: bytes | codec.FrameError) -> bytes:
+        """The answer to one received frame body (oversize as error)."""
+        try:
+            if isinstance(frame, codec.FrameError):
+                raise frame
+            packet = codec.decode_frame(frame)
+        except codec.FrameError as e:
+            return codec.encode(codec.Error(e.code, 0), 0)
+        seq, t, p = packet.seq, packet.type, packet.payload
+        if t == MsgType.HELLO:
+            if p:
+                return codec.encode(codec.Error(ErrorCode.BAD_LENGTH, t), seq)
+            return codec.encode(fixture_info(), seq)
+        if t == MsgType.PING:
+            return codec.encode(codec.Pong(p), seq)
+        if t == MsgType.RESET:
+            if p:
+                return codec.encode(codec.Error(ErrorCode.BAD_LENGTH, t), seq)
+            self.board.reset()
+            self.last = None
+            return codec.encode(codec.Ready(), seq)
+        if t == MsgType.STEP:
+            return self.step(seq, p)
+        return codec.encode(codec.Error(ErrorCode.UNKNOWN_TYPE, t), seq)
+
+    def step(self, seq: int, p: bytes) -> bytes:
+        if self.last is not None and self.last[0] == seq:
+            return self.last[1]  # the host's retry: the same bytes, no second step
         if not p or len(p) != 1 + 4 * p[0]:
-            return codec.encode(codec.Error(ErrorCode.BAD_LENGTH, t), seq)
-        if p[0] != OBS_DIM:
-            return codec.encode(codec.Error(ErrorCode.WRONG_DIMS, OBS_DIM), seq)
-        obs = struct.unpack(f"<{OBS_DIM}f", p[1:])
-        for i, v in enumerate(obs):
+            return codec.encode(codec.Error(ErrorCode.BAD_LENGTH, MsgType.STEP), seq)
+        if p[0] != IN_DIM:
+            return codec.encode(codec.Error(ErrorCode.WRONG_DIMS, IN_DIM), seq)
+        if not self.board.ready:
+            return codec.encode(codec.Error(ErrorCode.NOT_RESET, 0), seq)
+        inputs = struct.unpack(f"<{IN_DIM}f", p[1:])
+        for i, v in enumerate(inputs):
             if not math.isfinite(v):
                 return codec.encode(codec.Error(ErrorCode.NONFINITE, i), seq)
-        action = tuple(float(a) for a in fixture_policy(obs))
-        return codec.encode(codec.Action(action, TICKS_PER_CALL, TICK_HZ), seq)
-    return codec.encode(codec.Error(ErrorCode.UNKNOWN_TYPE, t), seq)
+        action = tuple(float(a) for a in self.board.act(inputs))
+        reply = codec.encode(codec.Action(action, TICKS_PER_CALL, TICK_HZ, STATE_TICKS), seq)
+        self.last = (seq, reply)
+        return reply
 
 
 def fixture_info() -> codec.Info:
@@ -107,6 +134,9 @@ def fixture_info() -> codec.Info:
         rx_overruns=RX_OVERRUNS,
         selftest=SelfTest.PASSED,
         kernel_version=fixture().kernel_version,
+        data_hash=bytes.fromhex(DATA_HASH),
+        in_dim=IN_DIM,
+        board_blocks=BOARD_BLOCKS,
     )
 
 
@@ -127,7 +157,7 @@ def describe(frame: bytes | codec.FrameError) -> dict:
         return {"rejected": e.code.name}
     d = {"type": msg.TYPE.name, "seq": seq}
     if isinstance(msg, codec.Step):
-        d["obs"] = [number(v) for v in msg.obs]
+        d["inputs"] = [number(v) for v in msg.inputs]
     elif isinstance(msg, codec.Ping | codec.Pong):
         d["data"] = msg.data.hex()
     elif isinstance(msg, codec.Action):
@@ -135,18 +165,21 @@ def describe(frame: bytes | codec.FrameError) -> dict:
             "action": [number(v) for v in msg.action],
             "infer_ticks": msg.infer_ticks,
             "tick_hz": msg.tick_hz,
+            "state_ticks": msg.state_ticks,
         }
     elif isinstance(msg, codec.Error):
         d |= {"code": ErrorCode(msg.code).name, "detail": msg.detail}
     elif isinstance(msg, codec.Info):
-        d |= {k: v for k, v in vars(msg).items() if k != "model_hash"}
+        d |= {k: v for k, v in vars(msg).items() if k not in ("model_hash", "data_hash")}
         d["model_hash"] = msg.model_hash_hex
+        d["data_hash"] = msg.data_hash_hex
     return d
 
 
 def exchange(name: str, note: str, data: bytes) -> dict:
     frames = codec.FrameReader().feed(data)
-    output = b"".join(device_reply(f) for f in frames)
+    device = Device()
+    output = b"".join(device.reply(f) for f in frames)
     replies = codec.FrameReader().feed(output)
     pairs = zip(frames, replies, strict=True)
     expect = [{"request": describe(f), "reply": describe(r)} for f, r in pairs]
@@ -163,8 +196,12 @@ def exchange(name: str, note: str, data: bytes) -> dict:
 # ---------------------------------------------------------------- the vectors
 
 
-def step_frame(seq: int, obs) -> bytes:
-    return codec.encode(codec.Step(tuple(obs)), seq)
+def step_frame(seq: int, inputs) -> bytes:
+    return codec.encode(codec.Step(tuple(inputs)), seq)
+
+
+def reset_frame(seq: int) -> bytes:
+    return codec.encode(codec.Reset(), seq)
 
 
 def flip(frame: bytes, index: int, bit: int) -> bytes:
@@ -217,14 +254,25 @@ def vectors() -> list[dict]:
     ]:
         v.append({"kind": "cobs_invalid", "name": name, "encoded": enc})
 
-    obs_a = [(j - 8) / 4 for j in range(OBS_DIM)]
-    obs_big = [3.0 * (-1) ** j for j in range(OBS_DIM)]  # saturates some outputs at +-1
-    good = step_frame(7, obs_a)
+    in_a = [(j - 8) / 4 for j in range(IN_DIM)]
+    in_big = [3.0 * (-1) ** j for j in range(IN_DIM)]  # saturates some outputs at +-1
+    good = step_frame(7, in_a)
+    reset = reset_frame(6)
     rng = random.Random(2024)
     garbage = bytes(rng.randrange(1, 256) for _ in range(40))
+    # An episode: a position error of 20 m adds 0.2 m s a step, so the integral reaches
+    # its limit on the third step; the other inputs wander, so the past command changes.
+    episode = [
+        [20.0 - k, -3.0 * k, 0.5] + [0.1 * ((j + k) % 7 - 3) for j in range(IN_DIM - 3)]
+        for k in range(6)
+    ]
 
     ex = [
-        ("hello", "HELLO -> INFO", codec.encode(codec.Hello(), 1)),
+        (
+            "hello",
+            "HELLO -> INFO (version 4: data hash, input size, board blocks)",
+            codec.encode(codec.Hello(), 1),
+        ),
         ("ping empty", "PING -> PONG", codec.encode(codec.Ping(), 2)),
         ("ping data", "PONG echoes the payload", codec.encode(codec.Ping(b"quadpilot"), 3)),
         (
@@ -232,9 +280,52 @@ def vectors() -> list[dict]:
             "256-byte payload, the largest allowed",
             codec.encode(codec.Ping(bytes(range(1, 256)) + b"\x01"), 4),
         ),
-        ("step", "STEP -> ACTION from the fixture policy", good),
-        ("step clamped", "outputs clamped to [-1, 1]", step_frame(0xBEEF, obs_big)),
-        ("step zeros", "zero observation gives the bias", step_frame(0xFFFF, [0.0] * OBS_DIM)),
+        ("reset", "RESET -> READY: integral 0, past actions the initial action", reset),
+        (
+            "reset with payload",
+            "RESET must be empty -> BAD_LENGTH, detail = type",
+            codec.encode_packet(MsgType.RESET, 5, b"\x00"),
+        ),
+        (
+            "step before reset",
+            "a board that has not been reset since boot -> NOT_RESET, no action",
+            good,
+        ),
+        ("step", "RESET, then STEP -> ACTION from the fixture policy", reset + good),
+        (
+            "episode",
+            "RESET, six STEPs: the integral grows to its limit, the past command follows",
+            reset + b"".join(step_frame(20 + k, x) for k, x in enumerate(episode)),
+        ),
+        (
+            "step clamped",
+            "outputs clamped to [-1, 1]",
+            reset + step_frame(0xBEEF, in_big) + step_frame(0xBEF0, in_big),
+        ),
+        (
+            "step zeros",
+            "zero inputs: the bias, seen through the initial action",
+            reset + step_frame(0xFFFF, [0.0] * IN_DIM),
+        ),
+        (
+            "repeat",
+            "a STEP with the last stepped seq is a retry: the same ACTION bytes, not "
+            "stepped again (the next STEP answers from one step's state)",
+            reset
+            + step_frame(30, episode[0])
+            + step_frame(30, episode[0])
+            + step_frame(31, episode[1]),
+        ),
+        (
+            "reset mid-exchange",
+            "RESET forgets the blocks and the cached seq: the same inputs after it give "
+            "the first step's action again, and seq 41 is stepped anew",
+            reset
+            + step_frame(40, episode[0])
+            + step_frame(41, episode[1])
+            + reset_frame(8)
+            + step_frame(41, episode[0]),
+        ),
         ("bad crc", "CRC bit flipped -> ERROR BAD_CRC, seq 0", flip(good, len(good) - 2, 0)),
         ("payload bit flip", "one payload bit flipped -> ERROR BAD_CRC", flip(good, 20, 3)),
         ("bad cobs", "code byte runs past the end -> ERROR BAD_FRAME", b"\x09\x01\x02\x00"),
@@ -271,47 +362,60 @@ def vectors() -> list[dict]:
         (
             "step short",
             "count says 18 but 17 floats follow -> BAD_LENGTH",
-            codec.encode_packet(
-                MsgType.STEP, 12, bytes([OBS_DIM]) + struct.pack("<17f", *obs_a[:17])
+            reset
+            + codec.encode_packet(
+                MsgType.STEP, 12, bytes([IN_DIM]) + struct.pack("<17f", *in_a[:17])
             ),
         ),
-        ("step empty", "STEP without payload -> BAD_LENGTH", codec.encode_packet(MsgType.STEP, 13)),
-        ("wrong dims", "17 observations -> WRONG_DIMS, detail = 18", step_frame(14, obs_a[:17])),
+        (
+            "step empty",
+            "STEP without payload -> BAD_LENGTH",
+            reset + codec.encode_packet(MsgType.STEP, 13),
+        ),
+        (
+            "wrong dims",
+            "17 inputs -> WRONG_DIMS, detail = 18; then 25, the whole observation, the same",
+            reset + step_frame(14, in_a[:17]) + step_frame(15, in_a + [0.0] * 7),
+        ),
         (
             "nan",
-            "NaN at index 3 -> NONFINITE, detail 3",
-            step_frame(15, obs_a[:3] + [math.nan] + obs_a[4:]),
+            "NaN at index 3 -> NONFINITE, detail 3; the next STEP answers as if it never "
+            "came (the kept blocks unchanged)",
+            reset
+            + step_frame(15, episode[0])
+            + step_frame(16, episode[1][:3] + [math.nan] + episode[1][4:])
+            + step_frame(17, episode[1]),
         ),
         (
             "inf",
             "-Inf at index 17 -> NONFINITE, detail 17",
-            step_frame(16, obs_a[:17] + [-math.inf]),
+            reset + step_frame(16, in_a[:17] + [-math.inf]),
         ),
         (
             "garbage then good",
             "garbage, delimiter, then a good frame: error then action",
-            b"hello world\r\n\x00" + good,
+            reset + b"hello world\r\n\x00" + good,
         ),
         (
             "garbage glued to frame",
             "garbage without delimiter merges with the next frame: "
             "one error; the host's retry then succeeds",
-            garbage + good + good,
+            reset + garbage + good + good,
         ),
         (
             "empty frames",
             "0x00 0x00 is ignored; the frame after it is answered",
-            b"\x00\x00\x00" + good,
+            reset + b"\x00\x00\x00" + good,
         ),
         (
             "truncated",
             "first half of a frame, then the whole frame",
-            good[: len(good) // 2] + b"\x00" + good,
+            reset + good[: len(good) // 2] + b"\x00" + good,
         ),
         (
             "oversize then good",
             "a 600-byte run is rejected once; the next frame is answered",
-            b"\x55" * 600 + b"\x00" + good,
+            reset + b"\x55" * 600 + b"\x00" + good,
         ),
     ]
     v += [exchange(*e) for e in ex]
@@ -341,6 +445,18 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
+
+
+def write_seeds() -> None:
+    """Each exchange's input as a named seed of the fuzzer's corpus (bench/fuzz.py), so
+    it starts from sessions that reach every reply, RESET and the kept blocks included."""
+    for vec in vectors():
+        if vec["kind"] == "exchange":
+            name = vec["name"].replace(" ", "-")
+            (CORPUS / f"{name}.bin").write_bytes(bytes.fromhex(vec["input"]))
+
+
 def main() -> int:
     text = render()
     if "--check" in sys.argv:
@@ -350,6 +466,7 @@ def main() -> int:
         return 0
     VECTORS.write_text(text)
     print(f"wrote {VECTORS} ({text.count(chr(10))} vectors)")
+    write_seeds()
     return 0
 
 

@@ -359,7 +359,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
             type=conv,
             default=None,
             metavar=f.name.upper(),
-            help=f"{f.metadata['help']} (default {default!r})",
+            # argparse %-formats help text: a literal '%' in a field's doc ("~25% faster")
+            # would end --help in a TypeError, so every '%' is escaped here, once.
+            help=f"{f.metadata['help']} (default {default!r})".replace("%", "%%"),
         )
 
 

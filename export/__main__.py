@@ -12,9 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from train import sigint
+
+if __name__ == "__main__":
+    sigint.install("export")  # before the heavy imports below
+
 from export import finetune, quantize, report
 from export.model import ExportError
 from export.pipeline import ARTIFACTS, run
+from sim import tempfiles
 
 __all__ = ["ARTIFACTS", "main", "parse_args", "run"]
 
@@ -112,6 +118,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _cap_threads() -> None:
+    """One torch thread. Export's models are tiny (a 37-64-64-4 MLP): a second thread
+    saves nothing on an idle 2-core machine (fixture export 30 s either way, 47 s of CPU
+    with two threads against 28 s with one), and on a busy machine torch's OpenMP
+    workers wait for each other at every operation: with 4 CPU-bound processes beside
+    it the two-thread export did not finish in 380 s (docs/benchmarks.md, "Busy
+    machine"). OMP_NUM_THREADS, when set, still decides."""
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
 def _refuse_retired(p: argparse.ArgumentParser, argv: list[str]) -> None:
     """One line saying why, instead of argparse's list of valid choices."""
     for i, arg in enumerate(argv):
@@ -125,6 +146,9 @@ def _refuse_retired(p: argparse.ArgumentParser, argv: list[str]) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    _cap_threads()
+    # What a killed export left (.actor.onnx.<random>.tmp, ...) goes before this one writes.
+    tempfiles.remove_stale(args.out, ARTIFACTS)
     try:
         rep = run(args)
     except ExportError as exc:
@@ -136,4 +160,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sigint.run(main, "export")

@@ -7,13 +7,21 @@ entry and its two functions.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+from train import sigint
+
+if __name__ == "__main__":
+    sigint.install("firmware_bridge")  # before the heavy imports below
+
+from sim import tempfiles
+
 from .emulator import DEFAULT_MODEL, Emulator, EmulatorError
 from .flash import TOOLS, FlashError, flash
-from .hil import HEADER_FILES, HilError, HilOptions
+from .hil import HEADER_FILES, ROW_SETS, HilError, HilOptions
 from .hil_run import run_hil
 from .link import LinkError
 
@@ -89,6 +97,14 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
         default=10.0,
         help="lockstep closed loop: the nominal row's command latency (default 10 ms)",
     )
+    p.add_argument(
+        "--rows",
+        choices=ROW_SETS,
+        default="in-range",
+        help="closed-loop rows: the nominal, every in-range and the combined rows of the "
+        "robustness suite (in-range, the default), or only the nominal and the all-ends "
+        "combined row (short)",
+    )
     pace = p.add_mutually_exclusive_group()
     pace.add_argument(
         "--paced",
@@ -128,6 +144,15 @@ def run_hil_command(args: argparse.Namespace) -> int:
 
         video = Path(args.video) if args.video else args.reports / "hil.mp4"
         choose(video, log=lambda _: None)  # a bad name is refused before any work
+    # What a killed HIL left (.hil.json.<random>.tmp, ...) goes before this one writes.
+    stale = ["hil.json", "hil.png"] + ([video.name] if video else [])
+    tempfiles.remove_stale(args.reports, stale)
+    if video:
+        tempfiles.remove_stale(video.parent, [video.name])
+    if "OMP_NUM_THREADS" not in os.environ:  # small models: see export's _cap_threads
+        import torch
+
+        torch.set_num_threads(1)
     opts = HilOptions(
         port=args.port,
         emulator=args.emulator,
@@ -143,6 +168,7 @@ def run_hil_command(args: argparse.Namespace) -> int:
         baudrate=args.baud,
         latency_ms=args.latency_ms,
         paced=args.paced,
+        rows=args.rows,
         video=video,
     )
     report = run_hil(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -213,4 +239,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sigint.run(main, "firmware_bridge")

@@ -12,6 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from train import sigint
+
+if __name__ == "__main__":
+    sigint.install("train")  # before the heavy imports below
+
 from sim.contract.checkpoint import CheckpointError
 from train.config import PRESETS, add_arguments, from_args
 
@@ -130,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sigint.run(main, "train")

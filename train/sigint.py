@@ -1,0 +1,53 @@
+"""Ctrl-C anywhere in a command, start-up included, ends it with status 130 and one line.
+
+Each ``__main__`` calls ``install(name)`` before its heavy imports. A KeyboardInterrupt
+that no code catches (during imports, a build, a handshake, a report) would otherwise
+print a traceback and kill the interpreter by SIGINT (status -2 to a parent). The hook
+prints one line, runs the atexit handlers (weakref finalizers among them: the emulator's
+QEMU is stopped there), and exits 130. This module imports nothing heavy, so it is
+cheap to import first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+
+EXIT_STATUS = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+def install(name: str) -> None:
+    previous = sys.excepthook
+
+    def hook(kind, value, tb) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, tb)
+            return
+        interrupted(name)
+
+    sys.excepthook = hook
+
+
+def interrupted(name: str) -> None:
+    """Say so in one line, clean up, exit 130 (never returns)."""
+    try:
+        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+    except (OSError, ValueError, KeyboardInterrupt):
+        pass
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # a second Ctrl-C during clean-up: still exit 130
+        pass
+    os._exit(EXIT_STATUS)
+
+
+def run(main, name: str) -> None:
+    """``sys.exit(main())``, with a KeyboardInterrupt turned into one line and 130."""
+    install(name)
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        interrupted(name)
+    sys.exit(status)

@@ -40,6 +40,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Installs only what is missing; without root and sudo it prints the command to run.
+# Another apt or dpkg (updates being installed) holds the lock: wait for it up to
+# APT_LOCK_WAIT seconds, then say in one line which process holds it.
+APT_LOCK_WAIT ?= 300
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -48,7 +51,11 @@ deps:
 	if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
 	  echo "deps: missing:$$missing"; echo "run: apt-get update && apt-get install -y$$missing"; exit 1; fi; \
 	echo "deps: installing$$missing"; \
-	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing
+	lock="-o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)"; \
+	if ! { $(SUDO) apt-get $$lock update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get $$lock install -y -qq $$missing; }; then \
+	  holder=$$(ps -eo pid=,comm=,args= 2>/dev/null | grep -E '[[:space:]](apt|apt-get|dpkg|unattended-upgr|packagekitd|aptd)[[:space:]]' | grep -v grep | head -1 | cut -c1-80); \
+	  if [ -n "$$holder" ]; then echo "deps: the package manager is still busy after $(APT_LOCK_WAIT) s (held by pid $$holder); run make deps again when it finishes" >&2; \
+	  else echo "deps: apt-get failed; run: apt-get update && apt-get install -y$$missing" >&2; fi; exit 1; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -11,17 +11,21 @@ import subprocess
 import sys
 
 import pytest
-from firmware_support import ROOT, VECTORS
+from firmware_support import ROOT, VECTORS, fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge import codec
 from firmware_bridge.link import HandshakeError, Link
 from firmware_bridge.protocol import (
+    ACTION_HEADER,
+    BOARD_BLOCKS_SIZE,
+    HASH_SIZE,
     INFO_FLAG_ECHO,
     INFO_SIZE,
     INFO_V1_SIZE,
     INFO_V2_SIZE,
+    INFO_V3_SIZE,
     MAX_ENCODED,
     MAX_PAYLOAD,
     ErrorCode,
@@ -95,13 +99,27 @@ def test_exchange_vectors_decode_to_their_meaning(vec):
 
 
 def test_worked_example_from_the_protocol_doc():
-    """docs/protocol.md walks through this HELLO and PING byte by byte."""
+    """docs/protocol.md walks through this HELLO byte by byte."""
     assert codec.encode(codec.Hello(), 1).hex(" ") == "03 01 01 03 9d c8 00"
     assert codec.encode(codec.Ping(b"\x00\x2a"), 0x0102).hex(" ") == "04 02 02 01 04 2a ff 0a 00"
     doc = " ".join((ROOT / "docs" / "protocol.md").read_text().split())
-    assert doc.count("03 01 01 03 9d c8 00") >= 1
-    # The INFO example, wrapped over several lines in the doc.
-    assert codec.encode(generate.fixture_info(), 1).hex(" ") in doc
+    assert doc.count("03 01 01 03 9d c8 00") >= 2  # the walk-through and the vectors' block
+
+
+def test_protocol_doc_examples_are_the_vectors():
+    """Section 7's examples are rendered from tests/vectors/protocol.jsonl: the block
+    between the markers equals the rendering, and it shows every reply kind of v4."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    start, end = doc.index(generate.DOC_BEGIN), doc.index(generate.DOC_END)
+    block = doc[start : end + len(generate.DOC_END)]
+    assert block == generate.doc_examples(ALL), "run tests/vectors/generate.py"
+    for shown in ("<- INFO", "<- READY", "<- ACTION", "NOT_RESET", "NONFINITE", "BAD_CRC"):
+        assert shown in block, shown
+    # Every frame shown is in the vectors' bytes.
+    wire = "".join(v.get("input", "") + v.get("output", "") for v in ALL)
+    for line in block.splitlines():
+        if line.startswith("   "):
+            assert line.replace(" ", "") in wire, line
 
 
 def test_step_payload_layout():
@@ -112,17 +130,37 @@ def test_step_payload_layout():
 
 
 def test_action_roundtrip_and_timing():
-    msg = codec.Action((0.5, -1.0, 1.0, 0.0), infer_ticks=16800, tick_hz=168_000_000)
+    msg = codec.Action(
+        (0.5, -1.0, 1.0, 0.0), infer_ticks=16800, tick_hz=168_000_000, state_ticks=0x0102
+    )
     seq, back = codec.decode(codec.encode(msg, 9)[:-1])
     assert (seq, back) == (9, msg)
     assert back.infer_seconds == pytest.approx(1e-4)
+    # infer_ticks, tick_hz, state_ticks (version 4), count, then the floats.
+    head = bytes.fromhex("a0410000 007a030a 02010000 04")
+    assert msg.payload()[:ACTION_HEADER] == head and ACTION_HEADER == 13
 
 
-def test_info_layout_of_the_version_2_and_3_fields():
+def test_reset_and_ready_carry_nothing():
+    assert codec.encode(codec.Reset(), 5).hex(" ") == codec.encode_packet(0x04, 5).hex(" ")
+    assert codec.decode(codec.encode(codec.Ready(), 6)[:-1]) == (6, codec.Ready())
+    for t in (MsgType.RESET, MsgType.READY):
+        with pytest.raises(codec.FrameError) as e:
+            codec.decode(codec.encode_packet(t, 7, b"\x00")[:-1])
+        assert e.value.code == ErrorCode.BAD_LENGTH
+
+
+def test_info_layout_of_the_version_2_3_and_4_fields():
     info = generate.fixture_info()
     payload = info.payload()
-    assert len(payload) == INFO_SIZE == 86
-    assert payload[INFO_V1_SIZE:] == bytes.fromhex("04 24 fa00 02010000 03000000 00 01")
+    assert len(payload) == INFO_SIZE == 183
+    v2v3 = payload[INFO_V1_SIZE:INFO_V3_SIZE]
+    assert v2v3 == bytes.fromhex("04 24 fa00 02010000 03000000 00 01")
+    v4 = payload[INFO_V3_SIZE:]
+    assert v4[:HASH_SIZE].hex() == fixture().data_hash and info.data_hash_hex == v4[:32].hex()
+    assert v4[HASH_SIZE] == 18 == info.in_dim
+    blocks = v4[HASH_SIZE + 1 :]
+    assert blocks == b"position_integral:3,past_actions:4".ljust(BOARD_BLOCKS_SIZE, b"\0")
     assert codec.decode(codec.encode(info, 3)[:-1]) == (3, info)
     assert info.reset_cause == ResetCause.WATCHDOG and "reset watchdog" in info.describe()
     assert "self-test passed, kernel v1" in info.describe() and not info.selftest_failed
@@ -159,11 +197,17 @@ def test_info_of_another_version_is_decoded_so_the_host_can_refuse_it():
     seq, old = codec.decode(codec.encode_packet(MsgType.INFO, 4, v1)[:-1])
     assert (seq, old.protocol_version, old.build_id) == (4, 1, "vectors")
     assert (old.reset_cause, old.watchdog_ms, old.rx_dropped) == (0, 0, 0)
-    with Link("loop://") as link, pytest.raises(HandshakeError, match="protocol v1, host v3"):
+    with Link("loop://") as link, pytest.raises(HandshakeError, match="protocol v1, host v4"):
+        link._check_info(old, None, False)
+    # A version-3 board (86 bytes): refused by its version, in one line.
+    v3 = bytes([3]) + generate.fixture_info().payload()[1:INFO_V3_SIZE]
+    _, old = codec.decode(codec.encode_packet(MsgType.INFO, 4, v3)[:-1])
+    with Link("loop://") as link, pytest.raises(HandshakeError, match="protocol v3, host v4"):
         link._check_info(old, None, False)
     # A current-version INFO of the wrong length is a malformed reply.
-    v3 = generate.fixture_info().payload()
-    for cut in (v3[:INFO_V1_SIZE], v3[:INFO_V2_SIZE], v3[:-1], v3 + b"\x00"):
+    v4 = generate.fixture_info().payload()
+    cuts = (v4[:INFO_V1_SIZE], v4[:INFO_V2_SIZE], v4[:INFO_V3_SIZE], v4[:-1], v4 + b"\x00")
+    for cut in cuts:
         with pytest.raises(codec.FrameError) as e:
             codec.decode(codec.encode_packet(MsgType.INFO, 5, cut)[:-1])
         assert e.value.code == ErrorCode.BAD_LENGTH

@@ -446,6 +446,78 @@ def render() -> str:
 
 
 CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+DOC_BEGIN = "<!-- vectors:examples (tests/vectors/generate.py writes this block) -->"
+DOC_END = "<!-- /vectors:examples -->"
+# The exchanges docs/protocol.md section 7 shows, in this order.
+DOC_EXCHANGES = (
+    "hello",
+    "reset",
+    "step before reset",
+    "step zeros",
+    "episode",
+    "repeat",
+    "nan",
+    "bad crc",
+)
+
+
+def _meaning(d: dict) -> str:
+    """One line for a decoded frame of the vectors' "expect"."""
+    if "rejected" in d:
+        return f"(rejected by the device: {d['rejected']})"
+    head = f"{d['type']} seq {d['seq']}"
+
+    def floats(key: str) -> str:
+        return "[" + ", ".join(f"{v:.9g}" if isinstance(v, float) else v for v in d[key]) + "]"
+
+    if d["type"] == "STEP":
+        return f"{head}, {len(d['inputs'])} inputs {floats('inputs')}"
+    if d["type"] == "ACTION":
+        return (
+            f"{head}: infer_ticks {d['infer_ticks']}, tick_hz {d['tick_hz']}, "
+            f"state_ticks {d['state_ticks']}, action {floats('action')}"
+        )
+    if d["type"] == "ERROR":
+        return f"{head}: {d['code']}, detail {d['detail']}"
+    if d["type"] == "INFO":
+        return (
+            f"{head}: version {d['protocol_version']}, obs_dim {d['obs_dim']}, "
+            f"in_dim {d['in_dim']}, act_dim {d['act_dim']}, macs {d['macs']}, "
+            f"model_hash {d['model_hash'][:16]}.., data_hash {d['data_hash'][:16]}.., "
+            f"board_blocks {d['board_blocks']!r}"
+        )
+    return head
+
+
+def _wrap(frame: bytes, per_line: int = 24) -> list[str]:
+    return ["   " + frame[i : i + per_line].hex(" ") for i in range(0, len(frame), per_line)]
+
+
+def doc_examples(vecs: list[dict]) -> str:
+    """docs/protocol.md's worked examples: the named exchanges, frame by frame, as the
+    wire carries them (hex) and what they mean; a test keeps the doc equal to this."""
+    by_name = {v["name"]: v for v in vecs if v["kind"] == "exchange"}
+    out = [DOC_BEGIN]
+    for name in DOC_EXCHANGES:
+        vec = by_name[name]
+        requests = codec.FrameReader().feed(bytes.fromhex(vec["input"]))
+        replies = codec.FrameReader().feed(bytes.fromhex(vec["output"]))
+        out += ["", f"### {name}: {vec['note']}", "", "```"]
+        for req, rep, expect in zip(requests, replies, vec["expect"], strict=True):
+            for arrow, frame, d in (("->", req, expect["request"]), ("<-", rep, expect["reply"])):
+                out.append(f"{arrow} {_meaning(d)}")
+                wire = frame if isinstance(frame, bytes) else b""
+                out += _wrap(wire + b"\x00")
+        out.append("```")
+    out += ["", DOC_END]
+    return "\n".join(out)
+
+
+def render_doc(text: str) -> str:
+    """``text`` (docs/protocol.md) with its examples block rewritten."""
+    start, end = text.index(DOC_BEGIN), text.index(DOC_END) + len(DOC_END)
+    return text[:start] + doc_examples(vectors()) + text[end:]
 
 
 def write_seeds() -> None:
@@ -459,12 +531,14 @@ def write_seeds() -> None:
 
 def main() -> int:
     text = render()
+    doc = render_doc(DOC.read_text())
     if "--check" in sys.argv:
-        if VECTORS.read_text() != text:
-            print(f"{VECTORS} is out of date: run {Path(__file__).name}")
-            return 1
-        return 0
+        stale = [p for p, t in ((VECTORS, text), (DOC, doc)) if p.read_text() != t]
+        for path in stale:
+            print(f"{path} is out of date: run {Path(__file__).name}")
+        return 1 if stale else 0
     VECTORS.write_text(text)
+    DOC.write_text(doc)
     print(f"wrote {VECTORS} ({text.count(chr(10))} vectors)")
     write_seeds()
     return 0

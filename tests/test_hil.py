@@ -36,6 +36,7 @@ from firmware_bridge.emulator import Emulator, build_firmware, firmware_dir
 from firmware_bridge.hil import HilError, HilOptions, load_inputs
 from firmware_bridge.link import Link
 from firmware_bridge.protocol import MsgType, SelfTest
+from sim import robustness
 from sim.tasks import make_task
 
 OPEN_LOOP_STATES = 1000  # the CLI's minimum
@@ -200,7 +201,7 @@ def test_emulator_hil_passes_and_is_bit_exact(emulated_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "HIL passed" in proc.stdout
     ol = rep["open_loop"]
-    assert ol["states"] == OPEN_LOOP_STATES
+    assert ol["states"] >= OPEN_LOOP_STATES  # whole episodes, RESET before each
     assert ol["bit_exact_fraction"] == 1.0 and ol["code_mismatches"] == 0
     assert ol["vs_reference"]["max"] == 0.0
     assert rep["scheme"] == "int" and rep["header_scheme"] == "int12w-int16a"  # the default
@@ -225,7 +226,7 @@ def test_emulator_hil_closed_loop_matches_reference(emulated_run):
 def test_emulator_hil_reports_timing_and_files(emulated_run):
     rep, reports = emulated_run["report"], emulated_run["reports"]
     link, inf = rep["link"], rep["inference"]
-    assert link["steps"] == OPEN_LOOP_STATES + rep["closed_loop"]["board_steps"]
+    assert link["steps"] == rep["open_loop"]["states"] + rep["closed_loop"]["board_steps"]
     assert 0 < link["rtt_ms"]["p50"] <= link["rtt_ms"]["p99"]
     assert link["round_trips_per_s"] > 0 and link["bytes_per_step"]["total"] > 0
     assert inf["macs"] == make_task("hover").obs_dim * 64 + 64 * 64 + 64 * 4
@@ -254,16 +255,23 @@ def test_emulator_hil_video_shows_board_beside_reference(emulated_run):
     assert np.abs(frames[0].astype(int) - frames[10].astype(int)).max() > 50  # it moves
 
 
-def test_lockstep_closed_loop_flies_the_nominal_row_late_and_the_combined_row(emulated_run):
+def test_lockstep_closed_loop_flies_the_nominal_in_range_and_combined_rows(emulated_run):
+    """The board keeps its own integral and past actions through every row: each of its
+    commands equals the reference's on the sim's own observation, so it flies the
+    reference's trajectories exactly."""
     cl = emulated_run["report"]["closed_loop"]
-    assert cl["paced"] is False and list(cl["rows"]) == ["nominal", "combined worst case"]
+    inside = [r.name for r in robustness.rows() if r.inside or r.group == "combined"]
+    assert cl["paced"] is False and set(cl["rows"]) == {"nominal", *inside}
+    assert "combined worst case" in cl["rows"] and len(cl["rows"]) > 10
     nominal, combined = cl["rows"]["nominal"], cl["rows"]["combined worst case"]
     assert nominal["latency_ms"] == 10.0  # the CLI's default, applied in lockstep
     assert combined["latency_ms"] == 1000 * make_task("hover").latency_s[1]
-    for row in (nominal, combined):
+    for row in cl["rows"].values():
         assert row["board_identical_to_reference"] and row["success_gap_pp"] == 0.0
-        assert row["board_steps"] > 0
-    assert cl["board_steps"] == nominal["board_steps"] + combined["board_steps"]
+        assert row["board_steps"] > 0 and row["steps_differing_from_reference"] == 0
+    assert cl["board_steps"] == sum(row["board_steps"] for row in cl["rows"].values())
+    checks = emulated_run["report"]["checks"]
+    assert checks["closed_loop_steps_differing"] == [0, 0, True]
 
 
 def test_paced_closed_loop_runs_in_real_time_on_the_emulator(exported, tmp_path):
@@ -273,7 +281,15 @@ def test_paced_closed_loop_runs_in_real_time_on_the_emulator(exported, tmp_path)
     require_tool("qemu-system-arm")
     reports = tmp_path / "r"
     start = time.monotonic()
-    proc = hil("--emulator", "--paced", *common_args(exported, reports), "--episodes", "1")
+    proc = hil(
+        "--emulator",
+        "--paced",
+        *common_args(exported, reports),
+        "--episodes",
+        "1",
+        "--rows",
+        "short",
+    )
     seconds = time.monotonic() - start
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     rep = json.loads((reports / "hil.json").read_text())

@@ -1,0 +1,123 @@
+"""Ctrl-C at start-up and mid-work: exit 130, one line on stderr (no traceback), and no
+temporary file left; the next run removes what a killed one left.
+
+The SIGINT lands wherever the child happens to be (imports, set-up, rollouts); every
+outcome must be the same, so nothing here depends on timing but the point of delivery."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sim import tempfiles
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _interruptible() -> None:
+    """A child started by a runner that ignores or blocks SIGINT gets its default back,
+    so that Python installs its own handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
+    """Start ``python -m argv``, send SIGINT ``delay`` s after start (or after a line of
+    stdout containing ``wait_for``), and return (status, stdout, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_interruptible,
+    )
+    try:
+        if wait_for is not None:
+            for line in proc.stdout:  # bounded by the wait below if it never comes
+                if wait_for in line:
+                    break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
+def assert_one_line_130(status: int, err: str) -> None:
+    assert status == 130, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines, "no line said why it stopped"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from export.fixtures import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "run" / "checkpoint.pt", step=3)
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_export_interrupted_at_start_up(checkpoint, tmp_path, delay):
+    out = tmp_path / "artifacts"
+    status, _, err = interrupt_after(["export", str(checkpoint), "--out", str(out)], delay)
+    assert_one_line_130(status, err)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_export_interrupted_while_building(checkpoint, tmp_path):
+    out = tmp_path / "artifacts"
+    status, _, err = interrupt_after(
+        ["export", str(checkpoint), "--out", str(out)], 0.5, wait_for="exporting"
+    )
+    assert_one_line_130(status, err)
+    assert err.strip().splitlines()[-1] == "export: interrupted"
+    assert not out.exists() or not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("delay", [0.3, 2.0])
+def test_train_interrupted_at_start_up(tmp_path, delay):
+    status, _, err = interrupt_after(
+        ["train", "--preset", "hover-nominal", "--run-dir", str(tmp_path / "runs")], delay
+    )
+    assert_one_line_130(status, err)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_hil_interrupted_at_start_up(tmp_path):
+    status, _, err = interrupt_after(
+        ["firmware_bridge", "hil", "--emulator", "--reports", str(tmp_path / "r")], 0.3
+    )
+    assert_one_line_130(status, err)
+
+
+def test_a_killed_writers_temporary_files_are_removed_and_no_others(tmp_path):
+    left = [tmp_path / ".policy.h.k2j4x1.tmp", tmp_path / ".hil.json.a8f0.tmp"]
+    others = [tmp_path / ".notes.txt.abcd.tmp", tmp_path / "policy.h", tmp_path / "x.tmp"]
+    for p in left + others:
+        p.write_text("x")
+    removed = tempfiles.remove_stale(tmp_path, ["policy.h", "hil.json", "hil.png"])
+    assert sorted(removed) == sorted(left)
+    assert all(not p.exists() for p in left) and all(p.exists() for p in others)
+    assert tempfiles.remove_stale(tmp_path / "missing", ["policy.h"]) == []
+
+
+def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    stale = out / ".policy.h.deadbeef.tmp"
+    stale.write_text("half a header")
+    status, _, err = interrupt_after(
+        ["export", str(checkpoint), "--out", str(out)], 0.5, wait_for="exporting"
+    )
+    assert_one_line_130(status, err)
+    assert not stale.exists()

@@ -48,8 +48,10 @@ def run_emulate(args: argparse.Namespace) -> int:
         print(f"QEMU pid {emu.proc.pid}, USART1 at {emu.url}")
         print(f"INFO: {emu.info.describe()}")
         print(f"model hash: {emu.info.model_hash_hex}")
+        if args.steps and not args.echo:
+            emu.link.reset()  # protocol v4: a board steps only after RESET
         for _ in range(args.steps):
-            r = emu.link.step([0.0] * emu.info.obs_dim)
+            r = emu.link.step([0.0] * (emu.info.in_dim or emu.info.obs_dim))
             print(
                 f"STEP zeros -> {r.action.tolist()}  infer {r.infer_ticks} ticks "
                 f"({r.infer_s * 1e6:.1f} us at {r.tick_hz} Hz), rtt {r.rtt_s * 1e3:.2f} ms"

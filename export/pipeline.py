@@ -29,6 +29,7 @@ from export.model import ExportError
 ARTIFACTS = (
     "actor.onnx",
     header.KERNEL_NAME,
+    header.STATE_NAME,
     "policy.h",
     "policy_f32.h",
     bundle.BUNDLE_NAME,

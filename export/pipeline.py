@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> dict:
         "actor.onnx": onnx_bytes,
         **{k: v.encode() for k, v in texts.items()},
         header.KERNEL_NAME: kernel_layout.kernel()[1].encode(),
+        header.STATE_NAME: header.STATE_SOURCE.read_bytes(),
         bundle.BUNDLE_NAME: bundle.to_json(the_bundle).encode(),
         "export_report.json": report.to_json(rep).encode(),
     }

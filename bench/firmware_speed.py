@@ -10,6 +10,9 @@ test fixture) this builds the STM32F405 firmware and its ECHO variant, runs them
   instructions = ticks x 1e9 / 168e6, because with -icount shift=0 QEMU advances virtual
   time by 1 ns per instruction. This counts instructions, not Cortex-M4 cycles: real
   silicon needs >= 1 cycle per instruction plus flash wait states;
+- the board-state module's ticks per STEP (building the observation, keeping the
+  integral and the command: qp_state.h) and its flash (the qp_state_* functions in the
+  ELF) and RAM (the qp_state_t the device owns);
 - bytes on the wire per STEP (request + reply frames);
 - the median STEP round trip over the emulated link, policy vs ECHO firmware (the
   difference would be the inference; the rest is QEMU's UART), and the UART's cost per
@@ -21,7 +24,10 @@ Writes the "firmware_speed" section of docs/benchmarks.md unless --no-write.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,22 +40,42 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine, write_section  # noqa: E402
 from export.bundle import header_identity  # noqa: E402
 from firmware_bridge import codec  # noqa: E402
-from firmware_bridge.emulator import DEFAULT_MODEL, Emulator  # noqa: E402
+from firmware_bridge.emulator import DEFAULT_MODEL, Emulator, build_firmware  # noqa: E402
 from firmware_bridge.hil_report import instructions_from_ticks, line_rate_bound  # noqa: E402
 from firmware_bridge.protocol import Scheme  # noqa: E402
 
 BAUD = 921600
 
 
-def run_steps(emu: Emulator, steps: int) -> tuple[list[int], float]:
-    """Inference ticks of each STEP, and the median round trip in seconds (the median
-    resists the scheduling hiccups of a shared 2-core machine)."""
+def run_steps(emu: Emulator, steps: int) -> tuple[list[int], list[int], float]:
+    """Inference and board-state ticks of each STEP, and the median round trip in seconds
+    (the median resists the scheduling hiccups of a shared 2-core machine). One episode:
+    a RESET, then STEPs of the estimate and sensor inputs (protocol v4)."""
     rng = np.random.default_rng(0)
-    obs = rng.normal(0, 1, (steps, emu.info.obs_dim)).astype(np.float32)
-    for o in obs[:10]:  # warm-up
-        emu.link.step(o)
-    results = [emu.link.step(o) for o in obs]
-    return [r.infer_ticks for r in results], statistics.median(r.rtt_s for r in results)
+    inputs = rng.normal(0, 1, (steps, emu.info.in_dim)).astype(np.float32)
+    emu.link.reset()
+    for x in inputs[:10]:  # warm-up
+        emu.link.step(x)
+    results = [emu.link.step(x) for x in inputs]
+    rtt = statistics.median(r.rtt_s for r in results)
+    return [r.infer_ticks for r in results], [r.state_ticks for r in results], rtt
+
+
+def state_flash_bytes(model: Path) -> int:
+    """Flash of the board-state module: the sizes of the qp_state_* functions the
+    firmware's ELF holds (those the compiler inlined count in their callers)."""
+    elf = build_firmware("stm32f405", model)
+    nm = shutil.which("arm-none-eabi-nm") or "arm-none-eabi-nm"
+    out = subprocess.run([nm, "-S", str(elf)], check=True, capture_output=True, text=True)
+    sizes = re.findall(r"^[0-9a-f]+ ([0-9a-f]+) [tT] qp_state_\w+$", out.stdout, re.M)
+    return sum(int(size, 16) for size in sizes)
+
+
+def state_ram_bytes(info) -> int:
+    """sizeof(qp_state_t) for this header: the observation, the integral and its update,
+    the past actions, the step count and the ready flag (export/kernel/qp_state.h)."""
+    history = max(info.obs_dim - info.in_dim - 3, 1)
+    return 4 * (info.obs_dim + 3 + 3 + history + 1 + 1)
 
 
 def per_byte_cost(emu: Emulator, rounds: int = 30) -> float:
@@ -63,12 +89,12 @@ def per_byte_cost(emu: Emulator, rounds: int = 30) -> float:
 def measure(model: Path, steps: int) -> dict:
     with Emulator(model) as emu:
         info = emu.info
-        ticks, rtt = run_steps(emu, steps)
+        ticks, state_ticks, rtt = run_steps(emu, steps)
         byte_cost = per_byte_cost(emu)
     with Emulator(model, echo=True) as emu:
-        _, echo_rtt = run_steps(emu, steps)
-    step = codec.encode(codec.Step((0.5,) * info.obs_dim), 1)
-    action = codec.encode(codec.Action((0.5,) * info.act_dim, 1, 1), 1)
+        _, _, echo_rtt = run_steps(emu, steps)
+    step = codec.encode(codec.Step((0.5,) * info.in_dim), 1)
+    action = codec.encode(codec.Action((0.5,) * info.act_dim, 1, 1, 1), 1)
     wire = len(step) + len(action)
     median = statistics.median(ticks)
     instructions = instructions_from_ticks(median, info.tick_hz)
@@ -76,12 +102,14 @@ def measure(model: Path, steps: int) -> dict:
         "model": label(model),
         # The header's own name for its scheme (the protocol byte says only int/float32).
         "scheme": header_identity(model).scheme or Scheme(info.scheme).name,
-        "dims": f"{info.obs_dim}/{info.act_dim}",
+        "dims": f"{info.in_dim}/{info.obs_dim}/{info.act_dim}",
         "macs": info.macs,
         "ticks": f"{median:.0f} ({min(ticks)}-{max(ticks)})",
         "instructions": instructions,
         "per_mac": instructions / info.macs if info.macs else float("nan"),
         "us_168": median / info.tick_hz * 1e6,  # SysTick time: one instruction per cycle
+        "state_ticks": f"{statistics.median(state_ticks):.0f}",
+        "state_size": f"{state_flash_bytes(model)} / {state_ram_bytes(info)}",
         "wire": f"{len(step)} + {len(action)}",
         "rtt_ms": rtt * 1e3,
         "echo_rtt_ms": echo_rtt * 1e3,
@@ -124,15 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = [measure(m, args.steps) for m in models]
 
     header = (
-        "| model | scheme | obs/act | MACs | inference ticks, median (min-max) "
-        "| instructions | instr./MAC | us at 168 MHz, 1 instr./cycle | bytes STEP + ACTION "
+        "| model | scheme | in/obs/act | MACs | inference ticks, median (min-max) "
+        "| instructions | instr./MAC | us at 168 MHz, 1 instr./cycle "
+        "| board-state ticks, median | board-state flash / RAM bytes | bytes STEP + ACTION "
         "| QEMU STEP round trip, median ms (policy / ECHO) | QEMU round trips/s "
         "(policy / ECHO) | QEMU us per byte | 921600-baud bound STEP/s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [
         f"| `{r['model']}` | {r['scheme']} | {r['dims']} | {r['macs']} | {r['ticks']} "
-        f"| {r['instructions']:.0f} | {r['per_mac']:.2f} | {r['us_168']:.1f} | {r['wire']} "
+        f"| {r['instructions']:.0f} | {r['per_mac']:.2f} | {r['us_168']:.1f} "
+        f"| {r['state_ticks']} | {r['state_size']} | {r['wire']} "
         f"| {r['rtt_ms']:.2f} / {r['echo_rtt_ms']:.2f} "
         f"| {r['steps_s']:.0f} / {r['echo_steps_s']:.0f} | {r['byte_us']:.0f} "
         f"| {r['line_bound']:.0f} |"
@@ -163,11 +193,16 @@ header: <= 1.5 instructions per MAC, including input quantisation, requantisatio
 the table lookups (docs/hardware.md, "Inference speed"). That is an instruction count,
 not a cycle count: on silicon, multi-cycle loads (LDM of n words takes n + 1 cycles),
 branches and flash wait states make the time longer; the "us at 168 MHz" column is the
-one-instruction-per-cycle lower bound. Round trips over QEMU are set by its emulated
-UART, which hands the guest one byte per main-loop wake-up (the per-byte column; it
-grows when the host's cores are busy), not by the inference: the ECHO firmware, which
-answers the same frames without calling the policy, is no faster. The last column is
-what a real 921600-baud 8N1 link allows for the same bytes (10 bits per byte, no gaps).""",
+one-instruction-per-cycle lower bound. The board-state columns are the protocol v4
+board's own half of the observation (export/kernel/qp_state.h): its ticks per STEP,
+apart from the inference, and its flash (the qp_state_* functions in the ELF) and RAM
+(the qp_state_t the device owns). A STEP carries only the estimate and sensor inputs
+(`in`), the board adds the rest of the observation (`obs`). Round trips over QEMU are
+set by its emulated UART, which hands the guest one byte per main-loop wake-up (the
+per-byte column; it grows when the host's cores are busy), not by the inference: the
+ECHO firmware, which answers the same frames without calling the policy, is no faster.
+The last column is what a real 921600-baud 8N1 link allows for the same bytes (10 bits
+per byte, no gaps).""",
         )
     return 0
 

@@ -21,7 +21,9 @@ FIRMWARE = ROOT / "firmware"
 FIXTURE_HEADER = FIRMWARE / "test" / "policy_fixture.h"
 FIXTURE_BUNDLE = FIXTURE_HEADER.with_suffix(".json")  # its bundle (export/fixtures.py)
 VECTORS = ROOT / "tests" / "vectors" / "protocol.jsonl"
-OBS_DIM, ACT_DIM = 18, 4
+# A STEP's inputs (the estimate and sensor blocks), the policy's whole observation (the
+# board adds its integral and last command: tests/board_twin.py), the actions.
+IN_DIM, OBS_DIM, ACT_DIM = 18, 25, 4
 
 
 class FixtureModel:

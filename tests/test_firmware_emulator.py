@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import pytest
+from board_twin import FixtureBoard
 from firmware_support import (
-    OBS_DIM,
+    IN_DIM,
     ROOT,
     fixture_hash,
-    fixture_policy,
     interruptible,
     make,
     read_line,
@@ -70,8 +70,16 @@ def test_emulator_stops_when_the_handshake_fails():
 def test_echo_firmware_copies_the_observation():
     with Emulator(echo=True) as emu:
         assert emu.info.echo and emu.info.model_hash_hex == fixture_hash()
-        obs = np.arange(OBS_DIM, dtype=np.float32) / 8
-        np.testing.assert_array_equal(emu.link.step(obs).action, obs[:4])
+        inputs = np.arange(IN_DIM, dtype=np.float32) / 8
+        np.testing.assert_array_equal(emu.link.step(inputs).action, inputs[:4])
+
+
+def assert_first_step_is_the_twins(link, inputs):
+    """RESET, one STEP: the board's action is its numpy twin's."""
+    link.reset()
+    twin = FixtureBoard()
+    twin.reset()
+    np.testing.assert_array_equal(link.step(inputs).action, twin.act(inputs))
 
 
 def test_real_clock_build_falls_back_to_hsi_in_qemu():
@@ -79,8 +87,7 @@ def test_real_clock_build_falls_back_to_hsi_in_qemu():
     make("BOARD=stm32f405", "REAL_CLOCK=1")
     elf = ROOT / "firmware/build/stm32f405/policy_fixture-realclock/quadpilot.elf"
     with Emulator(elf=elf) as emu:
-        obs = np.full(OBS_DIM, 0.75, dtype=np.float32)
-        np.testing.assert_array_equal(emu.link.step(obs).action, fixture_policy(obs))
+        assert_first_step_is_the_twins(emu.link, np.full(IN_DIM, 0.75, dtype=np.float32))
 
 
 UNIMP_WRITE = re.compile(
@@ -113,8 +120,7 @@ def test_watchdog_is_started_and_refreshed_and_reset_flags_cleared(tmp_path):
 
     with LoggedEmulator(expected_hash=fixture_hash()) as emu:
         assert emu.info.watchdog_ms == 250 and emu.info.reset_cause == ResetCause.UNKNOWN
-        obs = np.full(OBS_DIM, 0.5, dtype=np.float32)
-        np.testing.assert_array_equal(emu.link.step(obs).action, fixture_policy(obs))
+        assert_first_step_is_the_twins(emu.link, np.full(IN_DIM, 0.5, dtype=np.float32))
         # Refreshes come every 10 ms of virtual time; wait for a few (QEMU flushes its
         # log line by line), with a generous deadline instead of a fixed sleep.
         deadline = time.monotonic() + 60
@@ -141,9 +147,11 @@ def test_cli_emulate_prints_info_and_stops_on_ctrl_c():
         lines = [read_line(proc, timeout=60) for _ in range(5)]
         qemu_pid = int(lines[0].split()[2].rstrip(","))
         assert "socket://127.0.0.1:" in lines[0]
-        assert lines[1].startswith("INFO: protocol v3") and fixture_hash() in lines[2]
+        assert lines[1].startswith("INFO: protocol v4") and fixture_hash() in lines[2]
         assert "self-test passed, kernel v1" in lines[1]
-        zeros = fixture_policy(np.zeros(OBS_DIM, dtype=np.float32)).tolist()
+        twin = FixtureBoard()
+        twin.reset()
+        zeros = twin.act(np.zeros(IN_DIM, dtype=np.float32)).tolist()
         assert lines[3].startswith(f"STEP zeros -> {zeros}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130  # generous: QEMU is stopped first

@@ -11,12 +11,13 @@ import subprocess
 
 import numpy as np
 import pytest
+from board_twin import BOARD_BLOCKS, DATA_HASH, FixtureBoard
 from firmware_support import (
     FIRMWARE,
+    IN_DIM,
     OBS_DIM,
     fixture,
     fixture_hash,
-    fixture_policy,
     make,
     read_line,
     stop,
@@ -72,6 +73,16 @@ def link(device):
     return link
 
 
+@pytest.fixture
+def board(link):
+    """The device freshly RESET, and the numpy twin of its kept blocks, reset too: each
+    good STEP's action is ``board.act(inputs)``."""
+    link.reset()
+    twin = FixtureBoard()
+    twin.reset()
+    return twin
+
+
 def frames_until_pong(link: Link, data: bytes) -> list[tuple[int, codec.Message]]:
     """Send ``data`` as is, then a PING; return every frame received before its PONG.
 
@@ -103,10 +114,14 @@ def assert_all_rejected(received, expected_codes=None):
             assert msg.code in expected_codes, msg.describe()
 
 
-def assert_step_ok(link: Link, rng: np.random.Generator, max_attempts: int = 1):
-    obs = rng.normal(0, 2, OBS_DIM).astype(np.float32)
-    result = link.step(obs)
-    np.testing.assert_array_equal(result.action, fixture_policy(obs))
+def assert_step_ok(
+    link: Link, board: FixtureBoard, rng: np.random.Generator, max_attempts: int = 1
+):
+    """A good STEP is answered with the twin's action: after a refused request this also
+    shows the refusal left the board's blocks as they were."""
+    inputs = rng.normal(0, 2, IN_DIM).astype(np.float32)
+    result = link.step(inputs)
+    np.testing.assert_array_equal(result.action, board.act(inputs))
     assert result.attempts <= max_attempts
     return result
 
@@ -118,7 +133,9 @@ def test_handshake_info(device):
     kind, link = device
     info = link.handshake(fixture_hash())
     assert info.model_hash_hex == fixture_hash()
-    assert (info.obs_dim, info.act_dim, info.scheme, info.macs) == (18, 4, 1, fixture().macs)
+    assert (info.obs_dim, info.act_dim, info.scheme, info.macs) == (25, 4, 1, fixture().macs)
+    assert (info.in_dim, info.board_blocks, info.data_hash_hex) == (18, BOARD_BLOCKS, DATA_HASH)
+    assert info.obs_dim == OBS_DIM
     assert not info.echo and info.max_payload == 256
     # The fixture's self-test ran at boot (host: portable C; QEMU: the Thumb-2 kernel).
     assert info.selftest == SelfTest.PASSED and info.kernel_version == fixture().kernel_version
@@ -140,19 +157,37 @@ def test_handshake_refuses_another_model(device):
         link.handshake("00" * 32)
 
 
-def test_steps_equal_the_fixture_policy(device):
+def test_steps_equal_the_fixture_policy(device, board):
+    """An episode: the board's integral and last command evolve as the twin's (the
+    integral reaches its limit at scale 10), every action bit for bit."""
     kind, link = device
     rng = np.random.default_rng(1)
     for scale in (0.1, 1.0, 10.0, 1e6):  # 1e6 saturates every output at +-1
         for _ in range(5):
-            obs = (rng.normal(size=OBS_DIM) * scale).astype(np.float32)
-            r = link.step(obs)
-            np.testing.assert_array_equal(r.action, fixture_policy(obs))
+            inputs = (rng.normal(size=IN_DIM) * scale).astype(np.float32)
+            r = link.step(inputs)
+            np.testing.assert_array_equal(r.action, board.act(inputs))
             assert r.attempts == 1 and r.rtt_s > 0
             assert 0 < r.infer_ticks < r.tick_hz // 100  # well under 10 ms
+            assert 0 < r.state_ticks < r.tick_hz // 100
+    assert np.abs(board.integral).max() == np.float32(0.5)  # the clip was reached
     if kind == "qemu":
-        # 72 MACs plus the call take a few hundred instructions: ~6 per tick.
-        assert 30 < r.infer_ticks < 1000
+        # 232 MACs plus the call take a few thousand instructions: ~6 per tick.
+        assert 30 < r.infer_ticks < 2000
+        assert r.state_ticks < r.infer_ticks  # the blocks cost less than the policy
+
+
+def test_a_repeated_step_is_answered_from_the_cache(link, board):
+    """The same STEP frame twice (a retry whose first reply was lost): the same ACTION
+    bytes, and the board stepped once (the next STEP matches the twin stepped once)."""
+    rng = np.random.default_rng(12)
+    inputs = rng.normal(0, 2, IN_DIM).astype(np.float32)
+    frame = codec.encode(codec.Step(tuple(float(v) for v in inputs)), link.next_seq())
+    link.send_raw(frame + frame)
+    first, second = link.read_frame(timeout=10.0), link.read_frame(timeout=10.0)
+    assert first == second and isinstance(codec.decode(first)[1], codec.Action)
+    np.testing.assert_array_equal(codec.decode(first)[1].action, board.act(inputs))
+    assert_step_ok(link, board, rng)
 
 
 def test_ping_payload_sizes(device):
@@ -161,7 +196,7 @@ def test_ping_payload_sizes(device):
         assert link.ping(bytes(random.Random(n).randrange(256) for _ in range(n))) > 0
 
 
-def test_pipelined_frames_are_all_answered_in_order(link):
+def test_pipelined_frames_are_all_answered_in_order(link, board):
     """Every request is written before any reply is read, so the frames arrive back to
     back and queue in the device's receive ring (1,024 bytes: about 12 of these STEPs)
     while it answers the earlier ones. Each must get its own correct reply, in order.
@@ -172,9 +207,9 @@ def test_pipelined_frames_are_all_answered_in_order(link):
     for i in range(300):
         seq = link.next_seq()
         if i % 3 == 0:
-            obs = rng.normal(0, 2, OBS_DIM).astype(np.float32)
-            msg = codec.Step(tuple(float(v) for v in obs))
-            expected.append((seq, "step", fixture_policy(obs)))
+            inputs = rng.normal(0, 2, IN_DIM).astype(np.float32)
+            msg = codec.Step(tuple(float(v) for v in inputs))
+            expected.append((seq, "step", board.act(inputs)))
         elif i % 3 == 1:
             data = rng.integers(0, 256, int(rng.integers(0, 65)), dtype=np.uint8).tobytes()
             msg = codec.Ping(data)
@@ -204,65 +239,65 @@ def test_pipelined_frames_are_all_answered_in_order(link):
 # ------------------------------------------------------------------ fault injection
 
 
-def test_garbage_bytes_are_rejected(link):
+def test_garbage_bytes_are_rejected(link, board):
     rng = random.Random(7)
     garbage = bytes(rng.randrange(1, 256) for _ in range(120))
     assert_all_rejected(frames_until_pong(link, garbage + b"\x00"), INTEGRITY_ERRORS)
-    assert_step_ok(link, np.random.default_rng(2))
+    assert_step_ok(link, board, np.random.default_rng(2))
 
 
-def test_garbage_glued_to_a_request_costs_one_retry(link):
+def test_garbage_glued_to_a_request_costs_one_retry(link, board):
     link.send_raw(bytes(random.Random(8).randrange(1, 256) for _ in range(50)))
-    assert_step_ok(link, np.random.default_rng(3), max_attempts=2)
+    assert_step_ok(link, board, np.random.default_rng(3), max_attempts=2)
     assert link.stats.retries == 1
 
 
-def test_flipped_bits_are_rejected(link):
+def test_flipped_bits_are_rejected(link, board):
     rng = random.Random(9)
-    obs = tuple(float(x) for x in np.random.default_rng(4).normal(size=OBS_DIM))
-    frame = codec.encode(codec.Step(obs), link.next_seq())
+    inputs = tuple(float(x) for x in np.random.default_rng(4).normal(size=IN_DIM))
+    frame = codec.encode(codec.Step(inputs), link.next_seq())
     for _ in range(25):
         bad = bytearray(frame)
         i = rng.randrange(len(frame) - 1)  # anywhere but the delimiter
         bad[i] ^= 1 << rng.randrange(8)
         assert_all_rejected(frames_until_pong(link, bytes(bad)))
-    assert_step_ok(link, np.random.default_rng(5))
+    assert_step_ok(link, board, np.random.default_rng(5))
 
 
-def test_truncated_frames_are_rejected(link):
-    frame = codec.encode(codec.Step((0.5,) * OBS_DIM), link.next_seq())
+def test_truncated_frames_are_rejected(link, board):
+    frame = codec.encode(codec.Step((0.5,) * IN_DIM), link.next_seq())
     for cut in (1, 3, 5, len(frame) // 2, len(frame) - 2):
         assert_all_rejected(frames_until_pong(link, frame[:cut] + b"\x00"), INTEGRITY_ERRORS)
-    assert_step_ok(link, np.random.default_rng(6))
+    assert_step_ok(link, board, np.random.default_rng(6))
 
 
-def test_oversized_frames_are_rejected(link):
+def test_oversized_frames_are_rejected(link, board):
     for n in (264, 600, 2000):
         received = frames_until_pong(link, b"\x5a" * n + b"\x00")
         assert_all_rejected(received, {ErrorCode.OVERSIZE})
         assert len(received) == 1
-    assert_step_ok(link, np.random.default_rng(7))
+    assert_step_ok(link, board, np.random.default_rng(7))
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_nonfinite_observation_is_refused(link, bad):
-    obs = [0.5] * OBS_DIM
-    obs[5] = bad
+def test_nonfinite_input_is_refused(link, board, bad):
+    inputs = [0.5] * IN_DIM
+    inputs[5] = bad
     with pytest.raises(DeviceError) as e:
-        link.step(obs)
+        link.step(inputs)
     assert (e.value.code, e.value.detail) == (ErrorCode.NONFINITE, 5)
-    assert_step_ok(link, np.random.default_rng(8))
+    assert_step_ok(link, board, np.random.default_rng(8))
 
 
-@pytest.mark.parametrize("n", [0, 1, 17, 19, 63])
-def test_wrong_dimensions_are_refused(link, n):
+@pytest.mark.parametrize("n", [0, 1, 17, 19, 25, 63])  # 25: the whole observation
+def test_wrong_dimensions_are_refused(link, board, n):
     with pytest.raises(DeviceError) as e:
         link.step([0.25] * n)
-    assert (e.value.code, e.value.detail) == (ErrorCode.WRONG_DIMS, OBS_DIM)
-    assert_step_ok(link, np.random.default_rng(9))
+    assert (e.value.code, e.value.detail) == (ErrorCode.WRONG_DIMS, IN_DIM)
+    assert_step_ok(link, board, np.random.default_rng(9))
 
 
-def test_bad_length_and_unknown_type_echo_the_seq(link):
+def test_bad_length_and_unknown_type_echo_the_seq(link, board):
     seq = link.next_seq()
     received = frames_until_pong(link, codec.encode_packet(MsgType.STEP, seq, b"\x12\x00"))
     assert received == [(seq, codec.Error(ErrorCode.BAD_LENGTH, MsgType.STEP))]

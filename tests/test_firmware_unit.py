@@ -3,9 +3,11 @@ STM32F405 build: every build uses -Wall -Wextra -Werror -pedantic."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
+import numpy as np
 from firmware_support import FIRMWARE, FIXTURE_BUNDLE, FIXTURE_HEADER, fixture_hash, make
 from toolchain import require_tool
 
@@ -27,7 +29,13 @@ def test_fixture_header_is_current():
     (`python -m export.fixtures` rewrites both)."""
     header_text, bundle_text = firmware_fixture()
     assert FIXTURE_HEADER.read_text() == header_text
-    assert FIXTURE_BUNDLE.read_text() == bundle_text
+    # The float32 scheme's self-test actions are the torch policy's: their last bits
+    # depend on the CPU's vector instructions (a board checks them with a tolerance).
+    # Every other byte of the bundle is exact.
+    kept, today = json.loads(FIXTURE_BUNDLE.read_text()), json.loads(bundle_text)
+    float_actions = [d["schemes"]["float32"]["selftest"].pop("actions") for d in (kept, today)]
+    assert kept == today
+    np.testing.assert_allclose(*float_actions, rtol=0, atol=1e-6)
     assert f'#define QP_MODEL_HASH "{fixture_hash()}"' in FIXTURE_HEADER.read_text()
 
 

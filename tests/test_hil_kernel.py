@@ -154,8 +154,7 @@ def arm_models(tmp_path_factory):
         ckpt = make_checkpoint(d / f"{activation}.pt", activation=activation, seed=5)
         policy = model_mod.load(ckpt)
         calib = rollouts.policy_states(policy.act, policy.spec, 2000, 21)
-        states = rollouts.policy_states(policy.act, policy.spec, QEMU_STATES, 22)
-        out[activation] = (policy, calib, states[:QEMU_STATES])
+        out[activation] = (policy, calib)
     return d, out
 
 
@@ -163,22 +162,32 @@ def arm_models(tmp_path_factory):
 def test_cortex_m4_kernel_is_bit_exact_in_qemu(arm_models, activation):
     """The firmware built for the header (arm-none-eabi-gcc -O2, the Thumb-2 assembly of
     the inner loop and of requantisation and activation) answers every STEP with exactly
-    int_reference's codes."""
+    int_reference's codes. Protocol v4: the board builds each observation from a STEP's
+    inputs and its kept blocks, so the states are whole episodes the integer reference
+    flew (a RESET before each), and the codes are int_reference's on the sim's own
+    observations."""
     from firmware_bridge.emulator import Emulator, firmware_dir
+    from firmware_bridge.hil import BoardAnswer, recorded_episodes
+    from sim import observation
 
     d, models = arm_models
-    policy, calib, states = models[activation]
+    policy, calib = models[activation]
     params = quantize.quantize(policy, calib)
+    episodes = recorded_episodes(lambda o: ref.act(params, o), policy.spec, QEMU_STATES, 22)
     path = d / f"kernel_{activation}.h"
     header_mod.write_header(path, header_mod.int_header(policy, params, calib[:8]).text)
     try:
         with Emulator(path, expected_hash=policy.model_hash) as emu:
-            results = [emu.link.step(o) for o in states]
+            answer = BoardAnswer(emu.link, observation.wire_columns(policy.spec.obs_layout))
+            actions = []
+            for obs in episodes:
+                answer.start()
+                actions += [answer(o) for o in obs]
     finally:  # the build is named after the header: leave no kernel_* builds behind
         build = firmware_dir("stm32f405", path)
         if build.is_relative_to(FIRMWARE / "build") and build.name == path.stem:
             shutil.rmtree(build, ignore_errors=True)
-    actions = np.array([r.action for r in results], dtype=np.float32)
+    states = np.concatenate(episodes)
     want = ref.forward_codes(params, states)
-    np.testing.assert_array_equal(ref.codes_of(actions), want)
+    np.testing.assert_array_equal(ref.codes_of(np.array(actions, dtype=np.float32)), want)
     assert len(np.unique(want)) > 50  # the states exercise many codes, not a few

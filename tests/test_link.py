@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from firmware_support import FIRMWARE, OBS_DIM, ROOT, fixture_hash, fixture_policy, make, stop
+from board_twin import FixtureBoard
+from firmware_support import FIRMWARE, IN_DIM, ROOT, fixture_hash, make, stop
 from toolchain import require_tool
 
 from firmware_bridge import codec
@@ -95,44 +96,58 @@ def relay_link():
         relay.close()
 
 
-def test_corrupt_reply_is_retried_once_never_returned(relay_link):
+@pytest.fixture
+def board(relay_link):
+    """The device RESET and its numpy twin reset: a good STEP answers ``board.act``."""
+    relay_link[1].reset()
+    twin = FixtureBoard()
+    twin.reset()
+    return twin
+
+
+def test_corrupt_reply_is_retried_once_never_returned(relay_link, board):
     relay, link = relay_link
-    obs = np.linspace(-1, 1, OBS_DIM, dtype=np.float32)
+    inputs = np.linspace(-1, 1, IN_DIM, dtype=np.float32)
     before = link.stats.corrupt_replies
     relay.corrupt = 1
-    result = link.step(obs)
+    result = link.step(inputs)
     assert result.attempts == 2
     assert link.stats.corrupt_replies == before + 1
-    np.testing.assert_array_equal(result.action, fixture_policy(obs))
+    # The retry repeats the seq: the board answers from its cache, stepping once.
+    np.testing.assert_array_equal(result.action, board.act(inputs))
+    np.testing.assert_array_equal(link.step(inputs).action, board.act(inputs))
 
 
-def test_every_reply_corrupt_raises_after_bounded_retries(relay_link):
+def test_every_reply_corrupt_raises_after_bounded_retries(relay_link, board):
     relay, link = relay_link
     relay.corrupt = 3  # retries=2: all three attempts damaged
     start = time.monotonic()
     with pytest.raises(LinkTimeout, match="after 3 attempts"):
-        link.step(np.zeros(OBS_DIM, dtype=np.float32))
+        link.step(np.zeros(IN_DIM, dtype=np.float32))
     assert time.monotonic() - start < 3 * 0.5 + 1.0
-    assert link.step(np.zeros(OBS_DIM, dtype=np.float32)).attempts == 1  # link recovered
+    assert link.step(np.zeros(IN_DIM, dtype=np.float32)).attempts == 1  # link recovered
 
 
-def test_lost_reply_times_out_and_is_retried(relay_link):
+def test_lost_reply_times_out_and_is_retried(relay_link, board):
     relay, link = relay_link
     relay.swallow = 1
     start = time.monotonic()
-    result = link.step(np.ones(OBS_DIM, dtype=np.float32))
+    inputs = np.ones(IN_DIM, dtype=np.float32)
+    result = link.step(inputs)
     assert result.attempts == 2
+    np.testing.assert_array_equal(result.action, board.act(inputs))  # stepped once
     assert time.monotonic() - start >= 0.5  # waited out the first attempt
 
 
-def test_stale_reply_is_skipped(relay_link):
+def test_stale_reply_is_skipped(relay_link, board):
     _, link = relay_link
-    link.send_raw(codec.encode(codec.Step((9.0,) * OBS_DIM), link.next_seq()))
+    link.send_raw(codec.encode(codec.Step((9.0,) * IN_DIM), link.next_seq()))
+    board.act(np.full(IN_DIM, 9.0, dtype=np.float32))  # the board stepped on it too
     time.sleep(0.05)  # its ACTION is now waiting unread
     before = link.stats.stale_replies
-    obs = np.full(OBS_DIM, -0.5, dtype=np.float32)
-    result = link.step(obs)
-    np.testing.assert_array_equal(result.action, fixture_policy(obs))
+    inputs = np.full(IN_DIM, -0.5, dtype=np.float32)
+    result = link.step(inputs)
+    np.testing.assert_array_equal(result.action, board.act(inputs))
     assert link.stats.stale_replies == before + 1
 
 

@@ -94,8 +94,10 @@ def test_cli_writes_a_table_json_and_plot_for_several_checkpoints(tmp_path):
 
 
 def test_a_policy_trained_on_another_layout_is_refused_naming_both():
-    spec = PolicySpec.of_task(make_task("hover-nominal")).to_dict()
-    spec["task"] = "hover"  # a nominal-layout policy that claims the deployable task
+    nominal = PolicySpec.of_task(make_task("hover-nominal")).to_dict()
+    spec = PolicySpec.of_task(make_task("hover")).to_dict()
+    # a nominal-layout policy that claims the deployable task's world
+    spec["obs_layout"], spec["obs_dim"] = nominal["obs_layout"], nominal["obs_dim"]
     with pytest.raises(SpecError) as err:
         PolicySpec.from_dict(spec).task_config()
     msg = str(err.value)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,16 @@ class Gadget:  # anything torch would need to run code to rebuild
     pass
 
 
+def _middle_of_largest_member(path: Path) -> int:
+    """The file offset of the middle byte of the archive's largest member's data (its
+    local header's name and extra field skipped: torch pads the extra field, unchecked)."""
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda m: m.compress_size)
+    header = path.read_bytes()[info.header_offset : info.header_offset + 30]
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+
+
 def _corrupt(kind: str, good: Path, target: Path) -> None:
     data = good.read_bytes()
     ckpt = ckpt_io.load(good)
@@ -115,7 +127,7 @@ def _corrupt(kind: str, good: Path, target: Path) -> None:
     elif kind == "empty":
         target.write_bytes(b"")
     elif kind == "flipped byte":
-        i = data.index(b"PK\x03\x04", len(data) // 2) - 64  # inside a member's data
+        i = _middle_of_largest_member(good)  # inside data its checksum covers
         target.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :])
     elif kind == "foreign":
         torch.save({"weights": torch.zeros(3)}, target)

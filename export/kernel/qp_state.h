@@ -16,7 +16,7 @@
  *   Include the data header first, then this file; in exactly one .c file define
  *   QP_STATE_IMPLEMENTATION before it (and QP_POLICY_IMPLEMENTATION before the data
  *   header). Then, once per control step:
- *       static qp_state_t fc;            static storage: it is 4 * (QP_OBS_DIM + 7 +
+ *       static qp_state_t fc;            static storage: it is 4 * (QP_OBS_DIM + 8 +
  *       qp_state_reset(&fc);             4 * QP_HISTORY) bytes and outlives the step
  *       ...
  *       float in[QP_IN_DIM];             the estimate and sensor blocks, in layout order

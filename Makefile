@@ -18,7 +18,7 @@ TRAIN_ARGS ?=
 RUN    ?= runs/latest-$(PRESET)/best.pt
 OUT    ?= artifacts
 
-.PHONY: all venv deps test lint train sweep export bench hil flash flash-dfu firmware clean help
+.PHONY: all venv deps test lint train sweep export crazyflie bench hil flash flash-dfu firmware clean help
 all: help
 
 help:
@@ -75,6 +75,10 @@ sweep: $(STAMP)
 
 export: $(STAMP)
 	$(PY) -m export $(RUN) --out $(OUT) --expect-preset $(PRESET)
+
+# A Crazyflie out-of-tree controller app around the exported policy: $(OUT)/crazyflie/
+crazyflie: $(STAMP)
+	$(PY) -m export --target crazyflie --out $(OUT)
 
 bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e '.[bench]'

@@ -39,6 +39,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--out", default="artifacts", help="output directory (default artifacts/)")
     p.add_argument(
+        "--target",
+        choices=["headers", "crazyflie"],
+        default="headers",
+        help="headers (default): export the checkpoint; crazyflie: write OUT/crazyflie/, a "
+        "Crazyflie out-of-tree controller app around the policy already exported into OUT "
+        "(docs/crazyflie.md)",
+    )
+    p.add_argument(
         "--input",
         choices=quantize.INPUT_MODES,
         default="int16",
@@ -146,6 +154,8 @@ def _refuse_retired(p: argparse.ArgumentParser, argv: list[str]) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.target == "crazyflie":
+        return _crazyflie(args.out)
     _cap_threads()
     # What a killed export left (.actor.onnx.<random>.tmp, ...) goes before this one writes.
     tempfiles.remove_stale(args.out, ARTIFACTS)
@@ -156,6 +166,23 @@ def main(argv=None) -> int:
         print(f"export: error: {one_line}", file=sys.stderr)
         return 2
     print(report.table(rep))
+    return 0
+
+
+def _crazyflie(out: str) -> int:
+    from export import crazyflie
+
+    try:
+        app = crazyflie.write_app(out)
+    except ExportError as exc:
+        print(f"export: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {app.path}/: a Crazyflie out-of-tree controller for model "
+        f"{app.model_hash[:16]}... (data {app.data_hash[:16]}..., policy at {app.control_hz} Hz "
+        f"of the stabiliser's 1 kHz); build it with CRAZYFLIE_BASE=<crazyflie-firmware> make "
+        f"-C {app.path} (docs/crazyflie.md)"
+    )
     return 0
 
 

@@ -198,6 +198,53 @@ def run_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_crazyflie_arguments(p: argparse.ArgumentParser) -> None:
+    from .crazyflie_loop import THRUST_MAX_CF21
+
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="export output")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="crazyflie.json, .png")
+    p.add_argument("--episodes", type=int, default=100, help="episodes per row (default 100)")
+    p.add_argument(
+        "--rows",
+        choices=ROW_SETS,
+        default="in-range",
+        help="rows of the robustness suite: nominal, every in-range and the combined rows "
+        "(in-range, the default), or the nominal and all-ends combined rows (short)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts")
+    p.add_argument(
+        "--thrust-max",
+        type=float,
+        default=THRUST_MAX_CF21,
+        help="the vehicle's thrust per motor at force 1.0, N (default 0.12: the 2.1+ "
+        "propellers; 0.18 with the thrust upgrade kit)",
+    )
+
+
+def run_crazyflie(args: argparse.Namespace) -> int:
+    from .crazyflie_loop import CrazyflieLoopError
+    from .crazyflie_run import CrazyflieOptions, check_options, run, table
+
+    opts = CrazyflieOptions(
+        artifacts=args.artifacts,
+        reports=args.reports,
+        episodes=args.episodes,
+        rows=args.rows,
+        seed=args.seed,
+        vehicle_thrust_max=args.thrust_max,
+    )
+    check_options(opts)
+    tempfiles.remove_stale(args.reports, ["crazyflie.json", "crazyflie.png"])
+    try:
+        report = run(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except CrazyflieLoopError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(table(report))
+    print(f"wrote {args.reports / 'crazyflie.json'} and {args.reports / 'crazyflie.png'}")
+    return 0 if report["passed"] else 1
+
+
 COMMANDS = [
     (
         "emulate",
@@ -212,6 +259,13 @@ COMMANDS = [
         run_hil_command,
     ),
     ("flash", "write a firmware image to a board and verify it", add_flash_arguments, run_flash),
+    (
+        "crazyflie",
+        "fly the generated Crazyflie app (make crazyflie) closed-loop in the sim, beside the "
+        "integer model and the float policy",
+        add_crazyflie_arguments,
+        run_crazyflie,
+    ),
 ]
 
 

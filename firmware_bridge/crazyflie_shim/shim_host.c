@@ -1,0 +1,161 @@
+/* The host side of the shim: the firmware calls the app makes (tick count, microseconds,
+ * DEBUG_PRINT), and a flat C interface through which firmware_bridge/crazyflie_loop.py
+ * plays the stabiliser: it fills state_t, sensorData_t and setpoint_t in the firmware's
+ * units, calls controllerOutOfTree once per 1 kHz tick with the step counting from 1, and
+ * reads control_t back. Built into one shared library with the app's own C files. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "autoconf.h"
+#include "controller.h"
+#include "log.h"
+#include "param.h"
+#include "qp_flight.h"
+#include "shim_vars.h"
+#include "task.h"
+#include "usec_time.h"
+
+extern qp_flight_t qp_cf_flight; /* the app's controller state (quadpilot_controller.c) */
+
+static uint32_t now_ms;
+static int quiet;
+static stabilizerStep_t step;
+static state_t state;
+static sensorData_t sensors;
+static setpoint_t setpoint;
+static control_t control;
+
+TickType_t xTaskGetTickCount(void) { return now_ms; }
+void vTaskDelay(TickType_t ticks) { now_ms += ticks; }
+uint64_t usecTimestamp(void) { return (uint64_t)now_ms * 1000u; }
+
+int shim_debug_print(const char *fmt, ...)
+{
+    va_list ap;
+    int n = 0;
+    if (!quiet) {
+        va_start(ap, fmt);
+        n = vfprintf(stderr, fmt, ap);
+        va_end(ap);
+    }
+    return n;
+}
+
+/* The firmware's start-up: init, then the self test (false stops the system). */
+int shim_start(int quiet_debug)
+{
+    quiet = quiet_debug;
+    step = 0;
+    now_ms = 0;
+    memset(&control, 0, sizeof(control));
+    controllerOutOfTreeInit();
+    return controllerOutOfTreeTest() ? 1 : 0;
+}
+
+/* n stabiliser ticks with this estimate, gyro (deg/s) and setpoint; z_mode is the
+ * setpoint's mode for x, y and z (0 disable, 1 absolute), age_ms how old it is. Writes
+ * the control_t's normalizedForces after the last tick; returns its controlMode. */
+int shim_ticks(int n, const float position[3], const float velocity[3], const float quat_wxyz[4],
+               const float gyro_dps[3], const float target[3], int z_mode, uint32_t age_ms,
+               float forces[4])
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        step++;
+        now_ms = step; /* the stabiliser ticks at 1 kHz */
+        state.position.x = position[0];
+        state.position.y = position[1];
+        state.position.z = position[2];
+        state.velocity.x = velocity[0];
+        state.velocity.y = velocity[1];
+        state.velocity.z = velocity[2];
+        state.attitudeQuaternion.w = quat_wxyz[0];
+        state.attitudeQuaternion.x = quat_wxyz[1];
+        state.attitudeQuaternion.y = quat_wxyz[2];
+        state.attitudeQuaternion.z = quat_wxyz[3];
+        sensors.gyro.x = gyro_dps[0];
+        sensors.gyro.y = gyro_dps[1];
+        sensors.gyro.z = gyro_dps[2];
+        setpoint.position.x = target[0];
+        setpoint.position.y = target[1];
+        setpoint.position.z = target[2];
+        setpoint.mode.x = setpoint.mode.y = setpoint.mode.z = (stab_mode_t)z_mode;
+        setpoint.timestamp = now_ms - age_ms;
+        controllerOutOfTree(&control, &setpoint, &sensors, &state, step);
+    }
+    memcpy(forces, control.normalizedForces, sizeof(control.normalizedForces));
+    return (int)control.controlMode;
+}
+
+int shim_obs_dim(void) { return QP_OBS_DIM; }
+const float *shim_observation(void) { return qp_cf_flight.state.obs; }
+const float *shim_action(void) { return qp_cf_flight.action; }
+uint32_t shim_policy_calls(void) { return qp_cf_flight.policy_calls; }
+int shim_mode(void) { return qp_cf_flight.mode; }
+int shim_fault(void) { return qp_cf_flight.fault; }
+
+static const struct shim_var *find(const struct shim_var *start, const struct shim_var *stop,
+                                   const char *group, const char *name)
+{
+    const struct shim_var *v;
+    const char *current = "";
+    for (v = start; v < stop; v++) {
+        if (v->name == NULL) {
+            continue; /* padding, should the linker leave any */
+        }
+        if (v->type == SHIM_GROUP) {
+            current = v->name;
+        } else if (v->type != SHIM_END && strcmp(current, group) == 0 &&
+                   strcmp(v->name, name) == 0) {
+            return v;
+        }
+    }
+    return NULL;
+}
+
+extern const struct shim_var __start_qp_shim_log[], __stop_qp_shim_log[];
+extern const struct shim_var __start_qp_shim_param[], __stop_qp_shim_param[];
+
+static double read_var(const struct shim_var *v)
+{
+    switch (v->type) {
+    case LOG_UINT8: return *(const uint8_t *)v->address;
+    case LOG_UINT16: return *(const uint16_t *)v->address;
+    case LOG_UINT32: return *(const uint32_t *)v->address;
+    case LOG_INT8: return *(const int8_t *)v->address;
+    case LOG_INT16: return *(const int16_t *)v->address;
+    case LOG_INT32: return *(const int32_t *)v->address;
+    default: return *(const float *)v->address;
+    }
+}
+
+/* 0 and *value set, or -1 if the app logs no such variable. */
+int shim_log_get(const char *group, const char *name, double *value)
+{
+    const struct shim_var *v = find(__start_qp_shim_log, __stop_qp_shim_log, group, name);
+    if (v == NULL) {
+        return -1;
+    }
+    *value = read_var(v);
+    return 0;
+}
+
+/* 0, or -1 if the app has no such parameter. */
+int shim_param_set(const char *group, const char *name, double value)
+{
+    const struct shim_var *v = find(__start_qp_shim_param, __stop_qp_shim_param, group, name);
+    if (v == NULL) {
+        return -1;
+    }
+    switch (v->type) {
+    case PARAM_UINT8: *(uint8_t *)v->address = (uint8_t)value; break;
+    case PARAM_UINT16: *(uint16_t *)v->address = (uint16_t)value; break;
+    case PARAM_UINT32: *(uint32_t *)v->address = (uint32_t)value; break;
+    case PARAM_INT8: *(int8_t *)v->address = (int8_t)value; break;
+    case PARAM_INT16: *(int16_t *)v->address = (int16_t)value; break;
+    case PARAM_INT32: *(int32_t *)v->address = (int32_t)value; break;
+    default: *(float *)v->address = (float)value; break;
+    }
+    return 0;
+}

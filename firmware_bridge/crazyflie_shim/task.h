@@ -1,0 +1,7 @@
+/* SHIM of FreeRTOS task.h: the tick count (the simulator's clock, shim_host.c). */
+#ifndef QP_SHIM_TASK_H
+#define QP_SHIM_TASK_H
+#include "FreeRTOS.h"
+TickType_t xTaskGetTickCount(void);
+void vTaskDelay(TickType_t ticks);
+#endif

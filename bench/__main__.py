@@ -21,6 +21,7 @@ ALL = [
     "train_takeoff",
     "export_speed",
     "firmware_speed",
+    "crazyflie",
     "fuzz",
     "resume",
     "render_speed",

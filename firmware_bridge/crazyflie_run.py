@@ -4,11 +4,12 @@ beside the numpy integer model and the float policy (actor.onnx) flying the same
 from the same starts.
 
 Two builds of the same files: one whose THRUST_MAX is the sim airframe's full rotor
-thrust, so the force mapping loses nothing and the app must fly as the integer model
-does (success within MAX_GAP_PP per row, every action bit-identical to the model's on the
-app's own observation); and one with the vehicle's THRUST_MAX (0.12 N, the 2.1+
-propellers), which saturates where the Crazyflie does - reported, not judged: bringing
-the sim's thrust in line with the vehicle is training's part.
+thrust, flown with no dead zone, so the force mapping loses nothing and the app must fly
+as the integer model does (success within MAX_GAP_PP per row, every action bit-identical
+to the model's on the app's own observation); and one with the vehicle's motors - its
+THRUST_MAX (0.12 N, the 2.1+ propellers), which saturates where the Crazyflie does, and
+the firmware's dead zone (nothing below THRUST_MIN, 0.0128 N) - reported, not judged:
+bringing the sim's thrust in line with the vehicle is training's part.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def run(opts: CrazyflieOptions, log=print) -> dict:
 
     float_act = onnx_policy(opts.artifacts / "actor.onnx")
     sim_thrust = cl.thrust_of(task)
-    builds = {"sim": sim_thrust, "vehicle": opts.vehicle_thrust_max}
+    # (THRUST_MAX, THRUST_MIN) of each build's motors: the sim's own, where nothing is lost
+    # in the mapping, and the vehicle's, with the firmware's dead zone below THRUST_MIN.
+    builds = {"sim": (sim_thrust, 0.0), "vehicle": (opts.vehicle_thrust_max, cl.THRUST_MIN_CF21)}
     apps = {}
-    for name, thrust in builds.items():
+    for name, (thrust, _) in builds.items():
         lib = cl.build_host_library(app_dir, thrust, opts.build_dir)
         apps[name] = cl.HostApp(lib)
         if not apps[name].start():
@@ -106,14 +109,15 @@ def run(opts: CrazyflieOptions, log=print) -> dict:
         t = closed_loop_task(task, row, latency)
         delay = t.latency_steps[1]
         result = {"latency_ms": 1000 * delay / t.physics_hz}
-        for name, thrust in builds.items():
-            motors = cl.Motors.of(t, thrust, cl.THRUST_MIN_CF21)
+        for name, (thrust, thrust_min) in builds.items():
+            motors = cl.Motors.of(t, thrust, thrust_min)
             flyer = cl.AppFlyer(apps[name], t, motors, delay, int_act)
             r = paced.fly(flyer, t, opts.episodes, opts.seed, start=flyer.start)
             s = flyer.stats
             result[f"app_{name}"] = {
                 **_summary(r),
                 "thrust_max_n": thrust,
+                "thrust_min_n": thrust_min,
                 "steps": s.steps,
                 "steps_differing_from_integer_model": s.differing,
                 "max_input_difference": s.obs_diff_max,

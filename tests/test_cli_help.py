@@ -80,6 +80,7 @@ SUBCOMMANDS = [
     (_bridge, ["emulate"], "--model"),
     (_bridge, ["hil"], "--emulator"),
     (_bridge, ["flash"], "--method"),
+    (_bridge, ["crazyflie"], "--thrust-max"),
     *((_bench, [name], "-h") for name in _bench_names()),
 ]
 

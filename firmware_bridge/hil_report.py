@@ -249,7 +249,7 @@ def table(rep: dict) -> str:
         f"float {sr['float']:.1%}",
         f"  {'  board == reference':24s}{'identical trajectories' if cl['board_identical_to_reference'] else 'trajectories differ'}",  # noqa: E501
         *(
-            f"  {'  ' + name:24s}board {r['success_rate']['board']:.0%}  reference "
+            f"  {'  ' + name:24s} board {r['success_rate']['board']:.0%}  reference "
             f"{r['success_rate']['reference']:.0%}  float {r['success_rate']['float']:.0%}"
             + (
                 f"  (link latency median {r['latency_ms_median']:g} ms, "

@@ -25,6 +25,7 @@ help:
 	@echo "make train export   train the default preset into runs/, export artifacts/"
 	@echo "make sweep          seeds 1-4 of PRESET at once on a local Ray; runs/latest -> the best"
 	@echo "make test           every test (Python, C, emulator); installs what it needs"
+	@echo "make crazyflie      $(OUT)/crazyflie/: the policy as a Crazyflie out-of-tree controller app"
 	@echo "make hil            emulator HIL of $(OUT)/ vs $(RUN): reports/hil.json, reports/hil.png"
 	@echo "make flash          build $(MODEL) for a real board and write it with an ST-LINK"
 	@echo "make flash-dfu      the same over USB (board started with its BOOT button held)"

@@ -5,6 +5,20 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The suite's models are tiny: torch's second OpenMP thread buys nothing, and on a
+    busy machine its workers spin waiting for each other (an export with two threads
+    beside 4 CPU-bound processes burned 209 s of CPU in 330 s without finishing; with one
+    it took 110 s and 40 s of CPU: docs/benchmarks.md, "Busy machine")."""
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def compiled_sim_kernels():
     """Compile the simulator's kernels into numba's on-disk cache once, first: on a fresh
     clone that takes ~10 s (more on a loaded machine), which would otherwise land inside

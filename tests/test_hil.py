@@ -464,3 +464,49 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+@pytest.mark.parametrize(
+    "phase, extra",
+    [
+        ("board:", []),  # the handshake done, the open loop starting
+        ("closed loop:", []),  # lockstep
+        ("closed loop:", ["--paced", "--rows", "short"]),  # in real time
+    ],
+    ids=["after-handshake", "closed-loop", "paced-closed-loop"],
+)
+def test_ctrl_c_in_each_phase_exits_130_and_stops_qemu(exported, tmp_path, phase, extra):
+    """SIGINT as the HIL's log reaches a phase (wherever in it the signal then lands):
+    exit 130 with no traceback, QEMU stopped, no temporary report file."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    reports = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_bridge", "hil", "--emulator", *extra]
+        + common_args(exported, reports),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    try:
+        seen = []
+        for line in proc.stderr:  # the log, a line at a time (bounded by the wait below)
+            seen.append(line)
+            if line.startswith(phase):
+                break
+        assert seen and seen[-1].startswith(phase), "".join(seen)
+        qemu = qemu_children(proc.pid)
+        assert qemu, "QEMU is not running in this phase"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        err = proc.stderr.read()
+        assert "Traceback" not in err, err
+        deadline = time.monotonic() + 10
+        while any(_state(p) not in ("gone", "Z") for p in qemu) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_state(p) in ("gone", "Z") for p in qemu)
+        assert not reports.exists() or not list(reports.glob(".*.tmp"))
+    finally:
+        stop(proc)

@@ -121,3 +121,39 @@ def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
     )
     assert_one_line_130(status, err)
     assert not stale.exists()
+
+
+def test_train_interrupted_mid_run(tmp_path):
+    """SIGINT once the run's first metrics are on disk: the training loop itself."""
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "train", "--preset", "hover-nominal", "--run-dir", str(runs)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_interruptible,
+    )
+    try:
+        deadline = time.monotonic() + 600  # generous: a busy machine
+        while not list(runs.glob("*/metrics.csv")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        assert list(runs.glob("*/metrics.csv")), "no metrics.csv in 600 s"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert_one_line_130(proc.returncode, err)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_bench_interrupted_leaves_the_benchmarks_file_as_it_was(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    before = doc.read_bytes()
+    status, _, err = interrupt_after(["bench", "sim_speed", "--seconds", "5"], 0.0, "==")
+    assert_one_line_130(status, err)
+    assert doc.read_bytes() == before
+    assert not list(doc.parent.glob("*.tmp"))

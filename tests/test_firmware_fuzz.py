@@ -10,8 +10,8 @@ from toolchain import require_tool
 
 
 def test_fuzz_smoke_run_finds_no_crash():
-    """A number of executions, not a time: on a busy machine a 5 s run made only ~4,000
-    of them (~2,200/s idle under ASan and UBSan, docs/benchmarks.md)."""
+    """A number of executions, not a time: beside 4 CPU-bound processes a 5 s run failed
+    its bound of 10,000 (1,000-2,200 per second idle under ASan and UBSan)."""
     require_tool("clang")
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--runs", "20000", "--no-write"],

@@ -413,6 +413,18 @@ def test_clear_errors_without_traceback(exported, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def start_hil(args: list[str]) -> subprocess.Popen:
+    """``python -m firmware_bridge hil ARGS``, output piped, SIGINT deliverable."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "firmware_bridge", "hil", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+
+
 def qemu_children(pid: int) -> list[int]:
     found = []
     for p in os.listdir("/proc"):
@@ -431,15 +443,7 @@ def qemu_children(pid: int) -> list[int]:
 def test_ctrl_c_stops_qemu(exported, tmp_path):
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_bridge", "hil", "--emulator"]
-        + common_args(exported, tmp_path / "r"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
+    proc = start_hil(["--emulator", *common_args(exported, tmp_path / "r")])
     try:
         deadline = time.monotonic() + 60
         qemu = []
@@ -481,15 +485,7 @@ def test_ctrl_c_in_each_phase_exits_130_and_stops_qemu(exported, tmp_path, phase
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
     reports = tmp_path / "r"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_bridge", "hil", "--emulator", *extra]
-        + common_args(exported, reports),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
+    proc = start_hil(["--emulator", *extra, *common_args(exported, reports)])
     try:
         seen = []
         for line in proc.stderr:  # the log, a line at a time (bounded by the wait below)

@@ -26,10 +26,9 @@ def _interruptible() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
-    """Start ``python -m argv``, send SIGINT ``delay`` s after start (or after a line of
-    stdout containing ``wait_for``), and return (status, stdout, stderr)."""
-    proc = subprocess.Popen(
+def start(argv: list[str]) -> subprocess.Popen:
+    """``python -m argv`` in the project, its output piped, SIGINT deliverable."""
+    return subprocess.Popen(
         [sys.executable, "-m", *argv],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -37,6 +36,12 @@ def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
         text=True,
         preexec_fn=_interruptible,
     )
+
+
+def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
+    """Start ``python -m argv``, send SIGINT ``delay`` s after start (or after a line of
+    stdout containing ``wait_for``), and return (status, stdout, stderr)."""
+    proc = start(argv)
     try:
         if wait_for is not None:
             for line in proc.stdout:  # bounded by the wait below if it never comes
@@ -126,14 +131,7 @@ def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
 def test_train_interrupted_mid_run(tmp_path):
     """SIGINT once the run's first metrics are on disk: the training loop itself."""
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "train", "--preset", "hover-nominal", "--run-dir", str(runs)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_interruptible,
-    )
+    proc = start(["train", "--preset", "hover-nominal", "--run-dir", str(runs)])
     try:
         deadline = time.monotonic() + 600  # generous: a busy machine
         while not list(runs.glob("*/metrics.csv")) and time.monotonic() < deadline:

@@ -114,8 +114,7 @@ def check_airframe(body: Airframe) -> None:
         )
 
 
-def config_header(spec: PolicySpec, control_hz: int, model_hash: str) -> str:
-    body = spec.task_config().body()
+def config_header(body: Airframe, control_hz: int, model_hash: str) -> str:
     lines = [
         "/* qp_flight_config.h - written by python -m export --target crazyflie from",
         " * policy_bundle.json: the rate and rotor model the policy was trained with",
@@ -166,7 +165,8 @@ def write_app(out: str | Path) -> App:
         shutil.copytree(APP_SOURCE, tmp, dirs_exist_ok=True)
         for name in (HEADER, KERNEL_NAME, STATE_NAME):
             shutil.copyfile(out / name, tmp / "src" / name)
-        (tmp / "src" / CONFIG_NAME).write_text(config_header(b.spec, control_hz, b.model_hash))
+        config = config_header(b.spec.task_config().body(), control_hz, b.model_hash)
+        (tmp / "src" / CONFIG_NAME).write_text(config)
         tmp.chmod(0o777 & ~umask_now())  # mkdtemp's 0700 would hide it
         old = None
         if target.exists():

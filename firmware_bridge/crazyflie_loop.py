@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import shutil
 import subprocess
 import tempfile
@@ -335,7 +334,3 @@ def thrust_of(task: TaskConfig) -> float:
 def hover_force(task: TaskConfig, thrust_max: float) -> float:
     body = task.body()
     return body.mass * body.gravity / 4 / thrust_max
-
-
-def degrees_of_tilt(r: np.ndarray) -> float:
-    return math.degrees(math.acos(max(-1.0, min(1.0, float(r[2, 2])))))

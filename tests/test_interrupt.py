@@ -155,3 +155,23 @@ def test_bench_interrupted_leaves_the_benchmarks_file_as_it_was(tmp_path):
     assert_one_line_130(status, err)
     assert doc.read_bytes() == before
     assert not list(doc.parent.glob("*.tmp"))
+
+
+def test_ctrl_c_swallowed_by_a_callback_still_stops(tmp_path):
+    """A SIGINT that lands in a weakref callback or a ``__del__`` (as in the import
+    machinery's module locks) is only "ignored" by Python; the command must stop anyway."""
+    script = (
+        "from train import sigint\n"
+        "sigint.install('demo')\n"
+        "class Dropped:\n"
+        "    def __del__(self):\n"
+        "        raise KeyboardInterrupt\n"
+        "Dropped()\n"
+        "print('ran on')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "ran on" not in proc.stdout
+    assert proc.stderr.strip() == "demo: interrupted"

@@ -4,8 +4,10 @@ Each ``__main__`` calls ``install(name)`` before its heavy imports. A KeyboardIn
 that no code catches (during imports, a build, a handshake, a report) would otherwise
 print a traceback and kill the interpreter by SIGINT (status -2 to a parent). The hook
 prints one line, runs the atexit handlers (weakref finalizers among them: the emulator's
-QEMU is stopped there), and exits 130. This module imports nothing heavy, so it is
-cheap to import first.
+QEMU is stopped there), and exits 130. A KeyboardInterrupt raised where Python cannot
+propagate it (a weakref callback of the import machinery, a ``__del__``) would only be
+reported as "Exception ignored" and the command would run on; the unraisable hook ends
+those the same way. This module imports nothing heavy, so it is cheap to import first.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ def install(name: str) -> None:
         interrupted(name)
 
     sys.excepthook = hook
+
+    previous_unraisable = sys.unraisablehook
+
+    def unraisable(info) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            interrupted(name)
+        previous_unraisable(info)
+
+    sys.unraisablehook = unraisable
 
 
 def interrupted(name: str) -> None:

@@ -277,17 +277,13 @@ def hil_rows(task: TaskConfig, which: str) -> list[str]:
 
 def closed_loop_task(task: TaskConfig, row: str, latency_ms: float | None) -> TaskConfig:
     """``task`` in the world of robustness row ``row``; the nominal row with the link's
-    ``latency_ms`` (whole physics steps of the task, else a ValueError saying which)."""
+    ``latency_ms`` (whole milliseconds, else a HilError saying so)."""
     by_name = {r.name: r for r in robustness.rows()}
     t = robustness.row_task(task, by_name[row])
     if row == "nominal" and latency_ms is not None:
-        steps = latency_ms * task.physics_hz / 1000
-        if abs(steps - round(steps)) > 1e-6 or latency_ms < 0:
-            raise HilError(
-                f"latency {latency_ms:g} ms; allowed: whole physics steps of task "
-                f"{task.name!r} (multiples of {1000 / task.physics_hz:g} ms)"
-            )
-        t = t.replace(latency_s=(round(steps) / task.physics_hz,) * 2)
+        if latency_ms < 0 or abs(latency_ms - round(latency_ms)) > 1e-6:
+            raise HilError(f"latency {latency_ms:g} ms; allowed: whole milliseconds >= 0")
+        t = t.replace(latency_s=(round(latency_ms) / 1000,) * 2)
     return t
 
 

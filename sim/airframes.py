@@ -5,8 +5,9 @@ Two presets ship:
 * ``crazyflie`` (default): Crazyflie 2.x figures used by several public simulators
   (mass 0.027 kg, rotor offset 0.028 m per axis in an X layout, thrust coefficient
   3.16e-10 N/RPM^2, torque-to-thrust ratio 0.005964 m, inertia diag(3.85e-6, 3.85e-6,
-  5.97e-6) kg m^2, rotor speeds 0..21702 RPM, motor time constant 0.15 s as in
-  Eschmann et al. 2023, "Learning to Fly in Seconds").
+  5.97e-6) kg m^2, motor time constant 0.15 s as in Eschmann et al. 2023, "Learning to
+  Fly in Seconds"), with the rotor speed capped where a motor gives the thrust the
+  vehicle's firmware allows (0.12 N; thrust-to-weight 1.81 at 27 g).
 * ``udacity``: the airframe of the Udacity RL-Quadcopter-2 project's ``physics_sim.py``
   (0.958 kg, 0.4 m arm in a + layout, 0.1 m propellers, Brandt-Selig thrust
   coefficient with inflow, quadratic body drag, rotor speeds 0..900 rev/s) on correct
@@ -179,6 +180,14 @@ def _box_inertia(mass: float, x: float, y: float, z: float) -> tuple[float, floa
     return (mass * (y * y + z * z) / 12, mass * (x * x + z * z) / 12, mass * (x * x + y * y) / 12)
 
 
+# The Crazyflie 2.1's motor thrust in its own firmware (crazyflie-firmware,
+# src/platform/interface/platform_defaults_cf2.h): at most THRUST_MAX per motor with the
+# 2.1+ propellers (battery-compensated), and nothing below THRUST_MIN.
+CRAZYFLIE_THRUST_MAX = 0.12  # N per motor
+CRAZYFLIE_THRUST_MIN = 0.012817578393224994  # N per motor
+CRAZYFLIE_THRUST_COEFFICIENT = 3.16e-10  # N/RPM^2
+
+
 def _crazyflie() -> Airframe:
     a = 0.028  # hub offset along each body axis (X layout)
     return Airframe(
@@ -187,11 +196,13 @@ def _crazyflie() -> Airframe:
         inertia=(3.85e-6, 3.85e-6, 5.97e-6),
         rotor_positions=((a, -a, 0.0), (-a, -a, 0.0), (-a, a, 0.0), (a, a, 0.0)),
         rotor_yaw_signs=(-1.0, 1.0, -1.0, 1.0),
-        thrust_coefficient=3.16e-10,
+        thrust_coefficient=CRAZYFLIE_THRUST_COEFFICIENT,
         torque_to_thrust=0.005964,
         motor_time_constant=0.15,
         rotor_speed_min=0.0,
-        rotor_speed_max=21702.0,
+        # The speed at which a rotor gives THRUST_MAX (19,487 RPM): the published 21,702
+        # RPM would give 0.149 N, more thrust than the vehicle's firmware ever commands.
+        rotor_speed_max=math.sqrt(CRAZYFLIE_THRUST_MAX / CRAZYFLIE_THRUST_COEFFICIENT),
         rotor_speed_unit="RPM",
     )
 

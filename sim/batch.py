@@ -166,15 +166,24 @@ def _step_env(w, e, actions, frame, tp, oo, target, work, cmd, scratch):
         fc[L.FC_PAST + i] = a
         d = a - tp[T.T_HOVER_A]
         act_cost += d * d
-    # Latency: physics step j of this control step drives the motors with the command
-    # issued `delay` physics steps earlier, i.e. ceil((delay - j) / n_sub) control steps ago.
-    delay = int(p[L.P_DELAY])
+    # Latency: a command reaches the motors `delay` physics steps (a real number) after it
+    # was issued, so at time t (in physics steps since this control step began) the
+    # command in force is the one of ceil((delay - t) / n_sub) control steps ago. That
+    # changes once per control step, at t = delay mod n_sub; a physics step holding that
+    # instant is split there, so latency is not rounded to the physics step.
+    delay = p[L.P_DELAY]
+    switch = delay - n_sub * math.floor(delay / n_sub)
     gust = fc[L.FC_GUST : L.FC_GUST + 3]
     for j in range(n_sub):
-        late = 0 if delay <= j else (delay - j + n_sub - 1) // n_sub
-        for i in range(4):
-            cmd[i] = lo + 0.5 * (fc[L.FC_PAST + 4 * late + i] + 1.0) * span
-        rk4_step(s, cmd, p, frame, gust, tp[T.T_DT], tp[T.T_FLOOR], work)
+        start, stop = float(j), float(j + 1)
+        cut = switch if start < switch < stop else stop
+        while start < stop:
+            mid = 0.5 * (start + cut)
+            late = 0 if delay <= mid else int(math.ceil((delay - mid) / n_sub))
+            for i in range(4):
+                cmd[i] = lo + 0.5 * (fc[L.FC_PAST + 4 * late + i] + 1.0) * span
+            rk4_step(s, cmd, p, frame, gust, (cut - start) * tp[T.T_DT], tp[T.T_FLOOR], work)
+            start, cut = cut, stop
     if tp[T.T_GUST_STD] > 0.0:  # Ornstein-Uhlenbeck gust, exact discretisation
         a = tp[T.T_GUST_DECAY]
         sd = tp[T.T_GUST_STD] * p[L.P_MASS] * math.sqrt(1.0 - a * a)
@@ -364,8 +373,9 @@ class QuadBatch:
         p[:, L.P_TORQUE + 1] = r[:, 0] * weight
         b = t.gyro_bias * t.noise_scale
         p[:, L.P_GYRO_BIAS : L.P_GYRO_BIAS + 3] = rng.uniform(-b, b, (k, 3))
-        lo, hi = t.latency_steps
-        p[:, L.P_DELAY] = rng.integers(lo, hi + 1, size=k)
+        lo, hi = t.latency_ms
+        # (ms * physics_hz) / 1000 is exact for whole physics steps: no sliver steps
+        p[:, L.P_DELAY] = rng.integers(lo, hi + 1, size=k) * t.physics_hz / 1000.0
         return p
 
     def observe(self) -> np.ndarray:

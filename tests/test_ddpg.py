@@ -174,3 +174,33 @@ def test_asymmetric_critic_learns_from_the_privileged_state_the_actor_never_sees
     assert any(not torch.equal(pa[k], pb[k]) for k in pa)  # the critic used what it saw
     with pytest.raises(RuntimeError):  # and needs it: the observation alone does not fit
         update(copy.deepcopy(agent), batch(), cfg)
+
+
+def test_command_change_penalty_pulls_the_actor_toward_its_last_command():
+    """smooth_temporal: with a weight that outweighs the critic's pull, mu(s) moves toward
+    the last command the observation holds (without it, it does not: tried)."""
+    from sim import observation
+    from sim.tasks import make_task
+
+    at = observation.offsets(make_task("hover"))[observation.O_PAST]
+    torch.manual_seed(0)
+    cfg = make_config("hover", smooth_temporal=1e4, smooth_spatial=0.0, actor_lr=1e-3)
+    agent = Agent(cfg, OBS_DIM, ACT_DIM, previous_action=at)
+    obs, *rest = batch()
+    obs[:, at : at + ACT_DIM] = 0.5  # the last command, in [-1, 1]
+
+    def gap():
+        with torch.no_grad():
+            mu = agent.actor.net(agent.actor.normalise(obs))
+        return (mu - 0.5).pow(2).sum(dim=-1).mean().item()
+
+    before = gap()
+    for _ in range(20):
+        update(agent, (obs, *rest), cfg)
+    assert gap() < 0.5 * before
+
+
+def test_command_change_penalty_needs_an_observed_history():
+    cfg = make_config("hover", smooth_temporal=1.0)
+    with pytest.raises(ValueError, match="action_history"):
+        Agent(cfg, OBS_DIM, ACT_DIM)

@@ -136,6 +136,14 @@ class TrainConfig:
     smooth_sigma: float = field(
         default=0.05, metadata={"help": "std of that noise, in normalised observation units"}
     )
+    smooth_temporal: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the command-change penalty |mu(s) - a_prev|^2 in the actor "
+            "loss, a_prev the last command the observation holds (tasks with an action "
+            "history); a calm actor chatters less on a vehicle"
+        },
+    )
     obs_norm_steps: int = field(
         default=200_000,
         metadata={

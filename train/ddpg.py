@@ -47,8 +47,22 @@ class Agent(nn.Module):
     the noisy history, so its targets are sharper; only the actor is deployed.
     """
 
-    def __init__(self, cfg: TrainConfig, obs_dim: int, act_dim: int, priv_dim: int = 0):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        obs_dim: int,
+        act_dim: int,
+        priv_dim: int = 0,
+        previous_action: int | None = None,
+    ):
+        """``previous_action``: where the observation holds the last command (the first
+        of the past actions), for cfg.smooth_temporal."""
         super().__init__()
+        if cfg.smooth_temporal > 0 and previous_action is None:
+            raise ValueError(
+                "smooth_temporal needs a task that observes its past actions (action_history >= 1)"
+            )
+        self.previous_action = previous_action
         self.actor = Actor(obs_dim, act_dim, cfg.actor_hidden, cfg.activation)
         n_critics = 2 if cfg.algo == "td3" else 1
         self.critics = nn.ModuleList(
@@ -150,6 +164,10 @@ def update(agent: Agent, batch: tuple[torch.Tensor, ...], cfg: TrainConfig) -> d
             near = obs_n + cfg.smooth_sigma * torch.randn_like(obs_n)
             diff = action - agent.actor.net(near)
             loss = loss + cfg.smooth_spatial * diff.pow(2).sum(dim=-1).mean()
+        if cfg.smooth_temporal > 0:  # calm commands: little change from the last one
+            at = agent.previous_action
+            diff = action - obs[:, at : at + action.shape[-1]]
+            loss = loss + cfg.smooth_temporal * diff.pow(2).sum(dim=-1).mean()
         agent.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         agent.actor_opt.step()

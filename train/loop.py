@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim import make_vec
+from sim import make_vec, observation
 from sim.batch import PRIVILEGED_DIM
 from sim.contract import checkpoint as ckpt_io
 from sim.rollout import collect
@@ -59,7 +59,8 @@ class Trainer:
         # The privileged state of the current step (a function of the env's state).
         self.priv = self.env.privileged() if cfg.critic_privileged else None
         priv_dim = PRIVILEGED_DIM if cfg.critic_privileged else 0
-        self.agent = Agent(cfg, obs_dim, ACT_DIM, priv_dim)
+        past = observation.offsets(self.task)[observation.O_PAST]  # -1: none observed
+        self.agent = Agent(cfg, obs_dim, ACT_DIM, priv_dim, past if past >= 0 else None)
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, ACT_DIM, priv_dim, stride=cfg.num_envs)
         self.norm = RunningNorm(obs_dim)
         shape = (cfg.num_envs, ACT_DIM)

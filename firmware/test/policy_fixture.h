@@ -43,7 +43,7 @@
 #define QP_OBS_LAYOUT "position_error:3,rotation_matrix:9,velocity:3,body_rates:3,position_integral:3,past_actions:4"
 #define QP_ACT_DIM 4
 #define QP_MODEL_HASH "faa5d164d96b01de2c1511782ac6855d728e9c631cdd03c8ed97f9e168666c96"
-#define QP_DATA_HASH "908859fb8a3da953014c658c689873fff9a8425e95cdb4ce9e2d8757c794e3a6"
+#define QP_DATA_HASH "b764f455ff39bd41f71c071121f55645a38d84d4927d0e1a937bb24204ffa65d"
 #define QP_MACS 232
 #define QP_N_LAYERS 2
 #define QP_BUF_LEN 32
@@ -56,7 +56,7 @@
 #define QP_HISTORY 1
 #define QP_INTEGRAL_LIMIT 0.5f
 #define QP_INTEGRAL_DT 0.009999999776482582f
-#define QP_INITIAL_ACTION 0.33405300974845886f
+#define QP_INITIAL_ACTION 0.4856816530227661f
 #define QP_IN_MIN (-32767)
 #define QP_IN_MAX 32767
 #define QP_OUT_ONE 32768

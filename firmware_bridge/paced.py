@@ -95,6 +95,7 @@ def fly(
     returns = np.zeros(episodes)
     positions = np.full((n + 1, episodes, 3), np.nan)
     attitudes = np.full((n + 1, episodes, 4), np.nan)
+    body_rates = np.full((n + 1, episodes, 3), np.nan)
     commands = np.full((n, episodes, ACT_DIM), np.nan, dtype=np.float32)
     obs_log, act_log = [], []
     saved = (link.timeout, link.retries) if link else None
@@ -112,6 +113,7 @@ def fly(
                     link.retries = 0
             positions[0, ep] = b.state[0, L.POS : L.POS + 3]
             attitudes[0, ep] = b.state[0, L.QUAT : L.QUAT + 4]
+            body_rates[0, ep] = b.state[0, L.OMEGA : L.OMEGA + 3]
             last = np.full(ACT_DIM, task.initial_action(), dtype=np.float32)
             tick = time.monotonic()
             for t in range(n):
@@ -130,6 +132,7 @@ def fly(
                 returns[ep] += b.reward[0]
                 positions[t + 1, ep] = b.state[0, L.POS : L.POS + 3]
                 attitudes[t + 1, ep] = b.state[0, L.QUAT : L.QUAT + 4]
+                body_rates[t + 1, ep] = b.state[0, L.OMEGA : L.OMEGA + 3]
                 if b.terminated[0] or b.truncated[0]:
                     success[ep] = b.success[0]
                     final_error[ep] = b.position_error()[0]
@@ -152,4 +155,5 @@ def fly(
         control_hz=task.control_hz,
         attitudes=attitudes,
         commands=commands,
+        body_rates=body_rates,
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim import quality
 from sim.observation import NOISE_FIELDS
 from sim.rollout import collect
 from sim.tasks import HOVER, SCALE_RANGES, TaskConfig
@@ -182,12 +183,14 @@ def run(
     only: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Fly ``policy`` on every row; per row: success rate, mean, median and p95 final error."""
+    """Fly ``policy`` on every row; per row: success rate, mean, median and p95 final
+    error, and the hover quality of its episodes that flew to the end (sim/quality.py)."""
     results = []
     for row in rows():
         if only and row.name not in only:
             continue
-        r = collect(policy, row_task(task, row), episodes=episodes, seed=seed)
+        t = row_task(task, row)
+        r = collect(policy, t, episodes=episodes, seed=seed)
         err = r.final_error
         results.append(
             {
@@ -199,6 +202,7 @@ def run(
                 "final_error_mean_m": float(err.mean()),
                 "final_error_median_m": float(np.median(err)),
                 "final_error_p95_m": float(np.quantile(err, 0.95)),
+                **quality.hover_quality(r, t.window_steps),
             }
         )
         if progress:
@@ -207,9 +211,10 @@ def run(
 
 
 def score(results: list[dict]) -> dict:
-    """The suite's summary: nominal, the worst single-parameter row inside the training
-    ranges, and the all-ends combined row."""
+    """The suite's summary: nominal (with its hover quality, as nominal_<figure>), the
+    worst single-parameter row inside the training ranges, and the all-ends combined row."""
     by = {r["row"]: r for r in results}
+    nominal = by.get("nominal", {})
     inside = [
         r["success_rate"]
         for r in results
@@ -221,23 +226,28 @@ def score(results: list[dict]) -> dict:
         "worst_inside_success": min(inside) if inside else math.nan,
         "combined_success": by.get("combined worst case", {}).get("success_rate", math.nan),
         "mean_success": float(np.mean([r["success_rate"] for r in results])),
+        **{f"nominal_{k}": nominal.get(k, math.nan) for k in quality.METRICS},
     }
 
 
 def table(named: dict[str, list[dict]]) -> str:
-    """Rows down, policies across: success % and median / p95 final error (cm)."""
+    """Rows down, policies across: success %, median / p95 final error (cm), and the
+    mean command change per step and the share of commands at the limit (sim/quality.py;
+    "-" where no episode flew to the end)."""
     names = list(named)
     first = named[names[0]]
-    head = f"{'row':32s}{'in':>4s}" + "".join(f"  {n[-26:]:>26s}" for n in names)
-    sub = f"{'':36s}" + "".join(f"  {'success  median   p95':>26s}" for _ in names)
+    head = f"{'row':32s}{'in':>4s}" + "".join(f"  {n[-39:]:>39s}" for n in names)
+    sub = f"{'':36s}" + "".join(f"  {'success  median   p95 change limit':>39s}" for _ in names)
     lines = [head, sub]
     for i, row in enumerate(first):
         cells = ""
         for n in names:
             r = named[n][i]
+            change, limit = r.get("command_change_mean"), r.get("commands_at_limit")
             cells += (
                 f"  {r['success_rate']:>9.0%} {100 * r['final_error_median_m']:>6.1f}cm"
                 f" {100 * r['final_error_p95_m']:>5.1f}cm"
+                f" {quality.shown(change, '.3f'):>6s} {quality.shown(limit, '.0%'):>5s}"
             )
         lines.append(
             f"{row['row']:32s}{'yes' if row['inside_training_range'] else 'no':>4s}{cells}"
@@ -246,7 +256,8 @@ def table(named: dict[str, list[dict]]) -> str:
 
 
 def plot(named: dict[str, list[dict]], path: Path, title: str = "robustness suite") -> Path:
-    """Success and median final error per row, policies side by side, as a PNG."""
+    """Success, median final error and mean command change per step (sim/quality.py)
+    per row, policies side by side, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,12 +269,14 @@ def plot(named: dict[str, list[dict]], path: Path, title: str = "robustness suit
     rows_ = [r["row"] + ("" if r["inside_training_range"] else " *") for r in named[names[0]]]
     y = np.arange(len(rows_))
     h = 0.8 / len(names)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.32 * len(rows_) + 1.8), sharey=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 0.32 * len(rows_) + 1.8), sharey=True)
     for k, n in enumerate(names):
         res = named[n]
         off = y - 0.4 + h * (k + 0.5)
         ax1.barh(off, [100 * r["success_rate"] for r in res], height=h, label=n)
         ax2.barh(off, [100 * r["final_error_median_m"] for r in res], height=h, label=n)
+        change = [r.get("command_change_mean", math.nan) for r in res]  # NaN: no bar
+        ax3.barh(off, change, height=h, label=n)
     ax1.set_yticks(y, rows_)
     ax1.invert_yaxis()
     ax1.set_xlim(0, 100)
@@ -272,7 +285,8 @@ def plot(named: dict[str, list[dict]], path: Path, title: str = "robustness suit
     ax2.set_xscale("log")
     ax2.set_xlabel("median final error (cm, log)")
     ax2.axvline(3, color="grey", lw=0.8, ls="--")
-    for ax in (ax1, ax2):
+    ax3.set_xlabel("mean |command change| per step (of 2)")
+    for ax in (ax1, ax2, ax3):
         ax.grid(axis="x", alpha=0.3)
     ax1.legend(loc="lower left", fontsize=8)
     fig.suptitle(f"{title}   (* = beyond the training range)")

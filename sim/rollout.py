@@ -35,6 +35,9 @@ class Rollout:
     # after an episode ended.
     attitudes: np.ndarray | None = None
     commands: np.ndarray | None = None
+    # For hover quality (sim/quality.py): the true body rates (p, q, r, rad/s) beside
+    # ``positions``, (max_steps + 1, episodes, 3); NaN after an episode ended.
+    body_rates: np.ndarray | None = None
 
     @property
     def success_rate(self) -> float:
@@ -64,6 +67,8 @@ def collect(
     positions[0] = batch.state[:, L.POS : L.POS + 3]
     attitudes = np.full((cfg.max_steps + 1, episodes, 4), np.nan)
     attitudes[0] = batch.state[:, L.QUAT : L.QUAT + 4]
+    body_rates = np.full((cfg.max_steps + 1, episodes, 3), np.nan)
+    body_rates[0] = batch.state[:, L.OMEGA : L.OMEGA + 3]
     commands = np.full((cfg.max_steps, episodes, ACT_DIM), np.nan, dtype=np.float32)
     obs_log, act_log = [], []
     actions = np.zeros((episodes, ACT_DIM))
@@ -82,6 +87,7 @@ def collect(
         returns[idx] += batch.reward[idx]
         positions[t + 1, idx] = batch.state[idx, L.POS : L.POS + 3]
         attitudes[t + 1, idx] = batch.state[idx, L.QUAT : L.QUAT + 4]
+        body_rates[t + 1, idx] = batch.state[idx, L.OMEGA : L.OMEGA + 3]
         ended = np.flatnonzero(batch.terminated | batch.truncated)
         done = ended[active[ended]]
         success[done] = batch.success[done]
@@ -102,4 +108,5 @@ def collect(
         control_hz=cfg.control_hz,
         attitudes=attitudes,
         commands=commands,
+        body_rates=body_rates,
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from export.fixtures import make_checkpoint
+from sim import quality
 from sim import robustness as R
 from sim.batch import PRIVILEGED_DIM, QuadBatch
 from sim.contract.spec import PolicySpec, SpecError
@@ -55,6 +56,7 @@ def test_suite_flies_every_row_from_the_same_starts_and_scores_it():
     for r in results:
         assert r["episodes"] == 4 and 0 <= r["success_rate"] <= 1
         assert r["final_error_median_m"] <= r["final_error_p95_m"]
+        assert set(quality.METRICS) <= set(r)  # hover quality, NaN where all crashed
     # A constant command cannot hold a vehicle that starts tilted and moving.
     assert max(r["success_rate"] for r in results) <= 0.25
     s = R.score(results)
@@ -81,6 +83,8 @@ def test_cli_writes_a_table_json_and_plot_for_several_checkpoints(tmp_path):
     data = json.loads(out.with_suffix(".json").read_text())
     assert set(data) == {str(a), str(b)}
     assert len(data[str(a)]["rows"]) == len(R.rows()) and "score" in data[str(b)]
+    assert "change limit" in proc.stdout and set(quality.METRICS) <= set(data[str(a)]["rows"][0])
+    assert "nominal_command_change_mean" in data[str(b)]["score"]
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["rob.json", "rob.png"]
     bad = subprocess.run(

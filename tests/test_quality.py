@@ -1,16 +1,20 @@
-"""Hover quality (sim/quality.py): synthetic rollouts whose figures are known, and the
-robustness suite and the HIL's closed loop recording them for a policy that hovers."""
+"""Hover quality (sim/quality.py): synthetic rollouts whose figures are known, the
+robustness suite reporting them for a policy that hovers, and the evaluation's and the
+HIL's reports carrying them."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from export.fixtures import make_checkpoint
 from firmware_bridge import paced
 from sim import quality
 from sim import robustness as R
 from sim.rollout import Rollout
 from sim.tasks import make_task
+from train.__main__ import main as train_main
 
 STEPS, EPISODES, HZ, WINDOW = 300, 3, 100.0, 100
 
@@ -159,3 +163,17 @@ def test_the_hil_closed_loop_records_what_quality_needs():
     q = quality.hover_quality(r, task.window_steps)
     assert all(math.isfinite(v) for v in q.values()), q
     assert q["commands_at_limit"] == 0.0 and q["tilt_mean_deg"] < 3
+
+
+def test_evaluate_prints_and_records_the_hover_quality(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    plot = tmp_path / "e.png"
+    code = train_main(["evaluate", str(ckpt), "--episodes", "4", "--plot", str(plot)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "hover quality" in out.out and f"json            {plot.with_suffix('.json')}" in out.out
+    record = json.loads(plot.with_suffix(".json").read_text())
+    assert set(quality.METRICS) <= set(record) and record["episodes"] == 4
+    assert 0 <= record["success_rate"] <= 1
+    flown = record["episodes_flown_to_the_end"]
+    assert flown == 0 or math.isfinite(record["command_change_mean"])  # NaN only with none

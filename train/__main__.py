@@ -2,7 +2,7 @@
 
 python -m train --preset hover --seed 3 --algo td3     train into runs/<name>/
 python -m train --resume runs/latest                   continue an interrupted run
-python -m train evaluate [CHECKPOINT] [--video [PATH]] success rate, error, plot, video
+python -m train evaluate [CHECKPOINT] [--video [PATH]] success, error, hover quality, plot
 python -m train robustness [CHECKPOINT ...]            the held-out robustness suite
 python -m train sweep --seeds 1 2 3 --grid num_envs=32,128   many runs at once on Ray Tune
 """
@@ -74,7 +74,8 @@ def evaluate_main(argv: list[str]) -> int:
     ap.add_argument(
         "--plot",
         default=None,
-        help="trajectory plot (default: next to the checkpoint, evaluation.png)",
+        help="trajectory plot (default: next to the checkpoint, evaluation.png); the "
+        "figures, hover quality included, go to the same name with .json",
     )
     ap.add_argument(
         "--video",

@@ -2,7 +2,7 @@
 
 python -m train --preset hover --seed 3 --algo td3     train into runs/<name>/
 python -m train --resume runs/latest                   continue an interrupted run
-python -m train evaluate [CHECKPOINT] [--video [PATH]] success, error, hover quality, plot
+python -m train evaluate [CHECKPOINT] [--video [PATH]] success, error, hover quality, plot, video
 python -m train robustness [CHECKPOINT ...]            the held-out robustness suite
 python -m train sweep --seeds 1 2 3 --grid num_envs=32,128   many runs at once on Ray Tune
 """

@@ -9,6 +9,7 @@ import numpy as np
 from export import int_reference as ref
 from export.quant_params import QuantParams
 from export.quantize import layer_range
+from sim import quality
 
 # The figures the export issue requires (docs/quantization.md explains each).
 TARGETS = {
@@ -116,6 +117,10 @@ def table(report: dict) -> str:
         f"  policy.h vs float max {err['max']:.4f}  mean {err['mean']:.5f}  "
         f"p99 {err['p99']:.4f} on {err['states']} rollout states",
         f"  closed loop       {cl['task']}, {cl['episodes']} episodes: gap {cl['gap_pp']:.1f} pp",
+        *(
+            f"  hover quality     {name:6s}{quality.describe(cl[name])}"
+            for name in ("float", "int")
+        ),
         f"  onnx vs torch     max {report['onnx']['max_abs_diff_vs_torch']:.2e} on "
         f"{report['onnx']['states']} states (opset {report['onnx']['opset']})",
     ]
@@ -130,6 +135,10 @@ def table(report: dict) -> str:
             f"{s['float']['combined_success']:.0%} / {s['int']['combined_success']:.0%} "
             f"(float / integer); largest row gap {rob['max_row_gap_pp']:.1f} pp"
         )
+        lines += [
+            f"  {'':18s}nominal row {name:6s}{quality.describe(s[name], True, 'nominal_')}"
+            for name in ("float", "int")
+        ]
     if c:
         lines.append(
             f"  {'C check (' + c['compiler'] + ')':18s}policy.h codes differing from the numpy "

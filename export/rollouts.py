@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from export.model import ExportError
-from sim import robustness
+from sim import quality, robustness
 from sim.contract.spec import PolicySpec, SpecError
 from sim.rollout import collect
 from sim.tasks import TaskConfig
@@ -47,15 +47,18 @@ def policy_states(
 
 
 def closed_loop(policies: dict[str, Policy], spec: PolicySpec, episodes: int, seed: int) -> dict:
-    """Success rate and mean final error of each policy on the same initial states."""
+    """Success rate, mean final error and hover quality (sim/quality.py) of each policy
+    on the same initial states."""
+    task = spec_task(spec)
     out = {}
     for name, policy in policies.items():
-        r = _collect(policy, spec, episodes, seed)
+        r = collect(policy, task, episodes=episodes, seed=seed)
         out[name] = {
             "success_rate": r.success_rate,
             "mean_final_error_m": float(np.mean(r.final_error)),
             "mean_length": float(np.mean(r.lengths)),
             "states": int(len(r.obs)),
+            **quality.hover_quality(r, task.window_steps),
         }
     return out
 

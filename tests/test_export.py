@@ -18,7 +18,7 @@ from export import rollouts
 from export.__main__ import ARTIFACTS, main
 from export.fixtures import make_checkpoint
 from export.onnx_export import ALLOWED_OPS
-from sim import robustness
+from sim import quality, robustness
 from sim.tasks import make_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,8 @@ def test_printed_table(exported):
         "policy.h vs float",
         "closed-loop success",
         "int_max_abs_error",
+        "hover quality     float command change",
+        "nominal row int   command change",
     ):
         assert text in out
 
@@ -94,10 +96,13 @@ def test_report_figures(exported):
     assert cl["episodes"] == 100
     for name in ("float", "int"):
         assert 0.0 <= cl[name]["success_rate"] <= 1.0
+        assert set(quality.METRICS) <= set(cl[name])  # NaN where no episode flew to the end
     assert cl["gap_pp"] <= 2.0
     rob = rep["robustness"]  # the suite, flown by the float policy and the integer model
     assert rob["episodes_per_row"] == 10 and set(rob["rows"]) == {"float", "int"}
     assert [r["row"] for r in rob["rows"]["int"]] == [r.name for r in robustness.rows()]
+    assert all(set(quality.METRICS) <= set(r) for r in rob["rows"]["float"] + rob["rows"]["int"])
+    assert {f"nominal_{k}" for k in quality.METRICS} <= set(rob["score"]["int"])
     gaps = [
         round(abs(f["success_rate"] - i["success_rate"]) * 100, 9)
         for f, i in zip(rob["rows"]["float"], rob["rows"]["int"], strict=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from export import int_reference
 from export.report import TARGETS
+from sim import quality
 from sim.contract.files import atomic_write
 
 from . import codec
@@ -95,7 +96,8 @@ def build(
         }
 
     runs = closed_loop["runs"]
-    rows = {name: _row_summary(row) for name, row in closed_loop["rows"].items()}
+    window = policy.spec.task_config().window_steps  # the rows change the world, not this
+    rows = {name: _row_summary(row, window) for name, row in closed_loop["rows"].items()}
     success = rows["nominal"]["success_rate"]  # closed_loop["runs"] is the nominal row
     identical = rows["nominal"]["board_identical_to_reference"]
     gap_pp = max(row["success_gap_pp"] for row in rows.values())
@@ -214,13 +216,23 @@ def build(
     }
 
 
-def _row_summary(row: dict) -> dict:
-    """One closed-loop row of hil.json: success, final error and latency per flyer."""
+def closed_loop_quality(runs: dict, window_steps: int) -> dict:
+    """Hover quality (sim/quality.py) of each flyer's rollout, as {figure: {flyer:
+    value}} like the other per-flyer figures of a row. The board's are those of the
+    commands that reached the motors: in paced runs a missed deadline holds the last."""
+    q = {who: quality.hover_quality(r, window_steps) for who, r in runs.items()}
+    return {k: {who: q[who][k] for who in runs} for k in quality.METRICS}
+
+
+def _row_summary(row: dict, window_steps: int) -> dict:
+    """One closed-loop row of hil.json: success, final error, hover quality and latency
+    per flyer."""
     runs = row["runs"]
     success = {k: r.success_rate for k, r in runs.items()}
     return {
         "success_rate": success,
         "mean_final_error_m": {k: float(np.mean(r.final_error)) for k, r in runs.items()},
+        **closed_loop_quality(runs, window_steps),
         "board_identical_to_reference": bool(
             np.array_equal(runs["board"].positions, runs["reference"].positions, equal_nan=True)
         ),
@@ -257,7 +269,13 @@ def table(rep: dict) -> str:
                 if cl["paced"]
                 else f"  ({r['latency_ms']:g} ms latency, lockstep)"
             )
+            + f"; board {_flyer_quality(r, 'board', brief=True)}"
             for name, r in cl["rows"].items()
+        ),
+        *(
+            f"  {'  hover quality' if who == 'board' else '':24s}{who} (nominal): "
+            + _flyer_quality(cl["rows"]["nominal"], who)
+            for who in ("board", "reference")
         ),
         f"  {'round trip':24s}p50 {link['rtt_ms']['p50']:.2f} ms  p99 {link['rtt_ms']['p99']:.2f}"
         f" ms  {link['round_trips_per_s']:.0f} STEP/s  ({link['retries']} retries)",
@@ -281,6 +299,11 @@ def table(rep: dict) -> str:
     lines.append("")
     lines.append("  HIL passed" if rep["passed"] else "  HIL FAILED")
     return "\n".join(lines)
+
+
+def _flyer_quality(row: dict, who: str, brief: bool = False) -> str:
+    """One flyer's hover quality out of a row of hil.json, in one line."""
+    return quality.describe({k: row[k][who] for k in quality.METRICS}, brief)
 
 
 def write(rep: dict, open_loop: dict, closed_loop: dict, inputs, states, reports: Path) -> None:

@@ -36,7 +36,7 @@ from firmware_bridge.emulator import Emulator, build_firmware, firmware_dir
 from firmware_bridge.hil import HilError, HilOptions, load_inputs
 from firmware_bridge.link import Link
 from firmware_bridge.protocol import MsgType, SelfTest
-from sim import robustness
+from sim import quality, robustness
 from sim.tasks import make_task
 
 OPEN_LOOP_STATES = 1000  # the CLI's minimum
@@ -221,6 +221,12 @@ def test_emulator_hil_closed_loop_matches_reference(emulated_run):
     assert cl["success_rate"]["board"] == cl["success_rate"]["reference"]
     assert cl["board_identical_to_reference"]
     assert cl["mean_final_error_m"]["board"] == cl["mean_final_error_m"]["reference"]
+    # The same commands and flights: the same hover quality (NaN where all crashed).
+    for row in cl["rows"].values():
+        for k in quality.METRICS:
+            assert set(row[k]) == {"board", "reference", "float"}
+            np.testing.assert_equal(row[k]["board"], row[k]["reference"])
+    assert "hover quality" in emulated_run["proc"].stdout
 
 
 def test_emulator_hil_reports_timing_and_files(emulated_run):

@@ -10,6 +10,7 @@ import pytest
 
 from export.fixtures import make_checkpoint
 from firmware_bridge import paced
+from firmware_bridge.hil_report import closed_loop_quality
 from sim import quality
 from sim import robustness as R
 from sim.rollout import Rollout
@@ -177,3 +178,13 @@ def test_evaluate_prints_and_records_the_hover_quality(tmp_path, capsys):
     assert 0 <= record["success_rate"] <= 1
     flown = record["episodes_flown_to_the_end"]
     assert flown == 0 or math.isfinite(record["command_change_mean"])  # NaN only with none
+
+
+def test_hil_rows_give_each_flyer_its_own_quality():
+    calm = synthetic(np.full((STEPS, EPISODES, 4), 0.2))
+    chatter = synthetic(square_wave(25.0))
+    q = closed_loop_quality({"board": chatter, "reference": calm, "float": calm}, WINDOW)
+    assert set(q) == set(quality.METRICS)
+    assert q["commands_at_limit"] == {"board": 1.0, "reference": 0.0, "float": 0.0}
+    assert q["command_peak_hz"]["board"] == pytest.approx(25.0)
+    assert q["command_change_mean"]["board"] > 0.9 and q["command_change_mean"]["float"] == 0

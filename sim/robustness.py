@@ -3,10 +3,10 @@
 Each row changes the world (never the observation layout) of the policy's own task:
 the nominal world; each parameter alone at both ends of the deployable hover task's
 training range (``sim.tasks.HOVER``) and beyond it; the other published Crazyflie
-inertias; latency 0 / 10 / 20 / 30 ms; sensor noise x1 and x2; a constant disturbance
-force; two combined rows. Rows start from the same initial states (one seed, apart
-from those of training, evaluation, export and HIL), so policies are compared on the
-same episodes.
+inertias; thrust-to-weight 1.45; latency 0 / 5 / 10 / 15 / 20 / 30 ms; sensor noise x1
+and x2; a constant disturbance force; two combined rows. Rows start from the same
+initial states (one seed, apart from those of training, evaluation, export and HIL), so
+policies are compared on the same episodes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from sim.tasks import HOVER, SCALE_RANGES, TaskConfig
 SEED = 424242  # training uses its run seed, evaluation 12345, export 1000-3999, HIL 4000+
 EPISODES = 100
 BEYOND = 1.5  # "beyond the range": its distance from nominal, x 1.5
-LATENCIES_MS = (0.0, 10.0, 20.0, 30.0)
+LATENCIES_MS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0)
+THRUST_TO_WEIGHT = 1.45  # a weak vehicle: less headroom than the Crazyflie 2.1's ~1.7
 
 # The world with every randomised quantity at its nominal value; a row moves some of them.
 STILL: dict = {
@@ -93,6 +94,12 @@ def rows(reference: TaskConfig = HOVER) -> list[Row]:
                 {"airframe_overrides": {"inertia": inertia}},
             )
         )
+    # Thrust-to-weight: the weakest thrust of the range on a vehicle heavy enough to bring
+    # the ratio down to THRUST_TO_WEIGHT.
+    weak = reference.thrust_scale[0]
+    heavy = round(weak * reference.body().hover_thrust_ratio() / THRUST_TO_WEIGHT, 4)
+    tw = {"thrust_scale": _pin(weak), "mass_scale": _pin(heavy)}
+    out.append(Row(f"thrust-to-weight {THRUST_TO_WEIGHT:g}", "vehicle", _inside(reference, tw), tw))
     m = reference.motor_mismatch
     out.append(Row(f"motor mismatch +-{m:.0%}", "vehicle", True, {"motor_mismatch": m}))
     lo_lat, hi_lat = reference.latency_s
@@ -167,11 +174,6 @@ def row_task(task: TaskConfig, row: Row) -> TaskConfig:
     world = dict(row.world)
     if "airframe_overrides" in world:
         world["airframe_overrides"] = {**task.airframe_overrides, **world["airframe_overrides"]}
-    if "latency_s" in world:  # the row's latency must be whole physics steps of this task
-        steps = (
-            max(1, round(world["latency_s"][1] * task.physics_hz)) if world["latency_s"][1] else 0
-        )
-        world["latency_s"] = _pin(steps / task.physics_hz)
     return task.replace(**{**STILL, **world})
 
 

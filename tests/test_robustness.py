@@ -37,15 +37,27 @@ def test_rows_follow_the_training_ranges_and_say_which_are_inside():
 
 def test_a_row_changes_only_its_own_parameter():
     task = make_task("hover")
-    row = next(r for r in R.rows() if r.name.startswith("thrust coefficient x0.8"))
+    weak = HOVER.thrust_scale[0]
+    row = next(r for r in R.rows() if r.name == f"thrust coefficient x{weak:g}")
     t = R.row_task(task, row)
     b = QuadBatch(t, 200, seed=0)
     b.reset()
     p, base = b.params, b.body.params_row()
-    np.testing.assert_allclose(p[:, 4], 0.8 * base[4])  # k_f pinned
+    np.testing.assert_allclose(p[:, 4], weak * base[4])  # k_f pinned
     others = np.delete(np.arange(len(base)), 4)
     np.testing.assert_array_equal(p[:, others], np.broadcast_to(base[others], (200, len(others))))
     assert t.obs_layout == task.obs_layout and t.packed()[20:24].tolist() == [0, 0, 0, 0]
+
+
+def test_thrust_to_weight_row_has_the_ratio_it_names():
+    row = next(r for r in R.rows() if r.name.startswith("thrust-to-weight"))
+    t = R.row_task(make_task("hover"), row)
+    b = QuadBatch(t, 4, seed=0)
+    b.reset()
+    p = b.params[0]
+    full = 4 * p[4] * b.body.rotor_speed_max**2
+    assert full / (p[0] * b.body.gravity) == pytest.approx(R.THRUST_TO_WEIGHT, abs=1e-3)
+    assert row.inside  # within the training ranges: the task must cover it
 
 
 def test_suite_flies_every_row_from_the_same_starts_and_scores_it():

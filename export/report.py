@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from export import int_reference as ref
 from export.quant_params import QuantParams
 from export.quantize import layer_range
-from sim import quality
+from sim import quality, report_json
 
 # The figures the export issue requires (docs/quantization.md explains each).
 TARGETS = {
@@ -79,7 +77,7 @@ def checks(report: dict) -> dict:
 
 
 def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+    return report_json.dumps(report, indent=2, sort_keys=False) + "\n"
 
 
 def _finetune_line(info: dict | None) -> str:

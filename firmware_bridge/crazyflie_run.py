@@ -14,7 +14,6 @@ bringing the sim's thrust in line with the vehicle is training's part.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from export import bundle as bundle_mod
 from export import int_reference as ref
 from export.crazyflie import APP_DIR
+from sim import report_json
 from sim.contract.files import atomic_write
 
 from . import crazyflie_loop as cl
@@ -152,7 +152,7 @@ def run(opts: CrazyflieOptions, log=print) -> dict:
         "passed": differing == 0 and worst_gap <= MAX_GAP_PP,
     }
     path = opts.reports / "crazyflie.json"
-    text = json.dumps(report, indent=1) + "\n"
+    text = report_json.dumps(report, indent=1) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
     plot(report, opts.reports / "crazyflie.png")
     return report

@@ -6,7 +6,6 @@ files are written to a temporary name and renamed, so a reader never sees half o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from export import int_reference
 from export.report import TARGETS
-from sim import quality
+from sim import quality, report_json
 from sim.contract.files import atomic_write
 
 from . import codec
@@ -308,7 +307,7 @@ def _flyer_quality(row: dict, who: str, brief: bool = False) -> str:
 
 def write(rep: dict, open_loop: dict, closed_loop: dict, inputs, states, reports: Path) -> None:
     reports = Path(reports)
-    text = json.dumps(rep, indent=2) + "\n"
+    text = report_json.dumps(rep, indent=2) + "\n"
     atomic_write(reports / "hil.json", lambda tmp: tmp.write_text(text))
     fig = plot(rep, open_loop, closed_loop, inputs, states)
     try:

@@ -11,7 +11,6 @@ policies are compared on the same episodes.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import quality
+from sim import quality, report_json
 from sim.observation import NOISE_FIELDS
 from sim.rollout import collect
 from sim.tasks import HOVER, SCALE_RANGES, TaskConfig
@@ -301,6 +300,6 @@ def write_json(named: dict[str, list[dict]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     payload = {n: {"rows": res, "score": score(res)} for n, res in named.items()}
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(report_json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
     return path

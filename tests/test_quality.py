@@ -188,3 +188,13 @@ def test_hil_rows_give_each_flyer_its_own_quality():
     assert q["commands_at_limit"] == {"board": 1.0, "reference": 0.0, "float": 0.0}
     assert q["command_peak_hz"]["board"] == pytest.approx(25.0)
     assert q["command_change_mean"]["board"] > 0.9 and q["command_change_mean"]["float"] == 0
+
+
+def test_reports_write_a_figure_with_nothing_to_measure_as_null():
+    import json
+
+    from sim import report_json
+
+    text = report_json.dumps({"rows": [{"gyro": math.nan, "ok": 1.0, "inf": math.inf}]})
+    assert json.loads(text) == {"rows": [{"gyro": None, "ok": 1.0, "inf": None}]}
+    assert "NaN" not in text and "Infinity" not in text

@@ -4,10 +4,9 @@ video of the first few of the evaluated episodes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from sim import quality, robustness
+from sim import quality, report_json, robustness
 from sim.contract.checkpoint import load_actor
 from sim.contract.files import atomic_write
 from sim.fly import plot_rollout
@@ -77,7 +76,7 @@ def evaluate_checkpoint(
         "episodes_flown_to_the_end": flown,
         **hover,
     }
-    text = json.dumps(record, indent=2) + "\n"
+    text = report_json.dumps(record, indent=2) + "\n"
     atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     print(f"json            {out.with_suffix('.json')}")
     if video is not None:

@@ -315,11 +315,11 @@ def test_paced_closed_loop_runs_in_real_time_on_the_emulator(exported, tmp_path)
     assert seconds > sum(row["wall_s"] for row in cl["rows"].values())
 
 
-def test_latency_that_is_not_whole_physics_steps_is_refused_before_any_work(exported, tmp_path):
+def test_latency_that_is_not_whole_milliseconds_is_refused_before_any_work(exported, tmp_path):
     start = time.monotonic()
-    proc = hil("--emulator", *common_args(exported, tmp_path / "r"), "--latency-ms", "7")
+    proc = hil("--emulator", *common_args(exported, tmp_path / "r"), "--latency-ms", "7.5")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "latency 7 ms" in proc.stderr and "multiples of 10 ms" in proc.stderr
+    assert "latency 7.5 ms" in proc.stderr and "whole milliseconds" in proc.stderr
     assert not (tmp_path / "r").exists()
     assert time.monotonic() - start < 60
 

@@ -97,7 +97,8 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
         "--latency-ms",
         type=float,
         default=10.0,
-        help="lockstep closed loop: the nominal row's command latency (default 10 ms)",
+        help="lockstep closed loop: the nominal row's command latency in whole milliseconds "
+        "(default 10)",
     )
     p.add_argument(
         "--rows",

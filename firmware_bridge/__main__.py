@@ -200,7 +200,7 @@ def run_flash(args: argparse.Namespace) -> int:
 
 
 def add_crazyflie_arguments(p: argparse.ArgumentParser) -> None:
-    from .crazyflie_loop import THRUST_MAX_CF21
+    from sim.airframes import CRAZYFLIE_THRUST_MAX
 
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="export output")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="crazyflie.json, .png")
@@ -216,7 +216,7 @@ def add_crazyflie_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--thrust-max",
         type=float,
-        default=THRUST_MAX_CF21,
+        default=CRAZYFLIE_THRUST_MAX,
         help="the vehicle's thrust per motor at force 1.0, N (default 0.12: the 2.1+ "
         "propellers; 0.18 with the thrust upgrade kit)",
     )

@@ -31,14 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from sim import observation
-from sim.airframes import CRAZYFLIE_THRUST_MAX, CRAZYFLIE_THRUST_MIN
 from sim.tasks import TaskConfig
 
 SHIM = Path(__file__).resolve().parent / "crazyflie_shim"
 MODE_ABS, MODE_DISABLE = 1, 0
 CONTROL_MODE_FORCE = 2  # stabilizer_types.h controlModeForce
-THRUST_MAX_CF21 = CRAZYFLIE_THRUST_MAX
-THRUST_MIN_CF21 = CRAZYFLIE_THRUST_MIN
 CFLAGS = ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion"]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os"]
 

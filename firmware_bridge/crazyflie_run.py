@@ -25,6 +25,7 @@ from export import bundle as bundle_mod
 from export import int_reference as ref
 from export.crazyflie import APP_DIR
 from sim import report_json
+from sim.airframes import CRAZYFLIE_THRUST_MAX, CRAZYFLIE_THRUST_MIN
 from sim.contract.files import atomic_write
 
 from . import crazyflie_loop as cl
@@ -42,7 +43,7 @@ class CrazyflieOptions:
     episodes: int = 100
     rows: str = "in-range"
     seed: int = 0
-    vehicle_thrust_max: float = cl.THRUST_MAX_CF21
+    vehicle_thrust_max: float = CRAZYFLIE_THRUST_MAX
     build_dir: Path = Path("build/crazyflie-host")
 
 
@@ -89,7 +90,7 @@ def run(opts: CrazyflieOptions, log=print) -> dict:
     sim_thrust = cl.thrust_of(task)
     # (THRUST_MAX, THRUST_MIN) of each build's motors: the sim's own, where nothing is lost
     # in the mapping, and the vehicle's, with the firmware's dead zone below THRUST_MIN.
-    builds = {"sim": (sim_thrust, 0.0), "vehicle": (opts.vehicle_thrust_max, cl.THRUST_MIN_CF21)}
+    builds = {"sim": (sim_thrust, 0.0), "vehicle": (opts.vehicle_thrust_max, CRAZYFLIE_THRUST_MIN)}
     apps = {}
     for name, (thrust, _) in builds.items():
         lib = cl.build_host_library(app_dir, thrust, opts.build_dir)

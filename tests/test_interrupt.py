@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,23 @@ def start(argv: list[str]) -> subprocess.Popen:
     )
 
 
+@contextmanager
+def running(argv: list[str]):
+    """``start(argv)`` as a context: the child is killed if it is still running at the
+    end, whatever the test asserted."""
+    proc = start(argv)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
     """Start ``python -m argv``, send SIGINT ``delay`` s after start (or after a line of
     stdout containing ``wait_for``), and return (status, stdout, stderr)."""
-    proc = start(argv)
-    try:
+    with running(argv) as proc:
         if wait_for is not None:
             for line in proc.stdout:  # bounded by the wait below if it never comes
                 if wait_for in line:
@@ -50,10 +63,6 @@ def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return proc.returncode, out, err
 
 
@@ -131,8 +140,7 @@ def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
 def test_train_interrupted_mid_run(tmp_path):
     """SIGINT once the run's first metrics are on disk: the training loop itself."""
     runs = tmp_path / "runs"
-    proc = start(["train", "--preset", "hover-nominal", "--run-dir", str(runs)])
-    try:
+    with running(["train", "--preset", "hover-nominal", "--run-dir", str(runs)]) as proc:
         deadline = time.monotonic() + 600  # generous: a busy machine
         while not list(runs.glob("*/metrics.csv")) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[1]
@@ -140,10 +148,6 @@ def test_train_interrupted_mid_run(tmp_path):
         assert list(runs.glob("*/metrics.csv")), "no metrics.csv in 600 s"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert_one_line_130(proc.returncode, err)
     assert not list(tmp_path.rglob("*.tmp"))
 

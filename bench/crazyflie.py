@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 (model {report["model_hash"][:16]}...), after `make train export crazyflie`. Machine:
 {machine()}; 1-minute load average {load:.2f} when it started; {wall:.0f} s.
 
-The app's own C files, compiled for the host against `firmware_bridge/crazyflie_shim/`,
+The app's own C files, compiled for the host against `firmware/crazyflie_shim/`,
 fly each row's episodes from the same starts as the numpy integer model and the float
 policy (`actor.onnx`); "sim thrust" is the build whose THRUST_MAX is the sim airframe's
 full rotor thrust (0.149 N: nothing lost in the force mapping), "vehicle thrust" the

@@ -1,9 +1,10 @@
 """The Crazyflie app flown in the simulator, without a Crazyflie.
 
 The app ``python -m export --target crazyflie`` wrote (its own C files, unchanged) is
-compiled for the host against firmware_bridge/crazyflie_shim/ - a shim of the few
-firmware types and calls it uses, declared from the firmware's documented API - into one
-shared library. The sim plays the flight stack: each control step it hands the app the
+compiled for the host against firmware/crazyflie_shim/ - a shim of the few firmware
+types and calls it uses, declared from the firmware's documented API, whose stabiliser
+part (shim_app.c) the project's firmware runs the app with too - into one shared
+library. The sim plays the flight stack: each control step it hands the app the
 estimate in the firmware's units and frames (state_t position and velocity, the attitude
 quaternion with its scalar in .w, sensorData_t gyro in deg/s, an absolute position
 setpoint at the target) for as many 1 kHz stabiliser ticks as one control period holds;
@@ -33,10 +34,15 @@ import numpy as np
 from sim import observation
 from sim.tasks import TaskConfig
 
-SHIM = Path(__file__).resolve().parent / "crazyflie_shim"
+SHIM = Path(__file__).resolve().parent.parent / "firmware" / "crazyflie_shim"
+SHIM_SOURCES = ("shim_app.c", "shim_host.c")  # shared with the firmware, host-only
 MODE_ABS, MODE_DISABLE = 1, 0
 CONTROL_MODE_FORCE = 2  # stabilizer_types.h controlModeForce
 CFLAGS = ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion"]
+# No fused multiply-add, so the host's floats are the board's bit for bit (the firmware
+# builds with it too). x86-64 without -mfma has no FMA to fuse into; this keeps it so
+# under -march=native or on a host that has one.
+HOST_FLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off"]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os"]
 
 
@@ -69,8 +75,8 @@ def build_host_library(app: Path, thrust_max: float, out_dir: Path, cc: str = "c
     firmware's warnings as errors (its non-debug builds use -Werror -Wdouble-promotion).
     Named after what went into it, so a rebuild happens only when something changed."""
     app = Path(app)
-    sources = [*app_sources(app), SHIM / "shim_host.c"]
-    flags = [*CFLAGS, "-O2", "-fPIC", "-shared", f"-DQP_FLIGHT_THRUST_MAX={thrust_max!r}f"]
+    sources = [*app_sources(app), *(SHIM / name for name in SHIM_SOURCES)]
+    flags = [*CFLAGS, *HOST_FLAGS, f"-DQP_FLIGHT_THRUST_MAX={thrust_max!r}f"]
     digest = hashlib.sha256(" ".join(flags).encode())
     for path in sorted([*sources, *(app / "src").glob("*.h"), *SHIM.glob("*.h")]):
         digest.update(path.name.encode() + path.read_bytes())
@@ -134,7 +140,12 @@ class HostApp:
             ctypes.c_char_p,
             ctypes.POINTER(ctypes.c_double),
         ]
-        L.shim_param_set.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_double]
+        L.shim_param_set.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_double,
+            ctypes.POINTER(ctypes.c_double),
+        ]
         self.obs_dim = L.shim_obs_dim()
         self.forces = np.zeros(4, np.float32)
 
@@ -184,9 +195,15 @@ class HostApp:
             raise KeyError(f"the app logs no {group}.{name}")
         return value.value
 
-    def set_param(self, group: str, name: str, value: float) -> None:
-        if self.lib.shim_param_set(group.encode(), name.encode(), float(value)) != 0:
+    def set_param(self, group: str, name: str, value: float) -> float:
+        """Sets it; returns what it holds now (an integer parameter keeps its type's)."""
+        now = ctypes.c_double()
+        found = self.lib.shim_param_set(
+            group.encode(), name.encode(), float(value), ctypes.byref(now)
+        )
+        if found != 0:
             raise KeyError(f"the app has no parameter {group}.{name}")
+        return now.value
 
 
 @dataclass(frozen=True)

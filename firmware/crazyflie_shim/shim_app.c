@@ -1,17 +1,19 @@
-/* The host side of the shim: the firmware calls the app makes (tick count, microseconds,
- * DEBUG_PRINT), and a flat C interface through which firmware_bridge/crazyflie_loop.py
- * plays the stabiliser: it fills state_t, sensorData_t and setpoint_t in the firmware's
- * units, calls controllerOutOfTree once per 1 kHz tick with the step counting from 1, and
- * reads control_t back. Built into one shared library with the app's own C files. */
+/* shim_app.c - see shim_app.h: the firmware calls the app makes (tick count,
+ * microseconds, DEBUG_PRINT) and the stabiliser's part - fill state_t, sensorData_t and
+ * setpoint_t in the firmware's units, call controllerOutOfTree once per 1 kHz tick with
+ * the step counting from 1, read control_t back. One copy for the host library and for
+ * the firmware that runs the app on the STM32F405, so both tick the app the same way. */
 #include <stdarg.h>
-#include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "autoconf.h"
 #include "controller.h"
+#include "debug.h"
 #include "log.h"
 #include "param.h"
 #include "qp_flight.h"
+#include "shim_app.h"
 #include "shim_vars.h"
 #include "task.h"
 #include "usec_time.h"
@@ -25,6 +27,9 @@ static state_t state;
 static sensorData_t sensors;
 static setpoint_t setpoint;
 static control_t control;
+static uint32_t (*clock_fn)(void);
+static uint32_t clock_cost;
+static shim_costs_t costs;
 
 TickType_t xTaskGetTickCount(void) { return now_ms; }
 void vTaskDelay(TickType_t ticks) { now_ms += ticks; }
@@ -32,35 +37,74 @@ uint64_t usecTimestamp(void) { return (uint64_t)now_ms * 1000u; }
 
 int shim_debug_print(const char *fmt, ...)
 {
-    va_list ap;
     int n = 0;
     if (!quiet) {
+        va_list ap;
         va_start(ap, fmt);
-        n = vfprintf(stderr, fmt, ap);
+        n = shim_debug_vprint(fmt, ap);
         va_end(ap);
     }
     return n;
 }
 
-/* The firmware's start-up: init, then the self test (false stops the system). */
 int shim_start(int quiet_debug)
 {
     quiet = quiet_debug;
     step = 0;
     now_ms = 0;
     memset(&control, 0, sizeof(control));
+    memset(&costs, 0, sizeof(costs));
     controllerOutOfTreeInit();
     return controllerOutOfTreeTest() ? 1 : 0;
 }
 
-/* n stabiliser ticks with this estimate, gyro (deg/s) and setpoint; z_mode is the
- * setpoint's mode for x, y and z (0 disable, 1 absolute), age_ms how old it is. Writes
- * the control_t's normalizedForces after the last tick; returns its controlMode. */
+void shim_set_clock(uint32_t (*clock)(void))
+{
+    int i;
+    clock_fn = clock;
+    clock_cost = 0;
+    /* The smallest of a few empty intervals: what reading the clock itself adds. */
+    for (i = 0; clock != NULL && i < 8; i++) {
+        uint32_t t0 = clock();
+        uint32_t d = clock() - t0;
+        if (i == 0 || d < clock_cost) {
+            clock_cost = d;
+        }
+    }
+}
+
+const shim_costs_t *shim_costs(void) { return &costs; }
+
+/* One controllerOutOfTree call, timed and counted as a policy tick or an idle one. */
+static void tick_once(void)
+{
+    uint32_t calls = qp_cf_flight.policy_calls;
+    uint32_t t0 = 0, d = 0;
+    if (clock_fn != NULL) {
+        t0 = clock_fn();
+    }
+    controllerOutOfTree(&control, &setpoint, &sensors, &state, step);
+    if (clock_fn != NULL) {
+        d = clock_fn() - t0;
+        d = d > clock_cost ? d - clock_cost : 0u;
+    }
+    if (qp_cf_flight.policy_calls != calls) {
+        costs.policy_ticks++;
+        costs.policy_sum += d;
+        costs.policy_max = d > costs.policy_max ? d : costs.policy_max;
+    } else {
+        costs.idle_ticks++;
+        costs.idle_sum += d;
+        costs.idle_max = d > costs.idle_max ? d : costs.idle_max;
+    }
+}
+
 int shim_ticks(int n, const float position[3], const float velocity[3], const float quat_wxyz[4],
                const float gyro_dps[3], const float target[3], int z_mode, uint32_t age_ms,
                float forces[4])
 {
     int i;
+    memset(&costs, 0, sizeof(costs));
     for (i = 0; i < n; i++) {
         step++;
         now_ms = step; /* the stabiliser ticks at 1 kHz */
@@ -82,7 +126,7 @@ int shim_ticks(int n, const float position[3], const float velocity[3], const fl
         setpoint.position.z = target[2];
         setpoint.mode.x = setpoint.mode.y = setpoint.mode.z = (stab_mode_t)z_mode;
         setpoint.timestamp = now_ms - age_ms;
-        controllerOutOfTree(&control, &setpoint, &sensors, &state, step);
+        tick_once();
     }
     memcpy(forces, control.normalizedForces, sizeof(control.normalizedForces));
     return (int)control.controlMode;
@@ -95,6 +139,8 @@ uint32_t shim_policy_calls(void) { return qp_cf_flight.policy_calls; }
 int shim_mode(void) { return qp_cf_flight.mode; }
 int shim_fault(void) { return qp_cf_flight.fault; }
 
+/* The log and param tables: each group's array in the section named after the kind,
+ * between the linker's __start_ and __stop_ symbols (shim_vars.h). */
 static const struct shim_var *find(const struct shim_var *start, const struct shim_var *stop,
                                    const char *group, const char *name)
 {
@@ -117,6 +163,7 @@ static const struct shim_var *find(const struct shim_var *start, const struct sh
 extern const struct shim_var __start_qp_shim_log[], __stop_qp_shim_log[];
 extern const struct shim_var __start_qp_shim_param[], __stop_qp_shim_param[];
 
+/* LOG_* and PARAM_* share their numbers (log.h, param.h). */
 static double read_var(const struct shim_var *v)
 {
     switch (v->type) {
@@ -130,7 +177,6 @@ static double read_var(const struct shim_var *v)
     }
 }
 
-/* 0 and *value set, or -1 if the app logs no such variable. */
 int shim_log_get(const char *group, const char *name, double *value)
 {
     const struct shim_var *v = find(__start_qp_shim_log, __stop_qp_shim_log, group, name);
@@ -141,8 +187,7 @@ int shim_log_get(const char *group, const char *name, double *value)
     return 0;
 }
 
-/* 0, or -1 if the app has no such parameter. */
-int shim_param_set(const char *group, const char *name, double value)
+int shim_param_set(const char *group, const char *name, double value, double *now)
 {
     const struct shim_var *v = find(__start_qp_shim_param, __stop_qp_shim_param, group, name);
     if (v == NULL) {
@@ -157,5 +202,6 @@ int shim_param_set(const char *group, const char *name, double value)
     case PARAM_INT32: *(int32_t *)v->address = (int32_t)value; break;
     default: *(float *)v->address = (float)value; break;
     }
+    *now = read_var(v);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* SHIM of crazyflie-firmware's param.h: the macros the app uses, its parameters settable by
- * name from the host (shim_param_set). Not the firmware's file. */
+ * name through the shim (shim_param_set). Not the firmware's file. */
 #ifndef QP_SHIM_PARAM_H
 #define QP_SHIM_PARAM_H
 #include "shim_vars.h"

@@ -1,5 +1,5 @@
 /* SHIM of crazyflie-firmware's log.h: the macros the app uses, their variables readable by
- * name from the host (shim_log_get). Not the firmware's file. */
+ * name through the shim (shim_log_get). Not the firmware's file. */
 #ifndef QP_SHIM_LOG_H
 #define QP_SHIM_LOG_H
 #include "shim_vars.h"

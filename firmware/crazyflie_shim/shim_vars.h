@@ -1,5 +1,5 @@
 /* The shim's log and param tables: each LOG_GROUP / PARAM_GROUP is an array of these in
- * a section of its own, walked by shim_host.c between the linker's __start_ and __stop_
+ * a section of its own, walked by shim_app.c between the linker's __start_ and __stop_
  * symbols (the firmware keeps its tables in sections too, read by its own log and param
  * code). Not a firmware file. */
 #ifndef QP_SHIM_VARS_H

@@ -1,4 +1,4 @@
-/* SHIM of FreeRTOS task.h: the tick count (the simulator's clock, shim_host.c). */
+/* SHIM of FreeRTOS task.h: the stabiliser's tick count (shim_app.c). */
 #ifndef QP_SHIM_TASK_H
 #define QP_SHIM_TASK_H
 #include "FreeRTOS.h"

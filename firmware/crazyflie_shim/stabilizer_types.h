@@ -1,7 +1,8 @@
 /* SHIM of crazyflie-firmware's src/modules/interface/stabilizer_types.h: only the types
  * and fields the quadpilot app reads or writes, declared from the firmware's documented
- * API so that the app's own C files compile and fly in the simulator without the
- * firmware (firmware_bridge/crazyflie_loop.py). Field names, types and order follow the
+ * API so that the app's own C files compile and fly without the firmware: in the
+ * simulator (firmware_bridge/crazyflie_loop.py) and on the project's own STM32F405
+ * firmware (`make CRAZYFLIE_APP=...`). Field names, types and order follow the
  * firmware (release 2026.08); units in the comments. Not the firmware's file. */
 #ifndef QP_SHIM_STABILIZER_TYPES_H
 #define QP_SHIM_STABILIZER_TYPES_H

@@ -1,4 +1,5 @@
-/* SHIM of the firmware's debug.h: DEBUG_PRINT to the host's stderr, checked like printf. */
+/* SHIM of the firmware's debug.h: DEBUG_PRINT to shim_debug_vprint (shim_app.h), checked
+ * like printf. */
 #ifndef QP_SHIM_DEBUG_H
 #define QP_SHIM_DEBUG_H
 int shim_debug_print(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -21,10 +21,17 @@ from .protocol import (
     BUILD_ID_SIZE,
     CRC16_INIT,
     CRC_SIZE,
+    FLIGHT_FORCES_HEADER,
+    FLIGHT_NAME_MAX,
+    FLIGHT_STATE_FLOATS,
+    FLIGHT_TICKS_HEADER,
+    FLIGHT_TICKS_SIZE,
+    FLIGHT_VALUE_SIZE,
     FRAME_DELIMITER,
     HASH_SIZE,
     HEADER_SIZE,
     INFO_FLAG_ECHO,
+    INFO_FLAG_FLIGHT,
     INFO_SIZE,
     INFO_V1_SIZE,
     INFO_V2_SIZE,
@@ -315,6 +322,11 @@ class Info:
         return bool(self.flags & INFO_FLAG_ECHO)
 
     @property
+    def flight(self) -> bool:
+        """The flight build: the Crazyflie app on the board, the FLIGHT_* messages."""
+        return bool(self.flags & INFO_FLAG_FLIGHT)
+
+    @property
     def selftest_failed(self) -> bool:
         return self.selftest != SelfTest.PASSED and not (
             self.echo and self.selftest == SelfTest.NOT_RUN
@@ -369,10 +381,158 @@ class Info:
             + f", data {self.data_hash_hex[:16]}..., in {self.in_dim}"
             + f", keeps {self.board_blocks or 'nothing'}"
             + (", ECHO build (no policy)" if self.echo else "")
+            + (", flight build (the Crazyflie app)" if self.flight else "")
         )
 
 
-Message = Hello | Ping | Pong | Step | Reset | Ready | Action | Error | Info
+# ---------------------------------------------------------------- the flight build
+
+
+@dataclass(frozen=True)
+class FlightStart:
+    """controllerOutOfTreeInit, then controllerOutOfTreeTest: the app's start-up."""
+
+    TYPE = MsgType.FLIGHT_START
+
+    def payload(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class FlightStarted:
+    selftest: int  # SelfTest.PASSED or FAILED: controllerOutOfTreeTest's answer
+    TYPE = MsgType.FLIGHT_STARTED
+
+    def payload(self) -> bytes:
+        return bytes([self.selftest])
+
+
+@dataclass(frozen=True)
+class FlightTicks:
+    """``ticks`` stabiliser ticks of the app with this state in the Crazyflie's units:
+    position (m), velocity (m/s), quaternion (w, x, y, z), gyro (deg/s), target (m)."""
+
+    ticks: int
+    z_mode: int  # the setpoint's mode for x, y, z: 0 disable, 1 absolute
+    age_ms: int  # how old the setpoint is
+    state: tuple[float, ...]  # FLIGHT_STATE_FLOATS numbers
+    TYPE = MsgType.FLIGHT_TICKS
+
+    def payload(self) -> bytes:
+        if len(self.state) != FLIGHT_STATE_FLOATS:
+            raise ValueError(f"FLIGHT_TICKS carries {FLIGHT_STATE_FLOATS} state numbers")
+        return struct.pack("<BBI", self.ticks, self.z_mode, self.age_ms) + _f32(self.state)
+
+
+@dataclass(frozen=True)
+class FlightForces:
+    """The app after the ticks, and what they cost in the board's ticks (SysTick or
+    cycles, at INFO's tick_hz) inside controllerOutOfTree: the ticks that ran the
+    policy and the idle ones apart."""
+
+    control_mode: int
+    mode: int  # qp_flight.h: 0 off, 1 spin-up, 2 active, 3 fault
+    fault: int
+    policy_ticks: int
+    idle_ticks: int
+    policy_calls: int
+    policy_sum: int
+    policy_max: int
+    idle_sum: int
+    idle_max: int
+    forces: tuple[float, ...]
+    action: tuple[float, ...]
+    observation: tuple[float, ...] = field(repr=False)
+    TYPE = MsgType.FLIGHT_FORCES
+    _FORMAT = "<BBBBBIIIII"  # before the forces
+
+    def payload(self) -> bytes:
+        head = struct.pack(
+            self._FORMAT,
+            self.control_mode,
+            self.mode,
+            self.fault,
+            self.policy_ticks,
+            self.idle_ticks,
+            self.policy_calls,
+            self.policy_sum,
+            self.policy_max,
+            self.idle_sum,
+            self.idle_max,
+        )
+        tail = bytes([len(self.observation)]) + _f32(self.observation)
+        return head + _f32(self.forces) + _f32(self.action) + tail
+
+
+def _name(group_name: str) -> bytes:
+    name = group_name.encode("ascii")
+    if not 1 <= len(name) <= FLIGHT_NAME_MAX:
+        raise ValueError(f"a log or param name is 1 to {FLIGHT_NAME_MAX} ASCII bytes")
+    return name
+
+
+@dataclass(frozen=True)
+class FlightParam:
+    """Set the app's parameter "group.name"; the answer says what it holds then."""
+
+    name: str
+    value: float
+    TYPE = MsgType.FLIGHT_PARAM
+
+    def payload(self) -> bytes:
+        return struct.pack("<d", self.value) + _name(self.name)
+
+
+@dataclass(frozen=True)
+class FlightLog:
+    """Read the app's log variable "group.name"."""
+
+    name: str
+    TYPE = MsgType.FLIGHT_LOG
+
+    def payload(self) -> bytes:
+        return _name(self.name)
+
+
+@dataclass(frozen=True)
+class FlightParamValue:
+    found: bool
+    value: float
+    TYPE = MsgType.FLIGHT_PARAM_VALUE
+
+    def payload(self) -> bytes:
+        return struct.pack("<Bd", self.found, self.value)
+
+
+@dataclass(frozen=True)
+class FlightLogValue:
+    found: bool
+    value: float
+    TYPE = MsgType.FLIGHT_LOG_VALUE
+
+    def payload(self) -> bytes:
+        return struct.pack("<Bd", self.found, self.value)
+
+
+Message = (
+    Hello
+    | Ping
+    | Pong
+    | Step
+    | Reset
+    | Ready
+    | Action
+    | Error
+    | Info
+    | FlightStart
+    | FlightStarted
+    | FlightTicks
+    | FlightForces
+    | FlightParam
+    | FlightLog
+    | FlightParamValue
+    | FlightLogValue
+)
 
 
 def encode(msg: Message, seq: int) -> bytes:
@@ -433,7 +593,71 @@ def parse(packet: Packet) -> Message:
                 blocks.split(b"\0", 1)[0].decode("ascii", "replace"),
             )
         return Info(*fixed, model_hash, build, *tail)
+    if t in _FLIGHT:
+        return _FLIGHT[t](packet)
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"type 0x{t:02x}", packet.seq)
+
+
+def _flight_start(packet: Packet) -> FlightStart:
+    if packet.payload:
+        raise _length_error(packet, "FLIGHT_START carries no payload")
+    return FlightStart()
+
+
+def _flight_started(packet: Packet) -> FlightStarted:
+    if len(packet.payload) != 1:
+        raise _length_error(packet, f"FLIGHT_STARTED payload of {len(packet.payload)} bytes")
+    return FlightStarted(packet.payload[0])
+
+
+def _flight_ticks(packet: Packet) -> FlightTicks:
+    p = packet.payload
+    if len(p) != FLIGHT_TICKS_SIZE:
+        raise _length_error(packet, f"FLIGHT_TICKS payload of {len(p)} bytes")
+    ticks, z_mode, age = struct.unpack_from("<BBI", p)
+    return FlightTicks(ticks, z_mode, age, _floats(p[FLIGHT_TICKS_HEADER:]))
+
+
+def _flight_forces(packet: Packet) -> FlightForces:
+    p = packet.payload
+    h = FLIGHT_FORCES_HEADER
+    if len(p) < h or len(p) != h + 4 * p[h - 1]:
+        raise _length_error(packet, f"FLIGHT_FORCES payload of {len(p)} bytes")
+    fixed = struct.unpack_from(FlightForces._FORMAT, p)
+    at = struct.calcsize(FlightForces._FORMAT)
+    forces, action = _floats(p[at : at + 16]), _floats(p[at + 16 : at + 32])
+    return FlightForces(*fixed, forces, action, _floats(p[h:]))
+
+
+def _flight_var(packet: Packet) -> FlightParam | FlightLog:
+    p, head = packet.payload, 8 if packet.type == MsgType.FLIGHT_PARAM else 0
+    if not head < len(p) <= head + FLIGHT_NAME_MAX:
+        raise _length_error(packet, f"{MsgType(packet.type).name} payload of {len(p)} bytes")
+    name = p[head:].decode("ascii", "replace")
+    if packet.type == MsgType.FLIGHT_LOG:
+        return FlightLog(name)
+    return FlightParam(name, struct.unpack_from("<d", p)[0])
+
+
+def _flight_value(packet: Packet) -> FlightParamValue | FlightLogValue:
+    n = len(packet.payload)
+    if n != FLIGHT_VALUE_SIZE:
+        raise _length_error(packet, f"{MsgType(packet.type).name} payload of {n} bytes")
+    found, value = struct.unpack("<Bd", packet.payload)
+    kind = FlightParamValue if packet.type == MsgType.FLIGHT_PARAM_VALUE else FlightLogValue
+    return kind(bool(found), value)
+
+
+_FLIGHT = {
+    MsgType.FLIGHT_START: _flight_start,
+    MsgType.FLIGHT_STARTED: _flight_started,
+    MsgType.FLIGHT_TICKS: _flight_ticks,
+    MsgType.FLIGHT_FORCES: _flight_forces,
+    MsgType.FLIGHT_PARAM: _flight_var,
+    MsgType.FLIGHT_LOG: _flight_var,
+    MsgType.FLIGHT_PARAM_VALUE: _flight_value,
+    MsgType.FLIGHT_LOG_VALUE: _flight_value,
+}
 
 
 def decode(frame: bytes) -> tuple[int, Message]:

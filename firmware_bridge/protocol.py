@@ -37,10 +37,20 @@ INFO_V3_SIZE = INFO_V2_SIZE + 2  # version 4 appends the data hash, in_dim, boar
 BOARD_BLOCKS_SIZE = 64  # INFO v4: "name:size,..." of the board's own blocks, 0-padded
 INFO_SIZE = INFO_V3_SIZE + HASH_SIZE + 1 + BOARD_BLOCKS_SIZE
 INFO_FLAG_ECHO = 0x01
+INFO_FLAG_FLIGHT = 0x02  # the flight build: answers the FLIGHT_* messages
 
 STEP_HEADER = 1
 ACTION_HEADER = 13
 MAX_OBS = (MAX_PAYLOAD - STEP_HEADER) // 4
+
+# The flight build's messages (docs/protocol.md section 12): the Crazyflie app on the board.
+FLIGHT_STATE_FLOATS = 16  # position 3, velocity 3, quaternion w x y z, gyro deg/s 3, target 3
+FLIGHT_TICKS_HEADER = 6  # ticks u8, z_mode u8, age_ms u32
+FLIGHT_TICKS_SIZE = FLIGHT_TICKS_HEADER + 4 * FLIGHT_STATE_FLOATS
+FLIGHT_FORCES_HEADER = 58
+FLIGHT_MAX_OBS = (MAX_PAYLOAD - FLIGHT_FORCES_HEADER) // 4
+FLIGHT_NAME_MAX = 48  # "group.name"
+FLIGHT_VALUE_SIZE = 9  # found u8, value f64
 
 
 class MsgType(IntEnum):
@@ -48,10 +58,18 @@ class MsgType(IntEnum):
     PING = 0x02
     STEP = 0x03
     RESET = 0x04
+    FLIGHT_START = 0x05
+    FLIGHT_TICKS = 0x06
+    FLIGHT_PARAM = 0x07
+    FLIGHT_LOG = 0x08
     INFO = 0x81
     PONG = 0x82
     ACTION = 0x83
     READY = 0x84
+    FLIGHT_STARTED = 0x85
+    FLIGHT_FORCES = 0x86
+    FLIGHT_PARAM_VALUE = 0x87
+    FLIGHT_LOG_VALUE = 0x88
     ERROR = 0xFF
 
 
@@ -65,6 +83,7 @@ class ErrorCode(IntEnum):
     NONFINITE = 7
     POLICY = 8
     NOT_RESET = 9  # STEP before the first RESET: the board's blocks have no start
+    NOT_STARTED = 10  # FLIGHT_TICKS before a FLIGHT_START whose self-test passed
 
 
 # Errors raised before the CRC verified: the reply's seq is 0, the request may be resent.
@@ -127,9 +146,17 @@ C_NAMES: dict[str, int] = {
     "QP_BOARD_BLOCKS_SIZE": BOARD_BLOCKS_SIZE,
     "QP_INFO_SIZE": INFO_SIZE,
     "QP_INFO_FLAG_ECHO": INFO_FLAG_ECHO,
+    "QP_INFO_FLAG_FLIGHT": INFO_FLAG_FLIGHT,
     "QP_STEP_HEADER": STEP_HEADER,
     "QP_ACTION_HEADER": ACTION_HEADER,
     "QP_MAX_OBS": MAX_OBS,
+    "QP_FLIGHT_STATE_FLOATS": FLIGHT_STATE_FLOATS,
+    "QP_FLIGHT_TICKS_HEADER": FLIGHT_TICKS_HEADER,
+    "QP_FLIGHT_TICKS_SIZE": FLIGHT_TICKS_SIZE,
+    "QP_FLIGHT_FORCES_HEADER": FLIGHT_FORCES_HEADER,
+    "QP_FLIGHT_MAX_OBS": FLIGHT_MAX_OBS,
+    "QP_FLIGHT_NAME_MAX": FLIGHT_NAME_MAX,
+    "QP_FLIGHT_VALUE_SIZE": FLIGHT_VALUE_SIZE,
     **{f"QP_MSG_{m.name}": m.value for m in MsgType},
     **{f"QP_ERROR_{e.name}": e.value for e in ErrorCode},
     **{f"QP_SCHEME_{s.name}": s.value for s in Scheme},

@@ -20,8 +20,11 @@ from firmware_bridge.link import HandshakeError, Link
 from firmware_bridge.protocol import (
     ACTION_HEADER,
     BOARD_BLOCKS_SIZE,
+    FLIGHT_FORCES_HEADER,
+    FLIGHT_TICKS_SIZE,
     HASH_SIZE,
     INFO_FLAG_ECHO,
+    INFO_FLAG_FLIGHT,
     INFO_SIZE,
     INFO_V1_SIZE,
     INFO_V2_SIZE,
@@ -148,6 +151,45 @@ def test_reset_and_ready_carry_nothing():
         with pytest.raises(codec.FrameError) as e:
             codec.decode(codec.encode_packet(t, 7, b"\x00")[:-1])
         assert e.value.code == ErrorCode.BAD_LENGTH
+
+
+def test_flight_messages_layout_and_roundtrip():
+    """The flight build's messages (docs/protocol.md section 12)."""
+    state = tuple(float(v) for v in range(16))
+    ticks = codec.FlightTicks(10, 1, 0x01020304, state)
+    assert len(ticks.payload()) == FLIGHT_TICKS_SIZE == 70
+    assert ticks.payload()[:6] == bytes.fromhex("0a01 04030201")
+    forces = codec.FlightForces(
+        2, 2, 0, 1, 9, 7, 1969, 1970, 720, 115, (0.5,) * 4, (-0.25,) * 4, (1.0,) * 37
+    )
+    assert len(forces.payload()) == FLIGHT_FORCES_HEADER + 4 * 37 == 206
+    assert forces.payload()[FLIGHT_FORCES_HEADER - 1] == 37
+    msgs = [
+        codec.FlightStart(),
+        codec.FlightStarted(0),
+        ticks,
+        forces,
+        codec.FlightParam("qpilot.spinupMs", 0.0),
+        codec.FlightLog("qpilot.nNonfin"),
+        codec.FlightParamValue(True, 0.0),
+        codec.FlightLogValue(False, 0.0),
+    ]
+    for seq, msg in enumerate(msgs):
+        assert codec.decode(codec.encode(msg, seq)[:-1]) == (seq, msg)
+    for t, payload in (
+        (MsgType.FLIGHT_START, b"\x00"),
+        (MsgType.FLIGHT_TICKS, ticks.payload()[:-1]),
+        (MsgType.FLIGHT_FORCES, forces.payload()[:-1]),
+        (MsgType.FLIGHT_LOG, b""),
+        (MsgType.FLIGHT_LOG, b"x" * 49),
+        (MsgType.FLIGHT_PARAM, bytes(8)),
+        (MsgType.FLIGHT_LOG_VALUE, bytes(8)),
+    ):
+        with pytest.raises(codec.FrameError) as e:
+            codec.decode(codec.encode_packet(t, 7, payload)[:-1])
+        assert e.value.code == ErrorCode.BAD_LENGTH, t
+    info = dataclasses.replace(generate.fixture_info(), flags=INFO_FLAG_FLIGHT)
+    assert info.flight and "flight build" in info.describe()
 
 
 def test_info_layout_of_the_version_2_3_and_4_fields():

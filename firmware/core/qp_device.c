@@ -7,6 +7,9 @@
 #include "qp_cobs.h"
 #include "qp_crc16.h"
 #include "qp_wire.h"
+#ifdef QP_FLIGHT_APP
+#include "qp_flight_device.h"
+#endif
 
 /* The policy header is chosen at build time (-DQP_MODEL_HEADER='"path/policy.h"');
  * qp_device.h has included it, and qp_state.h's declarations, already. */
@@ -26,9 +29,17 @@ typedef char qp_check_board_blocks[(sizeof(QP_BOARD_BLOCKS) - 1 <= QP_BOARD_BLOC
 #endif
 
 #ifdef QP_ECHO
-#define QP_INFO_FLAGS QP_INFO_FLAG_ECHO
+#define QP_INFO_ECHO_FLAG QP_INFO_FLAG_ECHO
 #else
-#define QP_INFO_FLAGS 0
+#define QP_INFO_ECHO_FLAG 0
+#endif
+#ifdef QP_FLIGHT_APP
+#if defined(QP_ECHO)
+#error "the flight build runs the app's policy: it has no ECHO variant"
+#endif
+#define QP_INFO_FLAGS (QP_INFO_ECHO_FLAG | QP_INFO_FLAG_FLIGHT)
+#else
+#define QP_INFO_FLAGS QP_INFO_ECHO_FLAG
 #endif
 
 /* The kernel the model header was generated for, reported in INFO. */
@@ -71,6 +82,9 @@ void qp_device_init(qp_device_t *dev, const qp_board_t *board)
     dev->selftest = QP_SELFTEST_NOT_RUN;
 #else
     dev->selftest = qp_policy_selftest() == QP_OK ? QP_SELFTEST_PASSED : QP_SELFTEST_FAILED;
+#endif
+#ifdef QP_FLIGHT_APP
+    qp_flight_device_init(dev);
 #endif
 }
 
@@ -281,6 +295,17 @@ size_t qp_device_handle_packet(qp_device_t *dev, const uint8_t *packet, size_t n
     case QP_MSG_RESET:
         return reply_reset(dev, seq, len, out);
     default:
+#ifdef QP_FLIGHT_APP
+        if (qp_flight_is_request(packet[0])) {
+            uint8_t type = QP_MSG_ERROR;
+            size_t m = qp_flight_device_answer(dev, packet[0], seq, payload, len,
+                                               &dev->reply[QP_HEADER_SIZE], &type);
+            if (type == QP_MSG_ERROR) {
+                dev->stats.rejected++;
+            }
+            return finish_reply(dev, type, seq, m, out);
+        }
+#endif
         return reply_error(dev, seq, QP_ERROR_UNKNOWN_TYPE, packet[0], out);
     }
 }

@@ -23,6 +23,8 @@
 
 /* The ACTION payload a STEP is answered with; the last one is kept for repeats. */
 #define QP_ACTION_PAYLOAD (QP_ACTION_HEADER + 4 * QP_ACT_DIM)
+/* The flight build's FLIGHT_FORCES payload (qp_flight_device.c), kept likewise. */
+#define QP_FLIGHT_FORCES_PAYLOAD (QP_FLIGHT_FORCES_HEADER + 4 * QP_OBS_DIM)
 
 /* What the board tells the core about itself. */
 typedef struct {
@@ -64,6 +66,14 @@ typedef struct {
     int have_last;
     uint16_t last_seq;
     uint8_t last_action[QP_ACTION_PAYLOAD];
+#ifdef QP_FLIGHT_APP
+    /* The flight build: the app ticks only after a FLIGHT_START whose self-test passed,
+     * and a FLIGHT_TICKS repeating the last one's seq is answered from its copy. */
+    int flight_started;
+    int flight_have_last;
+    uint16_t flight_last_seq;
+    uint8_t flight_last[QP_FLIGHT_FORCES_PAYLOAD];
+#endif
 } qp_device_t;
 
 /* Also runs the policy's self-test (qp_policy_selftest), whose result INFO reports: a

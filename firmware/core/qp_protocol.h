@@ -53,6 +53,7 @@
 #define QP_ERROR_NONFINITE 7    /* NaN or Inf in the inputs; detail = index */
 #define QP_ERROR_POLICY 8       /* policy returned an error or a non-finite action */
 #define QP_ERROR_NOT_RESET 9    /* STEP before the first RESET: the kept blocks have no start */
+#define QP_ERROR_NOT_STARTED 10 /* FLIGHT_TICKS before a FLIGHT_START whose self-test passed */
 
 /* INFO payload (183 bytes): version 1's 72 bytes, the version 2 fields, version 3's,
  * then version 4's: the data hash, the input size (u8) and the board's blocks
@@ -65,6 +66,7 @@
 #define QP_BOARD_BLOCKS_SIZE 64
 #define QP_INFO_SIZE (QP_INFO_V3_SIZE + QP_HASH_SIZE + 1 + QP_BOARD_BLOCKS_SIZE)
 #define QP_INFO_FLAG_ECHO 0x01 /* echo build: STEP copies obs into the action, no policy */
+#define QP_INFO_FLAG_FLIGHT 0x02 /* flight build: answers the FLIGHT_* messages below */
 
 /* Reset causes reported in INFO (the STM32F405 reads them from RCC_CSR). */
 #define QP_RESET_UNKNOWN 0            /* no flag set: host build, or QEMU's stub RCC */
@@ -98,5 +100,32 @@
 #define QP_STEP_HEADER 1
 #define QP_ACTION_HEADER 13
 #define QP_MAX_OBS ((QP_MAX_PAYLOAD - QP_STEP_HEADER) / 4)
+
+/* The flight build (make CRAZYFLIE_APP=dir): the Crazyflie app's own C files on the board,
+ * ticked by the shim's stabiliser (crazyflie_shim/shim_app.h). Only it answers these
+ * requests (INFO flag QP_INFO_FLAG_FLIGHT); any other build answers UNKNOWN_TYPE.
+ * FLIGHT_START (no payload) -> FLIGHT_STARTED (1 byte: QP_SELFTEST_PASSED or _FAILED).
+ * FLIGHT_TICKS: ticks (u8), z_mode (u8), age_ms (u32), then 16 float32: position (3),
+ * velocity (3), quaternion w x y z (4), gyro deg/s (3), target (3).
+ * FLIGHT_FORCES: control_mode, mode, fault, policy_ticks, idle_ticks (u8 each),
+ * policy_calls, policy_sum, policy_max, idle_sum, idle_max (u32 each), forces (4
+ * float32), action (4 float32), count (u8), the observation (count float32).
+ * FLIGHT_PARAM: value (float64), "group.name" -> FLIGHT_PARAM_VALUE: found (u8), the
+ * value it holds now (float64). FLIGHT_LOG: "group.name" -> FLIGHT_LOG_VALUE: the same. */
+#define QP_MSG_FLIGHT_START 0x05
+#define QP_MSG_FLIGHT_TICKS 0x06
+#define QP_MSG_FLIGHT_PARAM 0x07
+#define QP_MSG_FLIGHT_LOG 0x08
+#define QP_MSG_FLIGHT_STARTED 0x85
+#define QP_MSG_FLIGHT_FORCES 0x86
+#define QP_MSG_FLIGHT_PARAM_VALUE 0x87
+#define QP_MSG_FLIGHT_LOG_VALUE 0x88
+#define QP_FLIGHT_STATE_FLOATS 16
+#define QP_FLIGHT_TICKS_HEADER 6
+#define QP_FLIGHT_TICKS_SIZE (QP_FLIGHT_TICKS_HEADER + 4 * QP_FLIGHT_STATE_FLOATS)
+#define QP_FLIGHT_FORCES_HEADER 58
+#define QP_FLIGHT_MAX_OBS ((QP_MAX_PAYLOAD - QP_FLIGHT_FORCES_HEADER) / 4)
+#define QP_FLIGHT_NAME_MAX 48 /* "group.name", ASCII, no terminator */
+#define QP_FLIGHT_VALUE_SIZE 9
 
 #endif

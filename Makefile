@@ -26,7 +26,8 @@ help:
 	@echo "make sweep          seeds 1-4 of PRESET at once on a local Ray; runs/latest -> the best"
 	@echo "make test           every test (Python, C, emulator); installs what it needs"
 	@echo "make crazyflie      $(OUT)/crazyflie/: the policy as a Crazyflie out-of-tree controller app"
-	@echo "make hil            emulator HIL of $(OUT)/ vs $(RUN): reports/hil.json, reports/hil.png"
+	@echo "make hil            emulator HIL of $(OUT)/ vs $(RUN): reports/hil.json, reports/hil.png;"
+	@echo "                    with $(OUT)/crazyflie/ also the app's C on the board: crazyflie_board.json"
 	@echo "make flash          build $(MODEL) for a real board and write it with an ST-LINK"
 	@echo "make flash-dfu      the same over USB (board started with its BOOT button held)"
 	@echo "make bench          refresh docs/benchmarks.md"
@@ -85,8 +86,15 @@ bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench
 
+# Then, when `make crazyflie` has written the app, the bench HIL of its own C: the flight
+# build (the app in the same STM32F405 firmware) beside the host library, its cycles per
+# stabiliser tick and its flash/RAM: reports/crazyflie_board.json.
+CF_HIL_ARGS ?= --rows short --episodes 5
 hil: $(STAMP) deps
 	$(PY) -m firmware_bridge hil --emulator --checkpoint $(RUN) --artifacts $(OUT) $(HIL_ARGS)
+	@if [ -d $(OUT)/crazyflie ]; then \
+	  $(PY) -m firmware_bridge crazyflie --emulator --artifacts $(OUT) $(CF_HIL_ARGS); \
+	else echo "hil: no $(OUT)/crazyflie, so no bench HIL of the Crazyflie app: run \`make crazyflie\` to add it"; fi
 
 BOARD ?= stm32f405
 MODEL ?= $(OUT)/policy.h

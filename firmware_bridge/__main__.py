@@ -203,14 +203,37 @@ def add_crazyflie_arguments(p: argparse.ArgumentParser) -> None:
     from sim.airframes import CRAZYFLIE_THRUST_MAX
 
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="export output")
-    p.add_argument("--reports", type=Path, default=Path("reports"), help="crazyflie.json, .png")
-    p.add_argument("--episodes", type=int, default=100, help="episodes per row (default 100)")
+    p.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        help="crazyflie.json and .png (with --emulator: crazyflie_board.json)",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="episodes per row (default 100; 5 with --emulator)",
+    )
     p.add_argument(
         "--rows",
         choices=ROW_SETS,
-        default="in-range",
+        default=None,
         help="rows of the robustness suite: nominal, every in-range and the combined rows "
-        "(in-range, the default), or the nominal and all-ends combined rows (short)",
+        "(in-range, the default), or the nominal and all-ends combined rows (short, the "
+        "default with --emulator)",
+    )
+    p.add_argument(
+        "--emulator",
+        action="store_true",
+        help="the bench HIL: the app's C files in the STM32F405 firmware (the flight "
+        "build) in QEMU, beside the host library; its cycles per stabiliser tick",
+    )
+    p.add_argument(
+        "--elf",
+        type=Path,
+        help="with --emulator: run this flight build (THRUST_MAX the sim's full rotor thrust, as "
+        "the run builds it) instead of building one",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts")
     p.add_argument(
@@ -226,11 +249,15 @@ def run_crazyflie(args: argparse.Namespace) -> int:
     from .crazyflie_loop import CrazyflieLoopError
     from .crazyflie_run import CrazyflieOptions, check_options, run, table
 
+    if args.elf and not args.emulator:
+        raise ValueError("--elf needs --emulator")
+    if args.emulator:
+        return run_crazyflie_board(args)
     opts = CrazyflieOptions(
         artifacts=args.artifacts,
         reports=args.reports,
-        episodes=args.episodes,
-        rows=args.rows,
+        episodes=100 if args.episodes is None else args.episodes,
+        rows=args.rows or "in-range",
         seed=args.seed,
         vehicle_thrust_max=args.thrust_max,
     )
@@ -243,6 +270,31 @@ def run_crazyflie(args: argparse.Namespace) -> int:
         return 2
     print(table(report))
     print(f"wrote {args.reports / 'crazyflie.json'} and {args.reports / 'crazyflie.png'}")
+    return 0 if report["passed"] else 1
+
+
+def run_crazyflie_board(args: argparse.Namespace) -> int:
+    from .crazyflie_board_run import REPORT, BoardOptions, run_board, table
+    from .crazyflie_loop import CrazyflieLoopError
+
+    opts = BoardOptions(
+        artifacts=args.artifacts,
+        reports=args.reports,
+        episodes=5 if args.episodes is None else args.episodes,
+        rows=args.rows or "short",
+        seed=args.seed,
+        elf=args.elf,
+    )
+    if opts.episodes < 1:
+        raise ValueError("--episodes must be >= 1")
+    tempfiles.remove_stale(args.reports, [REPORT])
+    try:
+        report = run_board(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except CrazyflieLoopError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(table(report))
+    print(f"wrote {args.reports / REPORT}")
     return 0 if report["passed"] else 1
 
 
@@ -263,7 +315,8 @@ COMMANDS = [
     (
         "crazyflie",
         "fly the generated Crazyflie app (make crazyflie) closed-loop in the sim, beside the "
-        "integer model and the float policy",
+        "integer model and the float policy; with --emulator its C on the STM32F405 "
+        "firmware in QEMU beside the host library (the bench HIL)",
         add_crazyflie_arguments,
         run_crazyflie,
     ),

@@ -63,10 +63,12 @@ def _summary(run) -> dict:
     }
 
 
-def run(opts: CrazyflieOptions, log=print) -> dict:
-    app_dir = opts.artifacts / APP_DIR
+def load_app(artifacts: Path) -> tuple[bundle_mod.Bundle, Path]:
+    """The export's bundle and the app written from it; CrazyflieLoopError naming what to
+    run when the app is missing or was written for other data."""
+    app_dir = artifacts / APP_DIR
     try:
-        b = bundle_mod.load(opts.artifacts / bundle_mod.BUNDLE_NAME)
+        b = bundle_mod.load(artifacts / bundle_mod.BUNDLE_NAME)
     except bundle_mod.BundleError as e:
         raise cl.CrazyflieLoopError(str(e)) from None
     if not (app_dir / "src" / "policy.h").is_file():
@@ -77,9 +79,14 @@ def run(opts: CrazyflieOptions, log=print) -> dict:
     if ident.data_hash != b.data_hash("int"):
         raise cl.CrazyflieLoopError(
             f"{app_dir} was written for data {bundle_mod.short(ident.data_hash)}, the export "
-            f"in {opts.artifacts} is {bundle_mod.short(b.data_hash('int'))}: run `make "
+            f"in {artifacts} is {bundle_mod.short(b.data_hash('int'))}: run `make "
             "crazyflie` again"
         )
+    return b, app_dir
+
+
+def run(opts: CrazyflieOptions, log=print) -> dict:
+    b, app_dir = load_app(opts.artifacts)
     task = b.spec.task_config()
     params = b.int_params()
 

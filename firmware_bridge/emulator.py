@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import codec
@@ -34,8 +35,32 @@ class EmulatorError(RuntimeError):
     """QEMU or the firmware build could not be started."""
 
 
-def firmware_dir(board: str, model: Path, *, echo: bool = False) -> Path:
+@dataclass(frozen=True)
+class FlightApp:
+    """The flight build's app: the Crazyflie app `make crazyflie` wrote (its own
+    src/policy.h is the model) and the THRUST_MAX it is built with (None: the app's)."""
+
+    path: Path
+    thrust_max: float | None = None
+
+    @property
+    def model(self) -> Path:
+        return Path(self.path).resolve() / "src" / "policy.h"
+
+    def make_args(self) -> list[str]:
+        args = [f"CRAZYFLIE_APP={Path(self.path).resolve()}"]
+        return args + ([f"THRUST_MAX={self.thrust_max!r}"] if self.thrust_max else [])
+
+    def variant(self) -> str:
+        return "-crazyflie" + (f"-thrust{self.thrust_max!r}" if self.thrust_max else "")
+
+
+def firmware_dir(
+    board: str, model: Path, *, echo: bool = False, flight: FlightApp | None = None
+) -> Path:
     """Where ``make -C firmware`` puts a build (mirrors the Makefile's VARIANT)."""
+    if flight is not None:
+        return FIRMWARE_DIR / "build" / board / (flight.model.stem + flight.variant())
     return FIRMWARE_DIR / "build" / board / (model.stem + ("-echo" if echo else ""))
 
 
@@ -44,13 +69,16 @@ def build_firmware(
     model: Path | str | None = None,
     *,
     echo: bool = False,
+    flight: FlightApp | None = None,
     timeout: float = 300.0,
 ) -> Path:
-    """Run make (a no-op when up to date); returns the ELF or host executable."""
-    model = Path(model or DEFAULT_MODEL).resolve()
+    """Run make (a no-op when up to date); returns the ELF or host executable. With
+    ``flight`` the flight build of that app (its own policy.h; ``model`` is not used)."""
+    model = flight.model if flight is not None else Path(model or DEFAULT_MODEL).resolve()
     if not model.is_file():
         raise EmulatorError(f"model header {model} does not exist")
-    cmd = ["make", "-C", str(FIRMWARE_DIR), f"BOARD={board}", f"MODEL={model}"]
+    cmd = ["make", "-C", str(FIRMWARE_DIR), f"BOARD={board}"]
+    cmd += flight.make_args() if flight is not None else [f"MODEL={model}"]
     if echo:
         cmd.append("ECHO=1")
     try:
@@ -62,7 +90,7 @@ def build_firmware(
     if run.returncode != 0:
         raise EmulatorError(f"firmware build failed:\n{run.stdout[-2000:]}{run.stderr[-4000:]}")
     name = "quadpilot.elf" if board == "stm32f405" else "qp_host"
-    return firmware_dir(board, model, echo=echo) / name
+    return firmware_dir(board, model, echo=echo, flight=flight) / name
 
 
 def free_port() -> int:
@@ -98,18 +126,21 @@ class Emulator:
         *,
         elf: Path | str | None = None,
         echo: bool = False,
+        flight: FlightApp | None = None,
         expected_hash: str | None = None,
         boot_timeout: float = 60.0,
         link_timeout: float = 10.0,
         retries: int = 2,
     ):
         """``elf`` skips the build; otherwise the firmware is built for ``model``
-        (default: the fixture policy). ``expected_hash`` is checked at the handshake.
-        The timeouts are generous: QEMU loses no byte, so a late reply is a host busy
-        with other work (a CI machine loaded beyond its cores), not a fault."""
-        self.model, self.elf, self.echo = model, elf, echo
+        (default: the fixture policy), or ``flight``'s app. ``expected_hash`` is checked
+        at the handshake. The timeouts are generous: QEMU loses no byte, so a late reply
+        is a host busy with other work (a CI machine loaded beyond its cores), not a
+        fault."""
+        self.model, self.elf, self.echo, self.flight = model, elf, echo, flight
         self.expected_hash = expected_hash
         self.boot_timeout, self.link_timeout, self.retries = boot_timeout, link_timeout, retries
+        self.elf_path: Path | None = None  # the ELF it runs, once started
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.link: Link | None = None
@@ -138,11 +169,13 @@ class Emulator:
     def start(self) -> Emulator:
         if shutil.which(QEMU) is None:
             raise EmulatorError(f"{QEMU} not found (Debian: apt-get install qemu-system-arm)")
-        elf = (
-            Path(self.elf) if self.elf else build_firmware("stm32f405", self.model, echo=self.echo)
-        )
+        if self.elf:
+            elf = Path(self.elf)
+        else:
+            elf = build_firmware("stm32f405", self.model, echo=self.echo, flight=self.flight)
         if not elf.is_file():
             raise EmulatorError(f"firmware {elf} does not exist")
+        self.elf_path = elf
         try:
             self._launch(elf)
             self.link = self._connect()

@@ -7,6 +7,7 @@ and a board without the app refused in one line."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,8 +81,13 @@ def tick(app, n=1, position=HOVER_AT, quat=LEVEL, z_mode=cl.MODE_ABS, age_ms=0):
     return app.ticks(n, position, ZERO3, quat, ZERO3, HOVER_AT, z_mode, age_ms)
 
 
-def test_the_flight_build_is_its_own_variant(exported):
-    """The flight build lands beside the plain one, never on it."""
+def test_the_flight_build_is_its_own_variant(exported, tmp_path):
+    """The flight build lands beside the plain one, never on it, and builds again from
+    an app in another directory (a temporary one that is gone the next time)."""
+    moved = tmp_path / "crazyflie"
+    shutil.copytree(exported / "crazyflie", moved)
+    build_firmware("stm32f405", flight=FlightApp(moved, 0.12))
+    shutil.rmtree(moved)
     flight = FlightApp(exported / "crazyflie", 0.12)
     elf = build_firmware("stm32f405", flight=flight)
     plain = firmware_dir("stm32f405", flight.model)

@@ -22,6 +22,7 @@ ALL = [
     "export_speed",
     "firmware_speed",
     "crazyflie",
+    "crazyflie_board",
     "fuzz",
     "resume",
     "render_speed",

@@ -61,34 +61,43 @@ class CostLog:
     policy_max: int = 0
     idle: list[float] = field(default_factory=list)  # mean of each reply's idle ticks
     idle_max: int = 0
+    idle_ticks: int = 0
+    total: int = 0  # every tick's ticks, and how many ticks
+    count: int = 0
 
     def add(self, r: codec.FlightForces) -> None:
+        self.total += r.policy_sum + r.idle_sum
+        self.count += r.policy_ticks + r.idle_ticks
         if r.policy_ticks:
             # One policy tick per control period, so the sum is that tick's cost.
             self.policy += [r.policy_sum / r.policy_ticks] * r.policy_ticks
             self.policy_max = max(self.policy_max, r.policy_max)
         if r.idle_ticks:
             self.idle.append(r.idle_sum / r.idle_ticks)
+            self.idle_ticks += r.idle_ticks
             self.idle_max = max(self.idle_max, r.idle_max)
 
     def summary(self) -> dict:
         """Ticks and instructions per stabiliser tick, median and max, of the policy ticks
-        and the idle ones, and the policy tick's share of the 1 kHz budget at 168 MHz
-        (instructions at one per cycle: a lower bound on silicon)."""
+        and the idle ones (the median of each request's mean: a reply sums its idle
+        ticks), and the policy tick's share of the 1 kHz budget at 168 MHz (instructions
+        at one per cycle: a lower bound on silicon)."""
         out = {"tick_hz": self.tick_hz, "budget_cycles_per_tick": BUDGET}
-        for name, values, peak in (
-            ("policy", self.policy, self.policy_max),
-            ("idle", self.idle, self.idle_max),
+        for name, values, peak, count in (
+            ("policy", self.policy, self.policy_max, len(self.policy)),
+            ("idle", self.idle, self.idle_max, self.idle_ticks),
         ):
             median = statistics.median(values) if values else 0.0
             out[name] = {
-                "ticks": len(values),
+                "ticks": count,
                 "median_ticks": median,
                 "max_ticks": peak,
                 "median_instructions": instructions_from_ticks(median, self.tick_hz),
                 "max_instructions": instructions_from_ticks(peak, self.tick_hz),
             }
         out["policy_budget_share"] = out["policy"]["max_instructions"] / BUDGET
+        mean = self.total / self.count if self.count else 0.0
+        out["mean_instructions_per_tick"] = instructions_from_ticks(mean, self.tick_hz)
         return out
 
 

@@ -173,7 +173,7 @@ static double read_var(const struct shim_var *v)
     case LOG_INT8: return *(const int8_t *)v->address;
     case LOG_INT16: return *(const int16_t *)v->address;
     case LOG_INT32: return *(const int32_t *)v->address;
-    default: return *(const float *)v->address;
+    default: return (double)*(const float *)v->address; /* clang warns on the implicit one */
     }
 }
 

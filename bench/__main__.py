@@ -47,6 +47,7 @@ def main(argv: list[str]) -> int:
     if rest and names == ALL:
         print(f"error: options {' '.join(rest)} need a benchmark NAME first", file=sys.stderr)
         return 2
+    status = 0
     for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -54,8 +55,9 @@ def main(argv: list[str]) -> int:
             print(f"error: no benchmark {name!r}; known: {', '.join(ALL)}", file=sys.stderr)
             return 2
         print(f"== bench {name}", flush=True)
-        module.main(rest)
-    return 0
+        # A script's failing status (fuzz: a crash) is the command's, after the others ran.
+        status = max(status, module.main(rest) or 0)
+    return status
 
 
 if __name__ == "__main__":

@@ -32,17 +32,20 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, Python {platform.python_version()}"
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section delimited by markers for ``name``."""
+def write_section(name: str, markdown: str, after: str | None = None) -> None:
+    """Replace the section delimited by markers for ``name``; a new one goes right after
+    section ``after`` when that exists (a part of its topic), else at the end."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{begin}\n{markdown.strip()}\n{end}"
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = (
-        pattern.sub(lambda _: block, text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + block + "\n"
-    )
+    anchor = f"<!-- /bench:{after} -->" if after else None
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    elif anchor and anchor in text:
+        text = text.replace(anchor, anchor + "\n\n" + block, 1)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
     tmp = BENCHMARKS.with_suffix(".md.tmp")
     tmp.write_text(text)

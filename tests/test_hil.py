@@ -43,7 +43,12 @@ OPEN_LOOP_STATES = 1000  # the CLI's minimum
 EPISODES = 3
 
 
-def hil(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+# A hang guard, not a speed bound: beside 4 CPU-bound processes the emulated runs went
+# past the 240 s this was (docs/benchmarks.md, "Busy machine").
+HIL_TIMEOUT = 1800
+
+
+def hil(*args: str, timeout: float = HIL_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "firmware_bridge", "hil", *args],
         cwd=ROOT,
@@ -316,12 +321,11 @@ def test_paced_closed_loop_runs_in_real_time_on_the_emulator(exported, tmp_path)
 
 
 def test_latency_that_is_not_whole_milliseconds_is_refused_before_any_work(exported, tmp_path):
-    start = time.monotonic()
     proc = hil("--emulator", *common_args(exported, tmp_path / "r"), "--latency-ms", "7.5")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "latency 7.5 ms" in proc.stderr and "whole milliseconds" in proc.stderr
-    assert not (tmp_path / "r").exists()
-    assert time.monotonic() - start < 60
+    # Before any work: no firmware built, no emulator started, no report.
+    assert proc.stdout == "" and not (tmp_path / "r").exists()
 
 
 def test_wrong_model_hash_is_refused(exported, tmp_path):
@@ -331,7 +335,7 @@ def test_wrong_model_hash_is_refused(exported, tmp_path):
     with Emulator() as emu:
         emu.link.close()  # QEMU takes the next client once this one leaves
         emu.link = None
-        proc = hil("--port", emu.url, *common_args(exported, tmp_path / "r"), timeout=60)
+        proc = hil("--port", emu.url, *common_args(exported, tmp_path / "r"), timeout=600)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "model hash mismatch" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
@@ -371,7 +375,7 @@ def test_board_whose_self_test_failed_is_refused(exported, tmp_path):
             str(artifacts),
             "--reports",
             str(tmp_path / "r"),
-            timeout=60,
+            timeout=600,
         )
     finally:
         if proc is not None:
@@ -411,7 +415,7 @@ def test_clear_errors_without_traceback(exported, tmp_path):
             "too few states": (["--emulator", *args, "--states", "10"], ">= 1000"),
         }
         for name, (argv, message) in cases.items():
-            proc = hil(*argv, timeout=60)
+            proc = hil(*argv, timeout=600)
             assert proc.returncode == 2, (name, proc.stderr)
             assert message in proc.stderr and "Traceback" not in proc.stderr, (name, proc.stderr)
             if "--port" in argv:  # the port is tried before any rollout is computed
@@ -451,7 +455,7 @@ def test_ctrl_c_stops_qemu(exported, tmp_path):
     require_tool("qemu-system-arm")
     proc = start_hil(["--emulator", *common_args(exported, tmp_path / "r")])
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600  # the firmware's build and QEMU, on a busy machine
         qemu = []
         while not qemu and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
@@ -459,8 +463,8 @@ def test_ctrl_c_stops_qemu(exported, tmp_path):
         assert qemu, "QEMU never started"
         time.sleep(1.0)  # let it get into the HIL proper
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 130
-        deadline = time.monotonic() + 5
+        assert proc.wait(timeout=120) == 130
+        deadline = time.monotonic() + 30
         while qemu_children(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in qemu:
@@ -502,7 +506,7 @@ def test_ctrl_c_in_each_phase_exits_130_and_stops_qemu(exported, tmp_path, phase
         qemu = qemu_children(proc.pid)
         assert qemu, "QEMU is not running in this phase"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
+        assert proc.wait(timeout=600) == 130
         err = proc.stderr.read()
         assert "Traceback" not in err, err
         deadline = time.monotonic() + 10

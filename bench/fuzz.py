@@ -76,11 +76,16 @@ def corpus_size(target: Target) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+# libFuzzer's -timeout is wall-clock: an input runs in milliseconds, but at niceness 19
+# beside CPU-bound processes a 5 s limit fired on an input that took 1-6 ms alone.
+TIMEOUT_S = 60
+
+
 def fuzz(target: Target, seconds: int | None, runs: int | None, scratch: Path) -> dict:
     limit = [f"-runs={runs}"] if runs else [f"-max_total_time={seconds}"]
     cmd = [
         str(target.harness), *limit, "-print_final_stats=1", f"-artifact_prefix={scratch}/",
-        "-timeout=5", str(scratch / "new"), str(target.corpus),
+        f"-timeout={TIMEOUT_S}", str(scratch / "new"), str(target.corpus),
     ]  # fmt: skip
     (scratch / "new").mkdir()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -118,7 +123,8 @@ def merge(target: Target, scratch: Path) -> int:
     """Add the scratch inputs with new coverage to the corpus; returns how many."""
     before = corpus_size(target)[0]
     run = subprocess.run(
-        [str(target.harness), "-merge=1", "-timeout=5", str(target.corpus), str(scratch / "new")],
+        [str(target.harness), "-merge=1", f"-timeout={TIMEOUT_S}", str(target.corpus),
+         str(scratch / "new")],
         capture_output=True, text=True,
     )  # fmt: skip
     if run.returncode != 0:
@@ -179,7 +185,8 @@ def flight_section(
     return f"""### The flight build's receiver
 
 `{"nice -n " + str(nice) + " " if nice else ""}.venv/bin/python -m bench fuzz --flight {how}`
-(libFuzzer `{flag}`, ASan and UBSan, clang -O1; `make -C firmware fuzz-flight`: harness
+(libFuzzer `{flag} -timeout={TIMEOUT_S}`, ASan and UBSan, clang -O1; `make -C firmware
+fuzz-flight`: harness
 `firmware/test/fuzz_rx.c` with `-DQP_FLIGHT_APP`, `core/qp_flight_device.c`, the shim's
 stabiliser and {app}), starting from the {before[0]} inputs of `tests/fuzz/corpus_flight`
 ({before[1]:,} bytes). Machine: {machine()}; 1-minute load average {load[0]:.2f} when it

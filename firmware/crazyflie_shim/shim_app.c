@@ -3,8 +3,10 @@
  * setpoint_t in the firmware's units, call controllerOutOfTree once per 1 kHz tick with
  * the step counting from 1, read control_t back. One copy for the host library and for
  * the firmware that runs the app on the STM32F405, so both tick the app the same way. */
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "autoconf.h"
@@ -187,6 +189,16 @@ int shim_log_get(const char *group, const char *name, double *value)
     return 0;
 }
 
+/* value within [lo, hi], NaN as 0: converting a double outside an integer type's range
+ * is undefined in C (the host's value from FLIGHT_PARAM is anything a float64 holds). */
+static double clamp(double value, double lo, double hi)
+{
+    if (isnan(value)) {
+        return 0.0;
+    }
+    return value < lo ? lo : (value > hi ? hi : value);
+}
+
 int shim_param_set(const char *group, const char *name, double value, double *now)
 {
     const struct shim_var *v = find(__start_qp_shim_param, __stop_qp_shim_param, group, name);
@@ -194,12 +206,12 @@ int shim_param_set(const char *group, const char *name, double value, double *no
         return -1;
     }
     switch (v->type) {
-    case PARAM_UINT8: *(uint8_t *)v->address = (uint8_t)value; break;
-    case PARAM_UINT16: *(uint16_t *)v->address = (uint16_t)value; break;
-    case PARAM_UINT32: *(uint32_t *)v->address = (uint32_t)value; break;
-    case PARAM_INT8: *(int8_t *)v->address = (int8_t)value; break;
-    case PARAM_INT16: *(int16_t *)v->address = (int16_t)value; break;
-    case PARAM_INT32: *(int32_t *)v->address = (int32_t)value; break;
+    case PARAM_UINT8: *(uint8_t *)v->address = (uint8_t)clamp(value, 0, UINT8_MAX); break;
+    case PARAM_UINT16: *(uint16_t *)v->address = (uint16_t)clamp(value, 0, UINT16_MAX); break;
+    case PARAM_UINT32: *(uint32_t *)v->address = (uint32_t)clamp(value, 0, UINT32_MAX); break;
+    case PARAM_INT8: *(int8_t *)v->address = (int8_t)clamp(value, INT8_MIN, INT8_MAX); break;
+    case PARAM_INT16: *(int16_t *)v->address = (int16_t)clamp(value, INT16_MIN, INT16_MAX); break;
+    case PARAM_INT32: *(int32_t *)v->address = (int32_t)clamp(value, INT32_MIN, INT32_MAX); break;
     default: *(float *)v->address = (float)value; break;
     }
     *now = read_var(v);

@@ -47,7 +47,8 @@ int shim_fault(void); /* qp_flight.h QP_FAULT_* of the latched fault */
 
 /* The app's log variables and parameters by group and name (its LOG_GROUP and
  * PARAM_GROUP tables): 0 and *value set, or -1 if it has no such one. A parameter is
- * set, then read back into *value (an integer parameter keeps what its type holds). */
+ * set, then read back into *value (an integer parameter keeps what its type holds: the
+ * value truncated toward zero and saturated to the type's range, NaN as 0). */
 int shim_log_get(const char *group, const char *name, double *value);
 int shim_param_set(const char *group, const char *name, double value, double *now);
 

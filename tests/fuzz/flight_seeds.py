@@ -107,6 +107,17 @@ def seeds() -> dict[str, bytes]:
             START,
             ticks(),
         ),
+        # Regression: values no integer parameter holds were converted out of range (C's
+        # undefined behaviour, UBSan's float-cast-overflow); now saturated, NaN as 0.
+        "param-out-of-range": session(
+            codec.FlightParam("qpilot.spinupMs", 70000.0),
+            codec.FlightParam("qpilot.enable", -3.0),
+            codec.FlightParam("qpilot.enable", nan),
+            codec.FlightParam("qpilot.useTarget", 1e300),
+            codec.FlightParam("qpilot.enable", math.inf),
+            START,
+            ticks(),
+        ),
         "logs": session(
             codec.FlightLog("qpilot.mode"),
             codec.FlightLog("qpilot.ix"),

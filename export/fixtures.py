@@ -68,6 +68,24 @@ def make_checkpoint(
     return path
 
 
+def small_app(d: str | Path) -> Path:
+    """A small untrained actor (16-16) exported quickly into ``d/artifacts`` with its
+    Crazyflie app: what the flight build's tests need, in seconds. Returns the export
+    directory."""
+    from export import crazyflie
+    from export.__main__ import main as export_main
+
+    d = Path(d)
+    ckpt = make_checkpoint(d / "run" / "checkpoint.pt", hidden=(16, 16), step=7)
+    out = d / "artifacts"
+    argv = [str(ckpt), "--out", str(out), "--test-states", "1000", "--episodes", "4"]
+    argv += ["--no-finetune", "--robustness-episodes", "0", "--no-c-check"]
+    if export_main(argv) != 0:
+        raise RuntimeError(f"the small actor's export into {out} failed")
+    crazyflie.write_app(out)
+    return out
+
+
 FIXTURE_HEADER = Path(__file__).resolve().parent.parent / "firmware" / "test" / "policy_fixture.h"
 FIXTURE_BUNDLE = FIXTURE_HEADER.with_suffix(".json")
 # The deployable layout with one step of history: 18 numbers on the wire (estimates and

@@ -246,7 +246,6 @@ def add_crazyflie_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_crazyflie(args: argparse.Namespace) -> int:
-    from .crazyflie_loop import CrazyflieLoopError
     from .crazyflie_run import CrazyflieOptions, check_options, run, table
 
     if args.elf and not args.emulator:
@@ -263,19 +262,27 @@ def run_crazyflie(args: argparse.Namespace) -> int:
     )
     check_options(opts)
     tempfiles.remove_stale(args.reports, ["crazyflie.json", "crazyflie.png"])
+    written = f"{args.reports / 'crazyflie.json'} and {args.reports / 'crazyflie.png'}"
+    return run_and_report(run, opts, table, written)
+
+
+def run_and_report(run_fn, opts, table, written: str) -> int:
+    """A Crazyflie run: progress on stderr, the table and what was written on stdout;
+    0 if it passed, 1 if not, 2 with one line if the app could not be built or run."""
+    from .crazyflie_loop import CrazyflieLoopError
+
     try:
-        report = run(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
+        report = run_fn(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
     except CrazyflieLoopError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(table(report))
-    print(f"wrote {args.reports / 'crazyflie.json'} and {args.reports / 'crazyflie.png'}")
+    print(f"wrote {written}")
     return 0 if report["passed"] else 1
 
 
 def run_crazyflie_board(args: argparse.Namespace) -> int:
     from .crazyflie_board_run import REPORT, BoardOptions, run_board, table
-    from .crazyflie_loop import CrazyflieLoopError
 
     opts = BoardOptions(
         artifacts=args.artifacts,
@@ -288,14 +295,7 @@ def run_crazyflie_board(args: argparse.Namespace) -> int:
     if opts.episodes < 1:
         raise ValueError("--episodes must be >= 1")
     tempfiles.remove_stale(args.reports, [REPORT])
-    try:
-        report = run_board(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
-    except CrazyflieLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(table(report))
-    print(f"wrote {args.reports / REPORT}")
-    return 0 if report["passed"] else 1
+    return run_and_report(run_board, opts, table, str(args.reports / REPORT))
 
 
 COMMANDS = [

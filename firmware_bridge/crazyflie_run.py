@@ -33,7 +33,7 @@ from . import paced
 from .hil import closed_loop_task, hil_rows
 
 MAX_GAP_PP = 2.0  # success, app vs integer model, per row (sim-thrust build)
-NOMINAL_LATENCY_MS = 10.0  # the latency the hover policy trained with
+NOMINAL_LATENCY_MS = 10.0  # the nominal row's latency, as in the HIL (hil --latency-ms)
 
 
 @dataclass(frozen=True)

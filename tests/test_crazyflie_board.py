@@ -17,9 +17,7 @@ import pytest
 from toolchain import require_tool
 
 from export import bundle as bundle_mod
-from export import crazyflie
-from export.__main__ import main as export_main
-from export.fixtures import make_checkpoint
+from export.fixtures import small_app
 from firmware_bridge import codec
 from firmware_bridge import crazyflie_loop as cl
 from firmware_bridge.crazyflie_board import BoardApp, FlightBoardError, TwinApp
@@ -50,14 +48,7 @@ def tools():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     """A small actor's export and its app (the hover layout: 18 inputs, 37 observed)."""
-    d = tmp_path_factory.mktemp("cfb")
-    ckpt = make_checkpoint(d / "run" / "checkpoint.pt", hidden=(16, 16), step=7)
-    out = d / "artifacts"
-    argv = [str(ckpt), "--out", str(out), "--test-states", "1000", "--episodes", "4"]
-    argv += ["--no-finetune", "--robustness-episodes", "0", "--no-c-check"]
-    assert export_main(argv) == 0
-    crazyflie.write_app(out)
-    return out
+    return small_app(tmp_path_factory.mktemp("cfb"))
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ import pytest
 from firmware_support import ROOT
 from toolchain import require_tool
 
-from export import crazyflie
-from export.__main__ import main as export_main
-from export.fixtures import make_checkpoint
+from export.fixtures import small_app
 
 
 def smoke(*args: str) -> None:
@@ -38,14 +36,7 @@ def test_fuzz_smoke_run_finds_no_crash():
 def exported(tmp_path_factory) -> Path:
     """A small actor's export and its Crazyflie app, as the other flight tests make them."""
     require_tool("clang")
-    d = tmp_path_factory.mktemp("fuzzflight")
-    ckpt = make_checkpoint(d / "run" / "checkpoint.pt", hidden=(16, 16), step=7)
-    out = d / "artifacts"
-    argv = [str(ckpt), "--out", str(out), "--test-states", "1000", "--episodes", "4"]
-    argv += ["--no-finetune", "--robustness-episodes", "0", "--no-c-check"]
-    assert export_main(argv) == 0
-    crazyflie.write_app(out)
-    return out
+    return small_app(tmp_path_factory.mktemp("fuzzflight"))
 
 
 def test_fuzz_flight_smoke_run_finds_no_crash(exported):

@@ -79,6 +79,7 @@ def corpus_size(target: Target) -> tuple[int, int]:
 # libFuzzer's -timeout is wall-clock: an input runs in milliseconds, but at niceness 19
 # beside CPU-bound processes a 5 s limit fired on an input that took 1-6 ms alone.
 TIMEOUT_S = 60
+LOAD_SAMPLE_S = 5
 
 
 def fuzz(target: Target, seconds: int | None, runs: int | None, scratch: Path) -> dict:
@@ -90,14 +91,20 @@ def fuzz(target: Target, seconds: int | None, runs: int | None, scratch: Path) -
     (scratch / "new").mkdir()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = os.getloadavg()[0]
+    while True:  # the load while it runs: its start and end say little on a shared machine
+        try:
+            _, log = proc.communicate(timeout=LOAD_SAMPLE_S)
+            break
+        except subprocess.TimeoutExpired:
+            peak = max(peak, os.getloadavg()[0])
     wall = time.monotonic() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     crashes = sorted(p.name for p in scratch.glob("crash-*"))
     crashes += sorted(p.name for p in scratch.glob("timeout-*"))
     crashes += sorted(p.name for p in scratch.glob("oom-*"))
-    log = run.stderr
 
     def stat(name: str) -> int:
         m = re.search(rf"stat::{name}:\s+(\d+)", log)
@@ -106,9 +113,11 @@ def fuzz(target: Target, seconds: int | None, runs: int | None, scratch: Path) -
     cov = re.findall(r"cov: (\d+) ft: (\d+)", log)
     return {
         "command": cmd,
-        "returncode": run.returncode,
+        "returncode": proc.returncode,
         "wall_s": wall,
         "cpu_s": cpu,
+        "load_peak": peak,
+        "load_sampled": f"every {LOAD_SAMPLE_S} s",
         "executions": stat("number_of_executed_units"),
         "exec_per_s": stat("average_exec_per_sec"),
         "new_units": stat("new_units_added"),
@@ -181,18 +190,22 @@ def flight_section(
 ) -> str:
     """The docs/benchmarks.md section for a run of the flight build's harness."""
     flag = how.replace("--runs ", "-runs=").replace("--seconds ", "-max_total_time=")
+    command = f"{'nice -n ' + str(nice) + ' ' if nice else ''}.venv/bin/python -m bench fuzz"
     share = r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else 0.0
     return f"""### The flight build's receiver
 
-`{"nice -n " + str(nice) + " " if nice else ""}.venv/bin/python -m bench fuzz --flight {how}`
-(libFuzzer `{flag} -timeout={TIMEOUT_S}`, ASan and UBSan, clang -O1; `make -C firmware
-fuzz-flight`: harness
-`firmware/test/fuzz_rx.c` with `-DQP_FLIGHT_APP`, `core/qp_flight_device.c`, the shim's
-stabiliser and {app}), starting from the {before[0]} inputs of `tests/fuzz/corpus_flight`
-({before[1]:,} bytes). Machine: {machine()}; 1-minute load average {load[0]:.2f} when it
-started, {load[1]:.2f} when it ended; the fuzzer ran at niceness {nice} and had
-{r["cpu_s"]:,.0f} s of CPU in {r["wall_s"]:,.0f} s ({share:.0%} of a core), so the wall
-time and the rate are those of a loaded machine.
+`{command} --flight {how}`
+(libFuzzer `{flag} -timeout={TIMEOUT_S}`, ASan and UBSan, clang -O1).
+`make -C firmware fuzz-flight` builds the harness, `firmware/test/fuzz_rx.c` with
+`-DQP_FLIGHT_APP`, over `core/qp_flight_device.c`, the shim's stabiliser and
+{app}. It started from the {before[0]} inputs of `tests/fuzz/corpus_flight`
+({before[1]:,} bytes).
+
+Machine: {machine()}, shared. The 1-minute load average was {load[0]:.2f} when the run
+started and {load[1]:.2f} when it ended, and at most {r["load_peak"]:.2f} in between
+(sampled {r["load_sampled"]}). At niceness {nice} the fuzzer had {r["cpu_s"]:,.0f} s of CPU
+in {r["wall_s"]:,.0f} s of wall time ({share:.0%} of a core), so the wall time and the
+rate are those of a loaded machine.
 
 | executions | wall time | per second | edges covered | features | inputs added | crashes |
 |---|---|---|---|---|---|---|

@@ -30,6 +30,9 @@ from firmware_bridge.emulator import Emulator
 from firmware_bridge.link import DeviceError, HandshakeError, Link
 from firmware_bridge.protocol import (
     INTEGRITY_ERRORS,
+    MAX_FRAME,
+    MAX_OBS,
+    MAX_PAYLOAD,
     ErrorCode,
     MsgType,
     ResetCause,
@@ -137,7 +140,7 @@ def test_handshake_info(device):
     assert (info.obs_dim, info.act_dim, info.scheme, info.macs) == (25, 4, 1, fixture().macs)
     assert (info.in_dim, info.board_blocks, info.data_hash_hex) == (18, BOARD_BLOCKS, DATA_HASH)
     assert info.obs_dim == OBS_DIM
-    assert not info.echo and info.max_payload == 256
+    assert not info.echo and info.max_payload == MAX_PAYLOAD
     # The fixture's self-test ran at boot (host: portable C; QEMU: the Thumb-2 kernel).
     assert info.selftest == SelfTest.PASSED and info.kernel_version == fixture().kernel_version
     # QEMU's RCC is a stub (RCC_CSR reads 0) and the host has no reset register.
@@ -193,7 +196,7 @@ def test_a_repeated_step_is_answered_from_the_cache(link, board):
 
 def test_ping_payload_sizes(device):
     _, link = device
-    for n in (0, 1, 100, 256):
+    for n in (0, 1, 100, MAX_PAYLOAD):
         assert link.ping(bytes(random.Random(n).randrange(256) for _ in range(n))) > 0
 
 
@@ -288,7 +291,7 @@ def test_truncated_frames_are_rejected(link, board):
 
 
 def test_oversized_frames_are_rejected(link, board):
-    for n in (264, 600, 2000):
+    for n in (MAX_FRAME, 1200, 2000):
         received = frames_until_pong(link, b"\x5a" * n + b"\x00")
         assert_all_rejected(received, {ErrorCode.OVERSIZE})
         assert len(received) == 1
@@ -305,7 +308,7 @@ def test_nonfinite_input_is_refused(link, board, bad):
     assert_step_ok(link, board, np.random.default_rng(8))
 
 
-@pytest.mark.parametrize("n", [0, 1, 17, 19, 25, 63])  # 25: the whole observation
+@pytest.mark.parametrize("n", [0, 1, 17, 19, 25, MAX_OBS])  # 25: the whole observation
 def test_wrong_dimensions_are_refused(link, board, n):
     with pytest.raises(DeviceError) as e:
         link.step([0.25] * n)

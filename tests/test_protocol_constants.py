@@ -32,8 +32,8 @@ def test_every_c_constant_has_the_same_value_in_python():
 
 
 def test_sizes_are_consistent():
-    assert protocol.MAX_PACKET == 261 and protocol.MAX_ENCODED == 263
+    assert protocol.MAX_PACKET == 517 and protocol.MAX_ENCODED == 520
     assert protocol.INFO_V1_SIZE == 72 and protocol.INFO_V2_SIZE == 84
     assert protocol.INFO_V3_SIZE == 86 and protocol.INFO_SIZE == 86 + 32 + 1 + 64
     assert protocol.ACTION_HEADER == 13 and protocol.PROTOCOL_VERSION == 4
-    assert protocol.MAX_OBS == 63
+    assert protocol.MAX_OBS == 127

@@ -17,7 +17,7 @@
 /* Packet = type (u8) | seq (u16 LE) | payload | crc16 (u16 LE), COBS-framed, 0x00-terminated. */
 #define QP_HEADER_SIZE 3
 #define QP_CRC_SIZE 2
-#define QP_MAX_PAYLOAD 256
+#define QP_MAX_PAYLOAD 512
 #define QP_MIN_PACKET (QP_HEADER_SIZE + QP_CRC_SIZE)
 #define QP_MAX_PACKET (QP_HEADER_SIZE + QP_MAX_PAYLOAD + QP_CRC_SIZE)
 /* COBS adds one code byte per started block of 254 bytes. */

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #ifndef QP_RX_RING_SIZE
-#define QP_RX_RING_SIZE 1024u /* about four largest frames; see docs/hardware.md */
+#define QP_RX_RING_SIZE 1024u /* about two largest frames, twelve STEPs; see docs/hardware.md */
 #endif
 
 typedef char qp_check_ring_size[(QP_RX_RING_SIZE >= 2 &&

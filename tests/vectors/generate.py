@@ -46,6 +46,7 @@ from firmware_support import VECTORS, fixture, fixture_hash  # noqa: E402
 
 from firmware_bridge import codec  # noqa: E402
 from firmware_bridge.protocol import (  # noqa: E402
+    MAX_PACKET,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
     ErrorCode,
@@ -336,12 +337,14 @@ def vectors() -> list[dict]:
         ),
         (
             "oversize frame",
-            "264 encoded bytes before the delimiter -> ERROR OVERSIZE",
-            codec.cobs_encode(oversize_packet(257)) + b"\x00",
+            f"{len(codec.cobs_encode(oversize_packet(MAX_PAYLOAD + 1)))} encoded bytes"
+            " before the delimiter -> ERROR OVERSIZE",
+            codec.cobs_encode(oversize_packet(MAX_PAYLOAD + 1)) + b"\x00",
         ),
         (
             "oversize packet",
-            "263 encoded bytes decoding to 262 > 261 -> ERROR OVERSIZE",
+            f"{len(codec.cobs_encode(oversize_packet_with_zeros()))} encoded bytes decoding to"
+            f" {MAX_PACKET + 1} > {MAX_PACKET} -> ERROR OVERSIZE",
             codec.cobs_encode(oversize_packet_with_zeros()) + b"\x00",
         ),
         (
@@ -428,9 +431,9 @@ def oversize_packet(payload_len: int) -> bytes:
 
 
 def oversize_packet_with_zeros() -> bytes:
-    """A 262-byte packet with zeros every 100 bytes: COBS adds just one byte (263)."""
-    body = bytearray(struct.pack("<BH", MsgType.PING, 6) + bytes([0x5A]) * 257)
-    for i in (100, 200):
+    """A packet one byte too long with a zero every 100 bytes: its encoding fits a frame."""
+    body = bytearray(struct.pack("<BH", MsgType.PING, 6) + bytes([0x5A]) * (MAX_PAYLOAD + 1))
+    for i in range(100, len(body), 100):
         body[i] = 0
     body = bytes(body)
     return body + struct.pack("<H", codec.crc16(body))

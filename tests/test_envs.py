@@ -245,6 +245,10 @@ def test_actions_outside_the_box_are_clipped():
         ({"airframe_overrides": {"motor_time_constant": -1.0}}, "motor_time_constant"),
         ({"success_window_s": 9.0}, "success_window_s"),
         ({"mass_scale": (1.2, 0.8)}, "mass_scale"),
+        # The weakest draw could not lift the vehicle (thrust-to-weight 0.78).
+        ({"thrust_scale": (0.5, 1.0)}, "thrust_scale"),
+        ({"mass_scale": (1.0, 1.4), "thrust_scale": (0.75, 1.0)}, "thrust_scale"),
+        ({"latency_s": (0.0, 0.0125)}, "latency_s"),  # not on the 1 ms grid
         ({"wingspan": 3.0}, "wingspan"),
     ],
 )

@@ -32,7 +32,7 @@ def test_the_hover_layout_splits_into_wire_and_board_blocks():
         ("velocity", 3),
         ("body_rates", 3),
     ]
-    assert OB.board_blocks(layout) == [("position_integral", 3), ("past_actions", 16)]
+    assert OB.board_blocks(layout) == [("position_integral", 3), ("past_actions", 32)]
     assert OB.wire_dim(layout) == 18
     described = OB.describe(layout)
     assert [d["offset"] for d in described] == [0, 3, 12, 15, 18, 21]
@@ -62,17 +62,17 @@ def test_a_block_added_to_the_table_reaches_every_derived_place(monkeypatch):
 
     task = make_task("hover")
     assert [n for n, *_ in task.obs_layout][-1] == "accelerometer"
-    assert task.obs_dim == 40
-    assert task.obs_offsets()[-1] == 37  # its slot, after every existing one
-    assert gym.make("quadpilot/Hover-v0").observation_space.shape == (40,)
+    assert task.obs_dim == 56
+    assert task.obs_offsets()[-1] == 53  # its slot, after every existing one
+    assert gym.make("quadpilot/Hover-v0").observation_space.shape == (56,)
     spec = PolicySpec.of_task(task)
-    assert spec.obs_dim == 40 and spec.layout_text.endswith(",accelerometer:3")
+    assert spec.obs_dim == 56 and spec.layout_text.endswith(",accelerometer:3")
     assert OB.wire_dim(spec.obs_layout) == 21
     torch.manual_seed(0)
-    policy = from_actor(Actor(40, 4, (8,)), spec, 0, "dummy")
+    policy = from_actor(Actor(56, 4, (8,)), spec, 0, "dummy")
     meta = {p.key: p.value for p in onnx.load_from_string(to_onnx(policy)).metadata_props}
     assert any("accelerometer" in json.dumps(v) for v in meta.values())
-    obs = np.zeros((8, 40), dtype=np.float32)
+    obs = np.zeros((8, 56), dtype=np.float32)
     text = header.f32_header(policy, obs).text
     assert '"' + spec.layout_text + '"' in text
     assert "#define QP_IN_DIM 21" in text

@@ -77,6 +77,6 @@ def test_a_block_added_to_the_table_reaches_every_derived_place(monkeypatch):
     assert '"' + spec.layout_text + '"' in text
     assert "#define QP_IN_DIM 21" in text
     assert (
-        "#define QP_STATE_BLOCKS {{0, 3}, {0, 9}, {0, 3}, {0, 3}, {1, 3}, {2, 16}, {0, 3}}" in text
+        "#define QP_STATE_BLOCKS {{0, 3}, {0, 9}, {0, 3}, {0, 3}, {1, 3}, {2, 32}, {0, 3}}" in text
     )
     assert "| accelerometer | 3 | m/s^2 | body | sensor |" in OB.markdown_table()

@@ -54,7 +54,7 @@ def test_an_edited_preset_does_not_move_an_older_checkpoints_world(checkpoints, 
     assert all(_same(before[k], v) for k, v in _world(old).items())  # one world, so far
     heavier = sim.airframes.get_airframe("crazyflie").replace(mass=0.032)
     monkeypatch.setitem(sim.airframes.PRESETS, "crazyflie", lambda: heavier)
-    edited = sim.tasks.PRESETS["hover"].replace(integral_limit=0.2, mass_scale=(0.6, 1.4))
+    edited = sim.tasks.PRESETS["hover"].replace(integral_limit=0.2, mass_scale=(0.8, 1.2))
     monkeypatch.setitem(sim.tasks.PRESETS, "hover", edited)
     after = _world(new)
     for stage in before:

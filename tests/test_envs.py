@@ -36,7 +36,7 @@ def test_registered_envs_pass_the_gymnasium_checker(env_id):
 
 
 def test_observation_layout_is_consistent():
-    assert OBS_DIM == sum(size for _, size, _ in OBS_LAYOUT) == 3 + 9 + 3 + 3 + 3 + 4 * 4
+    assert OBS_DIM == sum(size for _, size, _ in OBS_LAYOUT) == 3 + 9 + 3 + 3 + 3 + 4 * 8
     assert [n for n, *_ in OBS_LAYOUT] == [
         "position_error",
         "rotation_matrix",

@@ -96,7 +96,7 @@ def test_a_checkpoint_keeps_its_world_when_a_preset_and_its_airframe_change(monk
     old = PolicySpec.from_dict(_old_of(task), "runs/old/best.pt")
     heavier = sim.airframes.get_airframe("crazyflie").replace(mass=0.030)
     monkeypatch.setitem(sim.airframes.PRESETS, "crazyflie", lambda: heavier)
-    edited = sim.tasks.PRESETS["hover"].replace(integral_limit=0.25, mass_scale=(0.5, 1.5))
+    edited = sim.tasks.PRESETS["hover"].replace(integral_limit=0.25, mass_scale=(0.8, 1.25))
     monkeypatch.setitem(sim.tasks.PRESETS, "hover", edited)
     kept = new.task_config()
     assert kept.replace(airframe_overrides={}) == task and kept.body() == body

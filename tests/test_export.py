@@ -298,7 +298,10 @@ def test_late_failure_leaves_out_dir_as_it_was(capsys, tmp_path, exported):
 def test_observation_layout_other_than_the_tasks_is_refused_naming_both(capsys, tmp_path, payload):
     # an older layout of the same size: the actor still fits, the task no longer does
     past = payload["policy_spec"]["obs_layout"][-1][1]
-    payload["policy_spec"]["obs_layout"][-1:] = [["rotor_speeds", 4, "old"], ["past", past - 4, "old"]]
+    payload["policy_spec"]["obs_layout"][-1:] = [
+        ["rotor_speeds", 4, "old"],
+        ["past", past - 4, "old"],
+    ]
     bad = tmp_path / "checkpoint.pt"
     torch.save(payload, bad)
     line = _fails(capsys, tmp_path / "out", str(bad))

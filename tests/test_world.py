@@ -194,7 +194,9 @@ def test_the_board_side_state_integral_and_past_actions():
     o = b.obs[0]
     # Newest first: 0.5 ... 0.1, then the initial command for the rest of the history.
     n = b.task.action_history
-    want = np.concatenate([np.repeat([0.5, 0.4, 0.3, 0.2, 0.1], 4), np.broadcast_to(a0, (n - 5, 4)).ravel()])
+    want = np.concatenate(
+        [np.repeat([0.5, 0.4, 0.3, 0.2, 0.1], 4), np.broadcast_to(a0, (n - 5, 4)).ravel()]
+    )
     np.testing.assert_allclose(o[oo[OB.O_PAST] :], want, atol=1e-7)
     # 0.5 m x 0.01 s per step would reach 0.025 m s; the limit clips it at 0.02.
     assert o[oo[OB.O_INTEGRAL]] == np.float32(0.02) and o[oo[OB.O_INTEGRAL] + 1] == 0.0

@@ -67,6 +67,11 @@ def c_check(policy, params, texts: dict[str, str], obs: np.ndarray, cc: str) -> 
     }
 
 
+def progress(what: str) -> None:
+    """One line as each long phase starts, flushed: a log of a piped run shows where it is."""
+    print(f"  ... {what}", flush=True)
+
+
 def run(args: argparse.Namespace) -> dict:
     policy = model_mod.load(args.checkpoint)
     if args.expect_preset and policy.preset != args.expect_preset:
@@ -77,12 +82,14 @@ def run(args: argparse.Namespace) -> dict:
     print(f"exporting {policy.origin}", flush=True)
     quantize.check_shapes(policy, args.input)
     spec, seed = policy.spec, args.seed
+    progress(f"rollout states for calibration ({args.calibration_states}) and test")
     calib = rollouts.policy_states(
         policy.act, spec, args.calibration_states, seed + CALIBRATION_SEED_OFFSET
     )
     test = rollouts.policy_states(policy.act, spec, args.test_states, seed + TEST_SEED_OFFSET)
     ft_info = None
     if args.finetune and args.input == "int16":
+        progress(f"fine-tuning the integer weights ({args.finetune_steps} steps)")
         params, ft_info = finetune.quantize_finetuned(
             policy, calib, args.rounding, args.finetune_steps, seed
         )
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     def int_policy(obs):
         return ref.act(params, obs)
 
+    progress(f"closed loop, float and integer ({args.episodes} episodes)")
     cl = rollouts.closed_loop(
         {"float": policy.act, "int": int_policy}, spec, args.episodes, seed + EPISODES_SEED_OFFSET
     )
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     suite = None
     if args.robustness_episodes:
+        progress(f"robustness suite, float and integer ({args.robustness_episodes} per row)")
         suite = rollouts.robustness_of(
             {"float": policy.act, "int": int_policy}, spec, args.robustness_episodes
         )
@@ -126,6 +135,8 @@ def run(args: argparse.Namespace) -> dict:
     cc = None if args.no_c_check else cbuild.find_cc(args.cc)
     if args.cc and cc is None:
         raise ExportError(f"--cc {args.cc}: no such compiler on PATH")
+    if cc:
+        progress(f"compiling the headers with {cc}")
     c_info = c_check(policy, params, texts, test, cc) if cc else None
 
     rep = {

@@ -74,6 +74,10 @@ def test_printed_table(exported):
         "nominal row int   ",
     ):
         assert text in out
+    # each long phase is announced as it starts, in order, before the table
+    phases = ["... rollout states", "... fine-tuning", "... closed loop", "... robustness suite"]
+    at = [out.find(p) for p in phases]
+    assert -1 not in at and at == sorted(at) and at[-1] < out.find("weight bytes"), at
 
 
 def test_report_figures(exported):

@@ -53,8 +53,9 @@ def train_main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing was written", file=sys.stderr)
-        return 130
+        # Not a return: an import cut short (torch, numba) can leave the interpreter's
+        # shutdown to die by SIGINT after all (status -2 seen under load), so exit here.
+        sigint.interrupted("train", " before training started; nothing was written")
     try:
         trainer.run()
     except KeyboardInterrupt:

@@ -40,10 +40,10 @@ def install(name: str) -> None:
     sys.unraisablehook = unraisable
 
 
-def interrupted(name: str) -> None:
-    """Say so in one line, clean up, exit 130 (never returns)."""
+def interrupted(name: str, why: str = "") -> None:
+    """Say so in one line (``why`` appended), clean up, exit 130 (never returns)."""
     try:
-        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        print(f"{name}: interrupted{why}", file=sys.stderr, flush=True)
         sys.stdout.flush()
     except (OSError, ValueError, KeyboardInterrupt):
         pass

@@ -3,12 +3,13 @@ uninterrupted run ends.
 
     .venv/bin/python -m bench resume [--trials 20] [--seed 0] [--no-write]
 
-One uninterrupted reference run of the default preset (a short budget, frequent
-checkpoints and evaluations, so that writes are frequent), then TRIALS runs of the same
-command, each stopped once by Ctrl-C (SIGINT) or kill -9 at a random moment, a third of
+Two uninterrupted reference runs of the default preset (a short budget, frequent
+checkpoints and evaluations, so that writes are frequent), one of them with a curriculum
+whose stages change inside the budget; then TRIALS runs alternating between the two
+commands, each stopped once by Ctrl-C (SIGINT) or kill -9 at a random moment, a third of
 them while a file is being written (a temporary file is present in the run directory),
 then resumed with ``python -m train --resume`` to the end. Every trial must end with a
-checkpoint and a best policy bit-identical to the reference (train.run_files.differences)
+checkpoint and a best policy bit-identical to its reference (train.run_files.differences)
 and no temporary files. Writes the "resume" section of docs/benchmarks.md; exits 1 on any
 mismatch.
 """
@@ -35,6 +36,14 @@ ARGS = [
     "--checkpoint-every", "6400", "--eval-every", "6400", "--eval-episodes", "20",
     "--buffer-size", "100000",
 ]  # fmt: skip
+# The same run with a curriculum: three training worlds, the stage changes inside the
+# budget, so interruptions land before, between and after them.
+CURRICULUM = [
+    "--curriculum",
+    "0:latency_s=(0,0.005),reward_action_rate=0.0;32000:latency_s=(0,0.01),"
+    "reward_action_rate=0.5;64000:latency_s=(0,0.02),reward_action_rate=1.0",
+]
+CASES = {"plain": ARGS, "curriculum": ARGS + CURRICULUM}
 MODES = ("Ctrl-C", "kill -9", "kill -9 during a write")
 
 
@@ -73,11 +82,12 @@ def interrupt(proc: subprocess.Popen, run: Path, mode: str, delay: float) -> str
     return f"{mode}{' (during a write)' if writing else ''}"
 
 
-def trial(scratch: Path, reference: Path, i: int, mode: str, delay: float) -> dict:
+def trial(scratch: Path, case: str, i: int, mode: str, delay: float) -> dict:
     from train import run_files
 
+    args, reference = CASES[case], scratch / f"ref-{case}"
     run = scratch / f"t{i}"
-    proc = train(run, *ARGS, "--run-dir", str(scratch), "--name", run.name)
+    proc = train(run, *args, "--run-dir", str(scratch), "--name", run.name)
     what = interrupt(proc, run, mode, delay)
     code = proc.wait(timeout=600)
     stopped_at = _step(run)
@@ -85,7 +95,7 @@ def trial(scratch: Path, reference: Path, i: int, mode: str, delay: float) -> di
     if resumed == 2 and not (run / "config.json").exists():
         # Killed inside its very first write: --resume says to run the command again.
         what += "; nothing saved, so the command was run again"
-        resumed = train(run, *ARGS, "--run-dir", str(scratch), "--name", run.name).wait(900)
+        resumed = train(run, *args, "--run-dir", str(scratch), "--name", run.name).wait(900)
     left = sorted(p.name for p in run.glob(".*.tmp"))
     diff = (
         run_files.differences(run / "checkpoint.pt", reference / "checkpoint.pt")
@@ -96,6 +106,7 @@ def trial(scratch: Path, reference: Path, i: int, mode: str, delay: float) -> di
     shutil.rmtree(run, ignore_errors=True)
     return {
         "trial": i,
+        "case": case,
         "mode": mode,
         "delay": delay,
         "what": what,
@@ -124,19 +135,23 @@ def main(argv: list[str]) -> None:
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="qp-resume-") as tmp:
         scratch = Path(tmp)
-        t0 = time.perf_counter()
-        assert train(scratch, *ARGS, "--run-dir", tmp, "--name", "ref").wait(timeout=900) == 0
-        ref_seconds = time.perf_counter() - t0
-        reference = scratch / "ref"
+        ref_seconds = {}
+        for case, args_ in CASES.items():
+            t0 = time.perf_counter()
+            code = train(scratch, *args_, "--run-dir", tmp, "--name", f"ref-{case}").wait(900)
+            if code != 0:
+                sys.exit(f"bench resume: the {case} reference run exited {code}")
+            ref_seconds[case] = time.perf_counter() - t0
         rows = []
         for i in range(args.trials):
-            mode = MODES[i % len(MODES)]
-            delay = float(rng.uniform(3.0, max(4.0, 0.9 * ref_seconds)))
-            rows.append(trial(scratch, reference, i + 1, mode, delay))
+            case = tuple(CASES)[i % len(CASES)]
+            mode = MODES[(i // len(CASES)) % len(MODES)]
+            delay = float(rng.uniform(3.0, max(4.0, 0.9 * ref_seconds[case])))
+            rows.append(trial(scratch, case, i + 1, mode, delay))
             r = rows[-1]
             print(
-                f"trial {i + 1:2d}: {r['what']} at {r['delay']:.1f} s (exit {r['exit']}, "
-                f"checkpoint at step {r['saved_step']}) -> resumed: "
+                f"trial {i + 1:2d} ({case}): {r['what']} at {r['delay']:.1f} s (exit "
+                f"{r['exit']}, checkpoint at step {r['saved_step']}) -> resumed: "
                 f"{'identical' if not r['differences'] else r['differences'][:3]}, "
                 f"{len(r['temp_left'])} temp files left",
                 flush=True,
@@ -147,21 +162,23 @@ def main(argv: list[str]) -> None:
         "",
         f"`python -m bench resume --trials {args.trials} --seed {args.seed}` on "
         f"{machine()}, {time.strftime('%Y-%m-%d')}, load average "
-        f"{os.getloadavg()[0]:.1f} at the end. Reference: `python -m train "
-        f"{' '.join(ARGS)}` uninterrupted ({ref_seconds:.0f} s). Each trial runs the same "
-        "command, stops it once at a random moment, then runs `python -m train --resume` "
-        "to the end and compares every tensor and number of checkpoint.pt and best.pt with "
-        "the reference (wall-clock figures aside).",
+        f"{os.getloadavg()[0]:.1f} at the end. Two references, each uninterrupted: `python "
+        f"-m train {' '.join(ARGS)}` ({ref_seconds['plain']:.0f} s), and the same with a "
+        f'curriculum of three training worlds, `{CURRICULUM[0]} "{CURRICULUM[1]}"` '
+        f"({ref_seconds['curriculum']:.0f} s). Trials alternate between the two; each runs "
+        "its case's command, stops it once at a random moment, then runs `python -m train "
+        "--resume` to the end and compares every tensor and number of checkpoint.pt and "
+        "best.pt with its reference (wall-clock figures aside).",
         "",
-        "| trial | interruption | after | checkpoint on disk at step | resumed run vs reference "
-        "| temporary files left |",
-        "|---:|---|---:|---:|---|---:|",
+        "| trial | case | interruption | after | checkpoint on disk at step | resumed run vs "
+        "reference | temporary files left |",
+        "|---:|---|---|---:|---:|---|---:|",
     ]
     for r in rows:
         verdict = "bit-identical" if not r["differences"] else ", ".join(r["differences"][:3])
         lines.append(
-            f"| {r['trial']} | {r['what']} | {r['delay']:.1f} s | {r['saved_step']} | "
-            f"{verdict} | {len(r['temp_left'])} |"
+            f"| {r['trial']} | {r['case']} | {r['what']} | {r['delay']:.1f} s | "
+            f"{r['saved_step']} | {verdict} | {len(r['temp_left'])} |"
         )
     lines += ["", f"{len(rows) - len(failed)} of {len(rows)} trials ended bit-identical "
               "with no temporary files left."]  # fmt: skip

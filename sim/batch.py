@@ -13,6 +13,7 @@ constants as another, so every entry point lists them once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -320,6 +321,31 @@ class QuadBatch:
 
     def seed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
+
+    def set_task(self, task: TaskConfig) -> None:
+        """Fly ``task`` from now on (a curriculum's next stage): episodes that start from
+        here draw its world, and its reward weights and sensor noise apply from the next
+        step; episodes under way keep the vehicle they drew. Only ``STAGE_FIELDS`` may
+        differ from the current task."""
+        task = task.validate()
+        changed = [
+            f.name
+            for f in dataclasses.fields(task)
+            if f.name not in T.STAGE_FIELDS and getattr(task, f.name) != getattr(self.task, f.name)
+        ]
+        if changed:
+            raise ValueError(
+                f"set_task: {', '.join(changed)} cannot change during a run; allowed: "
+                f"{', '.join(T.STAGE_FIELDS)}"
+            )
+        if task.past_rows != self.task.past_rows:
+            raise ValueError(
+                f"set_task: latency_s={task.latency_s} keeps {task.past_rows} past commands, "
+                f"this run {self.task.past_rows}; allowed: a latency range within "
+                f"{self.task.action_history} control steps"
+            )
+        self.task = task
+        self.tp = task.packed()
 
     # Resets ---------------------------------------------------------------------------
     def reset(self, idx: np.ndarray | None = None) -> None:

@@ -177,6 +177,11 @@ class QuadVectorEnv(VectorEnv):
         if self._viewer is not None:
             self._viewer.close()
 
+    def set_task(self, task: TaskConfig) -> None:
+        """The next stage of a curriculum: ``QuadBatch.set_task``."""
+        self.batch.set_task(task)
+        self.task = self.batch.task
+
     def privileged(self) -> np.ndarray:
         """(num_envs, PRIVILEGED_DIM): the true state and each episode's draws, for an
         asymmetric critic (``QuadBatch.privileged``); after an episode ended, the final one

@@ -336,6 +336,37 @@ SCALE_RANGES = (
     "arm_scale",
 )
 
+# What may change between the episodes of one training run (a curriculum's stages): the
+# world's ranges, the starts and the reward weights. Everything else (rates, airframe,
+# target, observation) is fixed for a run: the arrays and the observation depend on it.
+STAGE_FIELDS = (
+    *SCALE_RANGES,
+    "motor_mismatch",
+    "disturbance_force",
+    "com_offset",
+    "gust_force",
+    "noise_position",
+    "noise_velocity",
+    "noise_attitude",
+    "noise_gyro",
+    "gyro_bias",
+    "noise_scale",
+    "latency_s",
+    "init_position",
+    "init_tilt_deg",
+    "init_speed",
+    "init_rate",
+    "reward_alive",
+    "reward_precision",
+    "reward_position",
+    "reward_velocity",
+    "reward_rate",
+    "reward_tilt",
+    "reward_action",
+    "reward_action_rate",
+    "termination_penalty",
+)
+
 
 def _pair(v) -> bool:
     return (

@@ -28,6 +28,16 @@ def tiny(tmp_path, **overrides):
     return make_config("hover", run_dir=str(tmp_path), **{**TINY, **overrides})
 
 
+TINY_PRESET = make_config("hover")
+# Three training worlds inside the first 800 of a tiny run's 1,600 steps, ending in the
+# task's own: a resumed run must find its stage again (it starts from the first).
+CURRICULUM = (
+    (0, {"latency_s": (0.0, 0.005), "reward_action_rate": 0.0}),
+    (300, {"latency_s": (0.0, 0.01), "reward_action_rate": 0.5}),
+    (600, {"latency_s": (0.0, 0.02), "reward_action_rate": 1.0}),
+)
+
+
 def metrics_without_time(run_dir):
     with open(Path(run_dir) / "metrics.csv") as f:
         return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in csv.DictReader(f)]
@@ -78,8 +88,9 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
         {"policy_average": 0.0, "critic_privileged": False, "critic_layer_norm": False},
         {"policy_average": 0.01, "critic_layer_norm": True},
         {"policy_average": 0.0, "critic_privileged": True},
+        {"curriculum": CURRICULUM},
     ],
-    ids=["plain", "averaged", "privileged"],
+    ids=["plain", "averaged", "privileged", "curriculum"],
 )
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
     full = Trainer(tiny(tmp_path, name="full", **extra)).run()
@@ -94,7 +105,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, extra):
         for k in f["actor"]["state_dict"]
     )
     # With averaging, the exported "actor" is the average, not the trained actor.
-    averaged = extra["policy_average"] > 0
+    averaged = extra.get("policy_average", TINY_PRESET.policy_average) > 0
     differs = any(
         not torch.equal(f["actor"]["state_dict"][k], f["actor_trained"][k])
         for k in f["actor_trained"]
@@ -142,6 +153,17 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         (["--task-overrides", "init_position"], "task-overrides"),
         (["--train-task-overrides", "init_position=-1"], "init_position"),
         (["--train-task-overrides", "mass=2"], "mass"),
+        # A curriculum: bad syntax, a first stage after 0, stages out of order or past the
+        # budget, a field fixed for a run, a bad value, a last stage that is not the task.
+        (["--curriculum", "latency_s=(0,0.01)"], "curriculum"),
+        (["--curriculum", "5:latency_s=(0,0.01);9:latency_s=(0,0.02)"], "env step 0"),
+        (["--curriculum", "0:latency_s=(0,0.01);0:latency_s=(0,0.02)"], "increase"),
+        (["--curriculum", "0:latency_s=(0,0.01);9000000:latency_s=(0,0.02)"], "total_env_steps"),
+        (["--curriculum", "0:physics_hz=500.0"], "'physics_hz' may not"),
+        (["--curriculum", "0:latency_s=(0,0.0105);9:latency_s=(0,0.02)"], "whole milliseconds"),
+        (["--curriculum", "0:latency_s=(0,0.1);9:latency_s=(0,0.02)"], "history covers"),
+        (["--curriculum", "0:latency_s=(0,0.01);9:latency_s=(0,0.015)"], "task's own latency_s"),
+        (["--curriculum", "0:latency_s=(0,0.01);9:reward_rate=0.1"], "leaves latency_s out"),
     ],
 )
 def test_bad_configuration_is_refused_before_training(args, field, tmp_path, capsys):
@@ -236,3 +258,23 @@ def test_training_task_overrides_change_training_starts_only(tmp_path):
     assert trainer.task == make_task("takeoff")
     assert PolicySpec.of_task(trainer.task).task_overrides == {}
     assert trainer.evaluate()["episode_length"] > 0
+
+
+def test_a_curriculum_changes_the_training_world_at_its_stages(tmp_path):
+    trainer = Trainer(tiny(tmp_path, name="stages", curriculum=CURRICULUM))
+    seen = {}
+    step = trainer.env.set_task
+
+    def record(task):
+        seen[trainer.env_steps] = (task.latency_s, task.reward_action_rate)
+        step(task)
+
+    trainer.env.set_task = record
+    trainer.run()
+    # Each stage from the first env step at or after its start (8 envs a step).
+    assert seen == {304: ((0.0, 0.01), 0.5), 600: ((0.0, 0.02), 1.0)}
+    assert trainer.env.batch.task == trainer.task  # the last stage is the task itself
+    with open(tmp_path / "stages" / "metrics.csv") as f:
+        assert [int(float(r["stage"])) for r in csv.DictReader(f)] == [3, 3]  # 800, 1,600
+    # The stages survive config.json (lists there) and a resume.
+    assert resume(tmp_path / "stages").cfg.curriculum == CURRICULUM

@@ -145,6 +145,24 @@ def test_per_episode_draws_stay_in_their_ranges():
     assert set(np.unique(delay_ms)) == set(range(21))  # 0-20 ms on a 1 ms grid
 
 
+def test_a_new_stage_draws_new_episodes_from_its_ranges_and_keeps_the_running_ones():
+    t = make_task("hover")
+    b = QuadBatch(t.replace(latency_s=(0.0, 0.005), mass_scale=(1.0, 1.0)), 500, seed=3)
+    b.reset()
+    before = b.params.copy()
+    b.set_task(t)
+    np.testing.assert_array_equal(b.params, before)  # episodes under way keep their world
+    assert (b.tp == t.packed()).all()
+    b.reset(np.arange(250))
+    delay_ms = b.params[:, L.P_DELAY] * 1000 / t.physics_hz
+    assert delay_ms[250:].max() <= 5 and delay_ms[:250].max() > 15  # the new range
+    assert (b.params[250:, L.P_MASS] == b.body.mass).all()
+    assert b.params[:250, L.P_MASS].std() > 0
+    for fixed in ({"physics_hz": 500.0}, {"action_history": 4}, {"target": (0.0, 0.0, 1.0)}):
+        with pytest.raises(ValueError, match=f"set_task: {next(iter(fixed))} cannot change"):
+            b.set_task(t.replace(**fixed))
+
+
 def test_observation_noise_has_the_configured_spread_and_the_gyro_its_bias():
     b = batch(n=20000, seed=3, noise_position=0.01, noise_velocity=0.02, noise_gyro=0.03)
     b.state[:] = b.state[0]  # one true state, many estimates of it

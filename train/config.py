@@ -14,7 +14,35 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 
 from sim.tasks import PRESETS as TASK_PRESETS
-from sim.tasks import make_task
+from sim.tasks import STAGE_FIELDS, make_task
+
+
+def normal_curriculum(value) -> tuple:
+    """``((start, {field: value}), ...)`` from any sequence of (start, mapping) pairs, with
+    lists (config.json's form of a tuple) turned back into tuples."""
+    if value is None or value == ():
+        return ()
+
+    def plain(v):
+        return tuple(plain(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+    problem = ValueError(
+        f"curriculum={value!r}; allowed: stages START:KEY=VALUE[,KEY=VALUE][;START:...], "
+        "e.g. 0:latency_s=(0,0.01);1000000:latency_s=(0,0.02)"
+    )
+    if not isinstance(value, (list, tuple)):
+        raise problem
+    out = []
+    for stage in value:
+        if not (isinstance(stage, (list, tuple)) and len(stage) == 2):
+            raise problem
+        start, changes = stage
+        if isinstance(start, bool) or not isinstance(start, int) or not isinstance(changes, dict):
+            raise problem
+        if not changes:
+            raise ValueError(f"curriculum: the stage from env step {start} changes nothing")
+        out.append((start, {k: plain(v) for k, v in changes.items()}))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -37,6 +65,16 @@ class TrainConfig:
             "help": "TaskConfig fields changed for the training environments only; evaluation "
             "and the exported policy spec use the task itself. The takeoff preset spreads its "
             "training starts along the climb: start_offset=(0,0,-5),init_position=5"
+        },
+    )
+    curriculum: tuple = field(
+        default=(),
+        metadata={
+            "help": "stages of the training world, START:KEY=VALUE[,KEY=VALUE][;START:...]: "
+            "from env step START the training environments fly the task with those fields "
+            "changed (the world's ranges, starts and reward weights), e.g. "
+            "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02). The first stage starts at 0; "
+            "the last sets each field it names to the task's own value"
         },
     )
     algo: str = field(
@@ -174,6 +212,11 @@ class TrainConfig:
         },
     )
 
+    def __post_init__(self):
+        # One form whatever the source (the command line, config.json's lists, code):
+        # ((start, {field: value}), ...) with tuples for pairs, so that stages compare.
+        object.__setattr__(self, "curriculum", normal_curriculum(self.curriculum))
+
     def validate(self) -> TrainConfig:
         def bad(name: str, allowed: str) -> ValueError:
             return ValueError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
@@ -239,13 +282,68 @@ class TrainConfig:
         for name in ("task_overrides", "train_task_overrides"):
             if not isinstance(getattr(self, name), dict):
                 raise bad(name, "a mapping of sim TaskConfig fields to values")
-        # Names the bad task field, if any.
-        make_task(self.task, **{**self.task_overrides, **self.train_task_overrides})
+        self.training_task()  # names the bad task field, if any
         for name in ("actor_hidden", "critic_hidden"):
             v = getattr(self, name)
             if not v or not all(isinstance(h, int) and h >= 1 for h in v):
                 raise bad(name, "one or more integer widths >= 1, e.g. 64,64")
+        self.stage_tasks()  # names a bad stage
         return self
+
+    def training_task(self):
+        """The task the training environments fly once every stage is over."""
+        return make_task(self.task, **{**self.task_overrides, **self.train_task_overrides})
+
+    def stage_tasks(self) -> tuple[tuple[int, object], ...]:
+        """((start env step, the training task from then on), ...); one stage from step 0
+        without a curriculum. Raises ValueError naming the first bad stage or field."""
+        final = self.training_task()
+        if not self.curriculum:
+            return ((0, final),)
+
+        def bad(allowed: str, where: str = "") -> ValueError:
+            return ValueError(f"curriculum{where}: allowed: {allowed}")
+
+        starts = [start for start, _ in self.curriculum]
+        if starts[0] != 0:
+            raise bad(f"stages whose first starts at env step 0 (it starts at {starts[0]})")
+        for a, b in zip(starts, starts[1:], strict=False):
+            if b <= a:
+                raise bad(f"start steps that increase ({a} then {b})")
+        if starts[-1] >= self.total_env_steps:
+            raise bad(
+                f"stages that start before total_env_steps={self.total_env_steps} "
+                f"(the last starts at {starts[-1]})"
+            )
+        out = []
+        for start, changes in self.curriculum:
+            where = f" (stage from env step {start})"
+            for key in changes:
+                if key not in STAGE_FIELDS:
+                    raise bad(f"fields that may change during a run: {', '.join(STAGE_FIELDS)}"
+                              f" ({key!r} may not)", where)  # fmt: skip
+            try:
+                task = final.replace(**changes)
+            except ValueError as exc:
+                raise ValueError(f"curriculum{where}: {exc}") from None
+            if task.past_rows != final.past_rows:
+                raise bad(
+                    f"latency ranges the observed history covers ({final.action_history} "
+                    f"control steps; latency_s={task.latency_s} needs {task.past_rows})",
+                    where,
+                )
+            out.append((start, task))
+        last_start, last = self.curriculum[-1]
+        for key in sorted({k for _, changes in self.curriculum for k in changes}):
+            own = getattr(final, key)
+            if key not in last or last[key] != own:
+                given = f"sets {key}={last[key]!r}" if key in last else f"leaves {key} out"
+                raise ValueError(
+                    f"curriculum: the last stage (from env step {last_start}) {given}; "
+                    f"allowed: the task's own {key}={own!r}, so that training ends in the "
+                    "world the policy is evaluated in"
+                )
+        return tuple(out)
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -314,6 +412,24 @@ def make_config(preset: str = "hover", **overrides) -> TrainConfig:
     return dataclasses.replace(PRESETS[preset], preset=preset, **overrides).validate()
 
 
+def _parse_curriculum(text: str) -> tuple:
+    """START:KEY=VALUE[,KEY=VALUE][;START:...] (the stages of ``curriculum``)."""
+    stages = []
+    for part in text.split(";"):
+        start, sep, changes = part.partition(":")
+        try:
+            step = int(start.strip().replace("_", ""))
+        except ValueError:
+            step = None
+        if not sep or step is None:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not START:KEY=VALUE[,KEY=VALUE], e.g. "
+                "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02)"
+            )
+        stages.append((step, _parse_mapping(changes)))
+    return tuple(stages)
+
+
 def _parse_widths(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(","))
@@ -363,6 +479,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         default = f.default_factory() if f.default is MISSING else f.default
         kind = type(default)
         conv = {tuple: _parse_widths, bool: _parse_bool, dict: _parse_mapping}.get(kind, kind)
+        if f.name == "curriculum":
+            conv = _parse_curriculum
         ap.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,

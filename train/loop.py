@@ -44,7 +44,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.task = make_task(cfg.task, **cfg.task_overrides)  # evaluated and exported
-        train_task = self.task.replace(**cfg.train_task_overrides)
+        # The training world by stage (one stage without a curriculum); the stage of the
+        # current env step is set before each step, so a resumed run finds it again.
+        self.stages = cfg.stage_tasks()
+        self.stage = 0
+        train_task = self.stages[0][1]
         obs_dim = self.task.obs_dim
         if train_task.obs_layout != self.task.obs_layout:
             raise ValueError(
@@ -94,6 +98,10 @@ class Trainer:
 
     def collect_step(self) -> None:
         cfg = self.cfg
+        stage = sum(start <= self.env_steps for start, _ in self.stages) - 1
+        if stage != self.stage:
+            self.stage = stage
+            self.env.set_task(self.stages[stage][1])
         action = self.act()
         priv = self.priv
         next_obs, reward, terminated, truncated, info = self.env.step(action)
@@ -271,6 +279,8 @@ class Trainer:
             "critic_loss": float(self.last_stats.get("critic_loss", float("nan"))),
             "actor_loss": float(self.last_stats.get("actor_loss", float("nan"))),
         }
+        if self.cfg.curriculum:  # which world the run was training in (1 = the first)
+            row["stage"] = self.stage + 1
         self.metrics.append(row)
         if self.is_best(row):
             self.save_best(row)

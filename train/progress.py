@@ -59,6 +59,8 @@ class Progress:
 
     def evaluated(self, row: dict) -> None:
         shown = {"success": f"{row['success_rate']:.0%}", "ret": f"{row['train_return']:.0f}"}
+        if "stage" in row:
+            shown["stage"] = f"{row['stage']}/{len(self.cfg.curriculum)}"
         if self.cfg.stop_success:
             shown["stops at"] = f"{self.cfg.stop_success:.0%}"
         self.bar.set_postfix(shown)

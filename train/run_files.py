@@ -153,7 +153,8 @@ def tensorboard(run_dir: Path, purge_step: int | None = None):
 def write_metrics_csv(path: Path, metrics: list[dict]) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            extra = [k for k in metrics[0] if k not in METRIC_FIELDS] if metrics else []
+            w = csv.DictWriter(f, fieldnames=[*METRIC_FIELDS, *extra])  # extra: "stage"
             w.writeheader()
             w.writerows(metrics)
 

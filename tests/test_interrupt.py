@@ -140,7 +140,9 @@ def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
 def test_train_interrupted_mid_run(tmp_path):
     """SIGINT once the run's first metrics are on disk: the training loop itself."""
     runs = tmp_path / "runs"
-    with running(["train", "--preset", "hover-nominal", "--run-dir", str(runs)]) as proc:
+    # One torch thread: the preset's two spin waiting for each other on a busy machine.
+    args = ["train", "--preset", "hover-nominal", "--threads", "1", "--run-dir", str(runs)]
+    with running(args) as proc:
         deadline = time.monotonic() + 600  # generous: a busy machine
         while not list(runs.glob("*/metrics.csv")) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[1]

@@ -202,15 +202,7 @@ class TaskConfig:
             "init_speed",
             "init_rate",
             "init_rotor",
-            "reward_alive",
-            "reward_precision",
-            "reward_position",
-            "reward_velocity",
-            "reward_rate",
-            "reward_tilt",
-            "reward_action",
-            "reward_action_rate",
-            "termination_penalty",
+            *REWARD_WEIGHTS,
             "disturbance_force",
             "com_offset",
             "gust_force",
@@ -327,6 +319,18 @@ class TaskConfig:
         return np.asarray(observation.offsets(self), dtype=np.int64)
 
 
+REWARD_WEIGHTS = (
+    "reward_alive",
+    "reward_precision",
+    "reward_position",
+    "reward_velocity",
+    "reward_rate",
+    "reward_tilt",
+    "reward_action",
+    "reward_action_rate",
+    "termination_penalty",
+)
+
 SCALE_RANGES = (
     "mass_scale",
     "inertia_scale",
@@ -356,15 +360,7 @@ STAGE_FIELDS = (
     "init_tilt_deg",
     "init_speed",
     "init_rate",
-    "reward_alive",
-    "reward_precision",
-    "reward_position",
-    "reward_velocity",
-    "reward_rate",
-    "reward_tilt",
-    "reward_action",
-    "reward_action_rate",
-    "termination_penalty",
+    *REWARD_WEIGHTS,
 )
 
 

@@ -282,12 +282,11 @@ class TrainConfig:
         for name in ("task_overrides", "train_task_overrides"):
             if not isinstance(getattr(self, name), dict):
                 raise bad(name, "a mapping of sim TaskConfig fields to values")
-        self.training_task()  # names the bad task field, if any
         for name in ("actor_hidden", "critic_hidden"):
             v = getattr(self, name)
             if not v or not all(isinstance(h, int) and h >= 1 for h in v):
                 raise bad(name, "one or more integer widths >= 1, e.g. 64,64")
-        self.stage_tasks()  # names a bad stage
+        self.stage_tasks()  # names a bad task field or stage
         return self
 
     def training_task(self):

@@ -181,3 +181,44 @@ def test_ctrl_c_swallowed_by_a_callback_still_stops(tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert "ran on" not in proc.stdout
     assert proc.stderr.strip() == "demo: interrupted"
+
+
+def test_ctrl_c_dropped_by_library_code_still_ends_the_command():
+    """C code that runs Python and clears what it raised can drop the KeyboardInterrupt
+    (a full run once trained to the end through a Ctrl-C sent during set-up): the
+    command still ends with 130 and one line when it gets back to its own code."""
+    script = (
+        "import os, signal\n"
+        "from train import sigint\n"
+        "sigint.install('demo')\n"
+        "def main():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        signal.sigtimedwait([], 0.5)  # let the handler run in here\n"
+        "    except BaseException:\n"
+        "        pass  # a library that swallows everything\n"
+        "    print('ran on')\n"
+        "    return 0\n"
+        "sigint.run(main, 'demo')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_interruptible,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "demo: interrupted"
+
+
+def test_a_dropped_ctrl_c_before_training_stops_the_loop_at_once(monkeypatch):
+    from train import sigint
+    from train.interrupt import StopRequest
+
+    with StopRequest() as stop:
+        assert not stop.requested
+    monkeypatch.setattr(sigint, "_received", True)
+    with StopRequest() as stop:
+        assert stop.requested

@@ -56,6 +56,7 @@ def train_main(argv: list[str]) -> int:
         # Not a return: an import cut short (torch, numba) can leave the interpreter's
         # shutdown to die by SIGINT after all (status -2 seen under load), so exit here.
         sigint.interrupted("train", " before training started; nothing was written")
+    sigint.check("train", " before training started; nothing was written")
     try:
         trainer.run()
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+from train import sigint
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -35,6 +37,7 @@ class StopRequest:
         )
 
     def __enter__(self) -> StopRequest:
+        self.requested = sigint.received()  # a Ctrl-C during set-up that was dropped
         if threading.current_thread() is threading.main_thread():  # signals reach it only
             for s in SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)

@@ -7,19 +7,48 @@ prints one line, runs the atexit handlers (weakref finalizers among them: the em
 QEMU is stopped there), and exits 130. A KeyboardInterrupt raised where Python cannot
 propagate it (a weakref callback of the import machinery, a ``__del__``) would only be
 reported as "Exception ignored" and the command would run on; the unraisable hook ends
-those the same way. This module imports nothing heavy, so it is cheap to import first.
+those the same way. And C code that runs Python code and clears whatever it raised (a
+dictionary lookup's ``__eq__``, a C-level hasattr) can drop the KeyboardInterrupt itself:
+a full CI run once trained to the end through a Ctrl-C sent during set-up. So the handler
+also records the signal, and ``check`` (called where a command moves to its next phase,
+and by ``run`` when the command returns) ends a command whose Ctrl-C was dropped. This
+module imports nothing heavy, so it is cheap to import first.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 
 EXIT_STATUS = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
+_received = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _received
+    _received = True
+    raise KeyboardInterrupt
+
+
+def received() -> bool:
+    """Whether a Ctrl-C reached this process through ``install``'s handler."""
+    return _received
+
+
+def check(name: str, why: str = "") -> None:
+    """End the command as ``interrupted`` would if a Ctrl-C came and was dropped."""
+    if _received:
+        interrupted(name, why)
+
 
 def install(name: str) -> None:
+    # A runner that ignores SIGINT (a background job) keeps it ignored.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
     previous = sys.excepthook
 
     def hook(kind, value, tb) -> None:
@@ -61,4 +90,5 @@ def run(main, name: str) -> None:
         status = main()
     except KeyboardInterrupt:
         interrupted(name)
+    check(name)
     sys.exit(status)

@@ -6,6 +6,7 @@ outcome must be the same, so nothing here depends on timing but the point of del
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -222,3 +223,38 @@ def test_a_dropped_ctrl_c_before_training_stops_the_loop_at_once(monkeypatch):
     monkeypatch.setattr(sigint, "_received", True)
     with StopRequest() as stop:
         assert stop.requested
+
+
+def test_ctrl_c_caught_inside_code_run_from_c_still_exits_130(tmp_path):
+    """CPython marks a KeyboardInterrupt raised in code that C ran as a string as unhandled
+    even once caught, and kills a ``python -m`` process by SIGINT at shutdown (status -2
+    to a parent, as seen under load in train and hil): the command must exit 130."""
+    (tmp_path / "demo_cmd.py").write_text(
+        "import ctypes, os, signal\n"
+        "from train import sigint\n"
+        "run_string = ctypes.pythonapi.PyRun_String\n"
+        "run_string.restype = ctypes.py_object\n"
+        "run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, "
+        "ctypes.py_object]\n"
+        "SOURCE = b'import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\n'\n"
+        "def main():\n"
+        "    try:\n"
+        "        run_string(SOURCE, 257, {}, {})  # 257: Py_file_input\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('stopped', flush=True)\n"
+        "        return sigint.EXIT_STATUS\n"
+        "    return 0\n"
+        "if __name__ == '__main__':\n"
+        "    sigint.run(main, 'demo')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo_cmd"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_interruptible,
+    )
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert proc.stdout.strip() == "stopped"

@@ -11,8 +11,13 @@ those the same way. And C code that runs Python code and clears whatever it rais
 dictionary lookup's ``__eq__``, a C-level hasattr) can drop the KeyboardInterrupt itself:
 a full CI run once trained to the end through a Ctrl-C sent during set-up. So the handler
 also records the signal, and ``check`` (called where a command moves to its next phase,
-and by ``run`` when the command returns) ends a command whose Ctrl-C was dropped. This
-module imports nothing heavy, so it is cheap to import first.
+and by ``run`` when the command returns) ends a command whose Ctrl-C was dropped. Last,
+a command that got a Ctrl-C never leaves through the interpreter's own shutdown: CPython
+marks a KeyboardInterrupt raised in code that C ran through PyRun_String (Ray's core
+does) as unhandled even once it was caught, and then ends a ``python -m`` process by
+SIGINT whatever its exit status - status -2 to a parent, as seen under load from train
+at start-up and from hil. This module imports nothing heavy, so it is cheap to import
+first.
 """
 
 from __future__ import annotations
@@ -73,14 +78,24 @@ def interrupted(name: str, why: str = "") -> None:
     """Say so in one line (``why`` appended), clean up, exit 130 (never returns)."""
     try:
         print(f"{name}: interrupted{why}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, KeyboardInterrupt):
+        pass
+    _exit_now(EXIT_STATUS)
+
+
+def _exit_now(status: int) -> None:
+    """Flush, run the atexit handlers, and exit with ``status`` past the interpreter's
+    shutdown (never returns)."""
+    try:
         sys.stdout.flush()
+        sys.stderr.flush()
     except (OSError, ValueError, KeyboardInterrupt):
         pass
     try:
         atexit._run_exitfuncs()
-    except BaseException:  # a second Ctrl-C during clean-up: still exit 130
+    except BaseException:  # a second Ctrl-C during clean-up: still exit
         pass
-    os._exit(EXIT_STATUS)
+    os._exit(status)
 
 
 def run(main, name: str) -> None:
@@ -90,5 +105,8 @@ def run(main, name: str) -> None:
         status = main()
     except KeyboardInterrupt:
         interrupted(name)
-    check(name)
+    if _received:
+        if status != EXIT_STATUS:  # the Ctrl-C was dropped and the command ran on
+            interrupted(name)
+        _exit_now(status)
     sys.exit(status)

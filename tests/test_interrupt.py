@@ -67,6 +67,19 @@ def interrupt_after(argv: list[str], delay: float, wait_for: str | None = None):
     return proc.returncode, out, err
 
 
+def run_python(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python ARGS`` to its end, the project importable from ``cwd``, SIGINT deliverable."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_interruptible,
+    )
+
+
 def assert_one_line_130(status: int, err: str) -> None:
     assert status == 130, err
     assert "Traceback" not in err, err
@@ -176,9 +189,7 @@ def test_ctrl_c_swallowed_by_a_callback_still_stops(tmp_path):
         "Dropped()\n"
         "print('ran on')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    proc = run_python(["-c", script])
     assert proc.returncode == 130, proc.stderr
     assert "ran on" not in proc.stdout
     assert proc.stderr.strip() == "demo: interrupted"
@@ -202,14 +213,7 @@ def test_ctrl_c_dropped_by_library_code_still_ends_the_command():
         "    return 0\n"
         "sigint.run(main, 'demo')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_interruptible,
-    )
+    proc = run_python(["-c", script])
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip() == "demo: interrupted"
 
@@ -247,14 +251,6 @@ def test_ctrl_c_caught_inside_code_run_from_c_still_exits_130(tmp_path):
         "if __name__ == '__main__':\n"
         "    sigint.run(main, 'demo')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "demo_cmd"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_interruptible,
-    )
+    proc = run_python(["-m", "demo_cmd"], cwd=tmp_path)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert proc.stdout.strip() == "stopped"

@@ -20,6 +20,8 @@ if __name__ == "__main__":
 from sim.contract.checkpoint import CheckpointError
 from train.config import PRESETS, add_arguments, from_args
 
+NOT_STARTED = " before training started; nothing was written"
+
 
 def train_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
@@ -53,10 +55,8 @@ def train_main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # Not a return: an import cut short (torch, numba) can leave the interpreter's
-        # shutdown to die by SIGINT after all (status -2 seen under load), so exit here.
-        sigint.interrupted("train", " before training started; nothing was written")
-    sigint.check("train", " before training started; nothing was written")
+        sigint.interrupted("train", NOT_STARTED)
+    sigint.check("train", NOT_STARTED)  # a Ctrl-C that set-up's libraries dropped
     try:
         trainer.run()
     except KeyboardInterrupt:

@@ -129,7 +129,7 @@ def _observe(w, e, tp, oo, target, scratch, out):
 def _board_update(fc, o, tp, oo):
     """The blocks the board keeps, updated with this step's observation ``o`` and
     written into it (sim/observation.py, steps 2-3): the position-error integral in
-    float32, as export/kernel/qp_board.h computes it. The past actions are already
+    float32, as export/kernel/qp_state.h computes it. The past actions are already
     in ``fc`` (the step put the newest command in row 0)."""
     pos = oo[OB.O_POS]
     dt = np.float32(tp[T.T_INT_DT])

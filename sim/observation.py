@@ -13,9 +13,9 @@ noise fields (``NOISE_FIELDS``), the policy spec, the ONNX metadata, both C head
 ``QP_OBS_LAYOUT`` and board-state constants, what a v4 STEP carries (``wire_blocks``),
 the HIL and docs/sim.md's table (``markdown_table``). Adding a block is a row here plus
 the code that computes it (sim/batch.py for estimates and sensors; for a board block
-also export/kernel/qp_board.h, its C twin).
+also export/kernel/qp_state.h, its C twin).
 
-The board's blocks, every control step, in this order (the sim's step and qp_board.h
+The board's blocks, every control step, in this order (the sim's step and qp_state.h
 do exactly this, in float32):
 
 1. take the newest estimates and sensor readings (the ``estimate`` and ``sensor``

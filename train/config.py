@@ -19,7 +19,8 @@ from sim.tasks import STAGE_FIELDS, make_task
 
 def normal_curriculum(value) -> tuple:
     """``((start, {field: value}), ...)`` from any sequence of (start, mapping) pairs, with
-    lists (config.json's form of a tuple) turned back into tuples."""
+    lists (config.json's form of a tuple) turned back into tuples. A start is an env step
+    (an integer) or a share of the run ("50%", a text), resolved by ``stage_start``."""
     if value is None or value == ():
         return ()
 
@@ -27,8 +28,9 @@ def normal_curriculum(value) -> tuple:
         return tuple(plain(x) for x in v) if isinstance(v, (list, tuple)) else v
 
     problem = ValueError(
-        f"curriculum={value!r}; allowed: stages START:KEY=VALUE[,KEY=VALUE][;START:...], "
-        "e.g. 0:latency_s=(0,0.01);1000000:latency_s=(0,0.02)"
+        f"curriculum={value!r}; allowed: stages START:KEY=VALUE[,KEY=VALUE][;START:...] "
+        "with START an env step or a share of the run below 100%, e.g. "
+        "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02) or 0:...;50%:..."
     )
     if not isinstance(value, (list, tuple)):
         raise problem
@@ -37,12 +39,37 @@ def normal_curriculum(value) -> tuple:
         if not (isinstance(stage, (list, tuple)) and len(stage) == 2):
             raise problem
         start, changes = stage
-        if isinstance(start, bool) or not isinstance(start, int) or not isinstance(changes, dict):
+        if isinstance(start, str):
+            start = start.strip()
+            if _share(start) is None:
+                raise problem
+        elif isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise problem
+        if not isinstance(changes, dict):
             raise problem
         if not changes:
-            raise ValueError(f"curriculum: the stage from env step {start} changes nothing")
+            raise ValueError(f"curriculum: the stage from {start} changes nothing")
         out.append((start, {k: plain(v) for k, v in changes.items()}))
     return tuple(out)
+
+
+def _share(text: str) -> float | None:
+    """The fraction of the run a start such as "87.5%" names; None if it names none."""
+    if not text.endswith("%"):
+        return None
+    try:
+        share = float(text[:-1]) / 100
+    except ValueError:
+        return None
+    return share if 0 <= share < 1 else None
+
+
+def stage_start(start, total_env_steps: int) -> int:
+    """The env step a curriculum stage starts at: START itself, or that share of the run
+    (a preset's stages scale with --total-env-steps)."""
+    if isinstance(start, str):
+        return int(round(_share(start) * total_env_steps))
+    return start
 
 
 @dataclass(frozen=True)
@@ -73,8 +100,9 @@ class TrainConfig:
             "help": "stages of the training world, START:KEY=VALUE[,KEY=VALUE][;START:...]: "
             "from env step START the training environments fly the task with those fields "
             "changed (the world's ranges, starts and reward weights), e.g. "
-            "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02). The first stage starts at 0; "
-            "the last sets each field it names to the task's own value"
+            "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02). START may be a share of the "
+            "run (50%), fixed when the run starts. The first stage starts at 0; the last "
+            "sets each field it names to the task's own value; none: no stages"
         },
     )
     algo: str = field(
@@ -303,7 +331,7 @@ class TrainConfig:
         def bad(allowed: str, where: str = "") -> ValueError:
             return ValueError(f"curriculum{where}: allowed: {allowed}")
 
-        starts = [start for start, _ in self.curriculum]
+        starts = [stage_start(start, self.total_env_steps) for start, _ in self.curriculum]
         if starts[0] != 0:
             raise bad(f"stages whose first starts at env step 0 (it starts at {starts[0]})")
         for a, b in zip(starts, starts[1:], strict=False):
@@ -315,7 +343,7 @@ class TrainConfig:
                 f"(the last starts at {starts[-1]})"
             )
         out = []
-        for start, changes in self.curriculum:
+        for start, (_, changes) in zip(starts, self.curriculum, strict=True):
             where = f" (stage from env step {start})"
             for key in changes:
                 if key not in STAGE_FIELDS:
@@ -332,7 +360,7 @@ class TrainConfig:
                     where,
                 )
             out.append((start, task))
-        last_start, last = self.curriculum[-1]
+        last_start, last = starts[-1], self.curriculum[-1][1]
         for key in sorted({k for _, changes in self.curriculum for k in changes}):
             own = getattr(final, key)
             if key not in last or last[key] != own:
@@ -340,7 +368,7 @@ class TrainConfig:
                 raise ValueError(
                     f"curriculum: the last stage (from env step {last_start}) {given}; "
                     f"allowed: the task's own {key}={own!r}, so that training ends in the "
-                    "world the policy is evaluated in"
+                    "world the policy is evaluated in (--curriculum none: no stages)"
                 )
         return tuple(out)
 
@@ -408,22 +436,31 @@ def make_config(preset: str = "hover", **overrides) -> TrainConfig:
     for key in overrides:
         if key not in known:
             raise ValueError(f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
-    return dataclasses.replace(PRESETS[preset], preset=preset, **overrides).validate()
+    cfg = dataclasses.replace(PRESETS[preset], preset=preset, **overrides)
+    # Shares of the run become env steps now, so that a resume with a longer budget
+    # keeps the stages where they were.
+    stages = tuple((stage_start(s, cfg.total_env_steps), c) for s, c in cfg.curriculum)
+    return dataclasses.replace(cfg, curriculum=stages).validate()
 
 
 def _parse_curriculum(text: str) -> tuple:
-    """START:KEY=VALUE[,KEY=VALUE][;START:...] (the stages of ``curriculum``)."""
+    """START:KEY=VALUE[,KEY=VALUE][;START:...] (the stages of ``curriculum``); "none" for
+    a run in the training task's world from its start (a preset's curriculum left out)."""
+    if text.strip().lower() == "none":
+        return ()
     stages = []
     for part in text.split(";"):
         start, sep, changes = part.partition(":")
+        start = start.strip().replace("_", "")
         try:
-            step = int(start.strip().replace("_", ""))
+            step = start if _share(start) is not None else int(start)
         except ValueError:
             step = None
         if not sep or step is None:
             raise argparse.ArgumentTypeError(
-                f"{part.strip()!r} is not START:KEY=VALUE[,KEY=VALUE], e.g. "
-                "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02)"
+                f"{part.strip()!r} is not START:KEY=VALUE[,KEY=VALUE] with START an env step "
+                "or a share of the run below 100%, e.g. "
+                "0:latency_s=(0,0.01);1000000:latency_s=(0,0.02) or 0:...;50%:..."
             )
         stages.append((step, _parse_mapping(changes)))
     return tuple(stages)

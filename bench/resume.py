@@ -36,12 +36,14 @@ ARGS = [
     "--checkpoint-every", "6400", "--eval-every", "6400", "--eval-episodes", "20",
     "--buffer-size", "100000",
 ]  # fmt: skip
-# The same run with a curriculum: three training worlds, the stage changes inside the
-# budget, so interruptions land before, between and after them.
+# The same run with a curriculum of its own (the preset's stages at 50% and 87.5% of the
+# budget are in the plain case): three training worlds, the stage changes inside the
+# budget, so interruptions land before, between and after them; the last is the
+# preset's training task (command-change penalty 5).
 CURRICULUM = [
     "--curriculum",
     "0:latency_s=(0,0.005),reward_action_rate=0.0;32000:latency_s=(0,0.01),"
-    "reward_action_rate=0.5;64000:latency_s=(0,0.02),reward_action_rate=1.0",
+    "reward_action_rate=0.5;64000:latency_s=(0,0.02),reward_action_rate=5.0",
 ]
 CASES = {"plain": ARGS, "curriculum": ARGS + CURRICULUM}
 MODES = ("Ctrl-C", "kill -9", "kill -9 during a write")

@@ -1,6 +1,7 @@
 """Training runs: configuration errors, determinism, checkpoints, resume, Ctrl-C."""
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from sim.contract.spec import PolicySpec
 from sim.tasks import make_task
 from train.__main__ import main as train_cli
 from train.config import make_config
+from train import run_state
 from train.loop import Trainer, resume
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,12 +31,13 @@ def tiny(tmp_path, **overrides):
 
 
 TINY_PRESET = make_config("hover")
+OWN_RATE = TINY_PRESET.training_task().reward_action_rate
 # Three training worlds inside the first 800 of a tiny run's 1,600 steps, ending in the
 # task's own: a resumed run must find its stage again (it starts from the first).
 CURRICULUM = (
     (0, {"latency_s": (0.0, 0.005), "reward_action_rate": 0.0}),
     (300, {"latency_s": (0.0, 0.01), "reward_action_rate": 0.5}),
-    (600, {"latency_s": (0.0, 0.02), "reward_action_rate": 1.0}),
+    (600, {"latency_s": (0.0, 0.02), "reward_action_rate": OWN_RATE}),
 )
 
 
@@ -164,6 +167,10 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         (["--curriculum", "0:latency_s=(0,0.1);9:latency_s=(0,0.02)"], "history covers"),
         (["--curriculum", "0:latency_s=(0,0.01);9:latency_s=(0,0.015)"], "task's own latency_s"),
         (["--curriculum", "0:latency_s=(0,0.01);9:reward_rate=0.1"], "leaves latency_s out"),
+        (["--curriculum", "0:latency_s=(0,0.01);100%:latency_s=(0,0.02)"], "below 100%"),
+        (["--curriculum", "0:latency_s=(0,0.01);half:latency_s=(0,0.02)"], "share of the run"),
+        # The preset's stages end in its task's world: another latency range conflicts.
+        (["--task-overrides", "latency_s=(0,0.01)"], "--curriculum none"),
     ],
 )
 def test_bad_configuration_is_refused_before_training(args, field, tmp_path, capsys):
@@ -260,6 +267,17 @@ def test_training_task_overrides_change_training_starts_only(tmp_path):
     assert trainer.evaluate()["episode_length"] > 0
 
 
+def test_stages_given_as_shares_of_the_run_become_env_steps_when_it_starts(tmp_path):
+    # The preset's stages (50% and 87.5%) follow --total-env-steps ...
+    short = make_config("hover", total_env_steps=1600)
+    assert [start for start, _ in short.curriculum] == [0, 800, 1400]
+    assert [start for start, _ in make_config("hover").curriculum] == [0, 2_000_000, 3_500_000]
+    # ... and a resume with a longer budget keeps them where the run started them.
+    saved = run_state.plain(dataclasses.asdict(short))
+    longer = run_state.config_from(saved, {"total_env_steps": 3200}, tmp_path)
+    assert [start for start, _ in longer.stage_tasks()] == [0, 800, 1400]
+
+
 def test_a_curriculum_changes_the_training_world_at_its_stages(tmp_path):
     trainer = Trainer(tiny(tmp_path, name="stages", curriculum=CURRICULUM))
     seen = {}
@@ -272,8 +290,8 @@ def test_a_curriculum_changes_the_training_world_at_its_stages(tmp_path):
     trainer.env.set_task = record
     trainer.run()
     # Each stage from the first env step at or after its start (8 envs a step).
-    assert seen == {304: ((0.0, 0.01), 0.5), 600: ((0.0, 0.02), 1.0)}
-    assert trainer.env.batch.task == trainer.task  # the last stage is the task itself
+    assert seen == {304: ((0.0, 0.01), 0.5), 600: ((0.0, 0.02), OWN_RATE)}
+    assert trainer.env.batch.task == trainer.cfg.training_task()  # the last stage: the task
     with open(tmp_path / "stages" / "metrics.csv") as f:
         assert [int(float(r["stage"])) for r in csv.DictReader(f)] == [3, 3]  # 800, 1,600
     # The stages survive config.json (lists there) and a resume.

@@ -385,7 +385,8 @@ PRESETS: dict[str, TrainConfig] = {
     # (10-20 ms) with a 5x command-change penalty, then on the whole world with that
     # penalty: on tuning seeds 11-14 the penalty alone calmed the commands but lost 20 ms,
     # the late latencies alone flew 20 ms by chattering; both together ended calm and
-    # flying 20 ms (docs/benchmarks.md, "Both curricula together").
+    # flying 20 ms (docs/benchmarks.md, "Both curricula together"). On seeds 1-5 the calm
+    # carried over (no command at the limit), 20 ms only in part (8-82%).
     "hover": TrainConfig(
         critic_privileged=True,
         critic_layer_norm=True,

@@ -18,9 +18,9 @@ from sim.contract import checkpoint as ckpt_io
 from sim.contract.files import atomic_write
 from sim.contract.spec import PolicySpec
 from sim.tasks import make_task
+from train import run_state
 from train.__main__ import main as train_cli
 from train.config import make_config
-from train import run_state
 from train.loop import Trainer, resume
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,6 +25,10 @@ def tiny_args(**changes) -> list[str]:
     cfg = {**TINY, **changes}
     out = []
     for k, v in cfg.items():
+        if k == "curriculum":  # START:KEY=VALUE,...;... or the command line's "none"
+            stages = (f"{at}:" + ",".join(f"{f}={x!r}" for f, x in c.items()) for at, c in v)
+            out += ["--curriculum", ";".join(stages) or "none"]
+            continue
         out += [
             f"--{k.replace('_', '-')}",
             ",".join(map(str, v)) if isinstance(v, tuple) else str(v),

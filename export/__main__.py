@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from train import sigint
 
@@ -166,7 +167,26 @@ def main(argv=None) -> int:
         print(f"export: error: {one_line}", file=sys.stderr)
         return 2
     print(report.table(rep))
+    _note_stale_app(args.out)
     return 0
+
+
+def _note_stale_app(out: str) -> None:
+    """An app written from an earlier export stays in ``out`` until `make crazyflie`
+    rewrites it; say so now rather than at the next HIL."""
+    from export import bundle as bundle_mod
+    from export import crazyflie
+
+    try:
+        bundle = bundle_mod.load(Path(out) / bundle_mod.BUNDLE_NAME)
+        written_for = crazyflie.app_data_hash(out, bundle)
+    except bundle_mod.BundleError:
+        return
+    if written_for is not None:
+        print(
+            f"note: {Path(out) / crazyflie.APP_DIR} is the Crazyflie app of an earlier export "
+            f"(data {bundle_mod.short(written_for)}); `make crazyflie` writes it for this one"
+        )
 
 
 def _crazyflie(out: str) -> int:

@@ -136,6 +136,17 @@ def config_header(body: Airframe, control_hz: int, model_hash: str) -> str:
     return "\n".join(lines)
 
 
+def app_data_hash(out: str | Path, b: bundle_mod.Bundle) -> str | None:
+    """The data hash the app in ``out`` was written for when it is not the export's
+    (``b``, the bundle in ``out``); None when they agree or there is no app. A BundleError
+    for an unreadable app header."""
+    policy = Path(out) / APP_DIR / "src" / "policy.h"
+    if not policy.is_file():
+        return None
+    written_for = bundle_mod.header_identity(policy).data_hash
+    return None if written_for == b.data_hash("int") else str(written_for)
+
+
 def write_app(out: str | Path) -> App:
     """OUT/crazyflie/ around the policy exported into OUT."""
     out = Path(out)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from export import bundle as bundle_mod
+from export import crazyflie
 from export import int_reference as ref
 from export.crazyflie import APP_DIR
 from sim import report_json
@@ -75,10 +76,13 @@ def load_app(artifacts: Path) -> tuple[bundle_mod.Bundle, Path]:
         raise cl.CrazyflieLoopError(
             f"{app_dir} is missing: run `make crazyflie` (python -m export --target crazyflie)"
         )
-    ident = bundle_mod.header_identity(app_dir / "src" / "policy.h")
-    if ident.data_hash != b.data_hash("int"):
+    try:
+        written_for = crazyflie.app_data_hash(artifacts, b)
+    except bundle_mod.BundleError as e:
+        raise cl.CrazyflieLoopError(str(e)) from None
+    if written_for is not None:
         raise cl.CrazyflieLoopError(
-            f"{app_dir} was written for data {bundle_mod.short(ident.data_hash)}, the export "
+            f"{app_dir} was written for data {bundle_mod.short(written_for)}, the export "
             f"in {artifacts} is {bundle_mod.short(b.data_hash('int'))}: run `make "
             "crazyflie` again"
         )

@@ -185,3 +185,27 @@ def test_the_bench_hil_report(exported, tmp_path):
     sizes = report["app_objects"]
     assert sizes["qp_policy.o"]["flash"] > 1000 and sizes["quadpilot_controller.o"]["ram"] > 0
     assert json.loads((tmp_path / "crazyflie_board.json").read_text())["passed"]
+
+
+def test_an_app_of_an_earlier_export_is_named_by_export_and_refused_by_the_bench(
+    exported, tmp_path, capsys
+):
+    from export import crazyflie
+    from export.__main__ import _note_stale_app
+    from firmware_bridge.crazyflie_run import load_app
+
+    out = tmp_path / "artifacts"
+    shutil.copytree(exported, out)
+    b = bundle_mod.load(out / bundle_mod.BUNDLE_NAME)
+    assert crazyflie.app_data_hash(out, b) is None
+    _note_stale_app(str(out))
+    assert capsys.readouterr().out == ""  # the app is this export's: nothing to say
+    # A new export leaves the app of the one before: other data in its header.
+    policy = out / crazyflie.APP_DIR / "src" / "policy.h"
+    policy.write_text(policy.read_text().replace(b.data_hash("int"), "0" * 64))
+    assert crazyflie.app_data_hash(out, b) == "0" * 64
+    _note_stale_app(str(out))
+    said = capsys.readouterr().out
+    assert said.startswith("note: ") and "`make crazyflie`" in said and said.count("\n") == 1
+    with pytest.raises(cl.CrazyflieLoopError, match="0000000000000000.*make `?crazyflie` again"):
+        load_app(out)

@@ -5,6 +5,7 @@ files refused in one line."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import struct
@@ -233,3 +234,13 @@ def test_a_run_killed_before_saving_anything_says_so_and_is_cleaned(tmp_path, ca
     assert "stopped before it saved anything (not even config.json)" in err
     assert "start it again with the command that started it" in err
     assert not list(run.iterdir())
+
+
+def test_metrics_of_a_run_written_before_a_figure_existed_read_as_nan(tmp_path):
+    old = tmp_path / "metrics.csv"  # a run from before evaluations kept hover quality
+    old.write_text("env_steps,success_rate\n800,0.5\n")
+    rows = [{**run_files.read_metrics_csv(old)[0], "command_change_mean": 0.02}]
+    run_files.write_metrics_csv(old, rows)  # a resumed run appends rows with the figure
+    (row,) = run_files.read_metrics_csv(old)
+    assert row["success_rate"] == 0.5 and row["command_change_mean"] == 0.02
+    assert math.isnan(row["gyro_rms_rad_s"])

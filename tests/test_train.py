@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import math
 import os
 import signal
 import subprocess
@@ -14,14 +15,16 @@ import torch
 from firmware_support import interruptible
 from training_support import TINY
 
+from sim import quality
 from sim.contract import checkpoint as ckpt_io
 from sim.contract.files import atomic_write
 from sim.contract.spec import PolicySpec
+from sim.rollout import collect
 from sim.tasks import make_task
-from train import run_state
+from train import run_files, run_state
 from train.__main__ import main as train_cli
 from train.config import make_config
-from train.loop import Trainer, resume
+from train.loop import EVAL_SEED, Trainer, resume
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +64,20 @@ def test_run_writes_checkpoint_metrics_curve_tensorboard_and_latest(tmp_path):
     assert not torch.equal(actor.obs_std, torch.ones_like(actor.obs_std))
     rows = metrics_without_time(run)
     assert [int(r["env_steps"]) for r in rows] == [800, 1600]
+
+
+def test_each_evaluation_records_the_hover_quality_of_its_episodes(tmp_path):
+    # Episodes short enough for an untrained policy to fly to the end: figures, not NaN.
+    short = {"episode_seconds": 0.3, "success_window_s": 0.1}
+    t = Trainer(tiny(tmp_path, task_overrides=short, eval_episodes=16))
+    row = t.evaluate()
+    r = collect(t.agent.policy.act_numpy, t.task, episodes=16, seed=EVAL_SEED, parallel=False)
+    assert quality.flown(r).size > 0
+    assert {k: row[k] for k in quality.METRICS} == quality.hover_quality(r, t.task.window_steps)
+    assert math.isfinite(row["command_change_mean"]) and math.isfinite(row["tilt_p99_deg"])
+    t.log_eval(0.0, None)  # and they reach metrics.csv
+    (saved,) = run_files.read_metrics_csv(t.run_dir / run_files.METRICS)
+    assert saved["gyro_rms_rad_s"] == pytest.approx(row["gyro_rms_rad_s"])
 
 
 def test_a_run_of_another_preset_moves_latest_but_not_the_presets_link(tmp_path):

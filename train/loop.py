@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim import make_vec, observation
+from sim import make_vec, observation, quality
 from sim.batch import PRIVILEGED_DIM
 from sim.contract import checkpoint as ckpt_io
 from sim.rollout import collect
@@ -158,6 +158,7 @@ class Trainer:
             "final_error": float(r.final_error.mean()),
             "episode_length": float(r.lengths.mean()),
             "eval_return": float(r.returns.mean()),
+            **quality.hover_quality(r, self.task.window_steps),
         }
 
     # Checkpoints ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from sim import quality
 from train.config import TrainConfig
 
 ESTIMATE_AFTER_S = 3.0  # seconds of this session before its speed is trusted
@@ -58,7 +59,11 @@ class Progress:
                 self.bar.set_description(f"{self.name} (to {limit})", refresh=False)
 
     def evaluated(self, row: dict) -> None:
-        shown = {"success": f"{row['success_rate']:.0%}", "ret": f"{row['train_return']:.0f}"}
+        shown = {
+            "success": f"{row['success_rate']:.0%}",
+            "change": quality.shown(row.get("command_change_mean"), ".3f"),
+            "ret": f"{row['train_return']:.0f}",
+        }
         if "stage" in row:
             shown["stage"] = f"{row['stage']}/{len(self.cfg.curriculum)}"
         if self.cfg.stop_success:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sim import quality
 from sim.contract import checkpoint as ckpt_io
 from sim.contract.files import atomic_write
 
@@ -41,6 +42,7 @@ METRIC_FIELDS = (
     "train_return",
     "critic_loss",
     "actor_loss",
+    *quality.METRICS,  # hover quality of the evaluation's episodes flown to the end
 )
 
 
@@ -166,7 +168,11 @@ def read_metrics_csv(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        # An empty cell: a figure the run's evaluations did not record when it was written.
+        return [
+            {k: float(v) if v != "" else float("nan") for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 def first_reaching(metrics: list[dict], threshold: float) -> dict | None:
@@ -182,7 +188,7 @@ def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
 
     steps = np.array([m["env_steps"] for m in metrics]) / 1e6
     wall = np.array([m["wall_seconds"] for m in metrics])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4))
     ax1.plot(steps, [100 * m["success_rate"] for m in metrics], "o-", color="tab:green")
     ax1.set_xlabel("environment steps (millions)")
     ax1.set_ylabel("evaluation success (%)", color="tab:green")
@@ -196,6 +202,20 @@ def plot_learning_curve(path: Path, metrics: list[dict], title: str) -> None:
     ax2.set_xlabel("environment steps (millions)")
     ax2.legend()
     ax2.grid(alpha=0.3)
+    # How calmly the evaluated episodes that flew to the end hover (sim/quality.py);
+    # evaluations with none flown, or from before these figures were kept, leave gaps.
+    change = [m.get("command_change_mean", np.nan) for m in metrics]
+    gyro = [m.get("gyro_rms_rad_s", np.nan) for m in metrics]
+    ax3.plot(steps, change, "o-", color="tab:purple")
+    ax3.set_xlabel("environment steps (millions)")
+    ax3.set_ylabel("command change per control step", color="tab:purple")
+    ax3.set_ylim(bottom=0)
+    ax3.grid(alpha=0.3)
+    ax3b = ax3.twinx()
+    ax3b.plot(steps, gyro, "s--", color="tab:orange", markersize=4)
+    ax3b.set_ylabel("gyro RMS (rad/s)", color="tab:orange")
+    ax3b.set_ylim(bottom=0)
+    ax3.set_title("hover quality, last second of episodes flown to the end", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     try:

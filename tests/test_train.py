@@ -257,7 +257,8 @@ def test_best_evaluation_is_kept_as_a_policy_checkpoint(tmp_path):
     run = trainer.run()
     best_row = max(trainer.metrics, key=lambda m: (m["success_rate"], -m["final_error"]))
     actor, spec, best = ckpt_io.load_actor(run / "best.pt")
-    assert best["step"] == best_row["env_steps"] and best["evaluation"] == best_row
+    assert best["step"] == best_row["env_steps"]
+    assert best["evaluation"] == pytest.approx(best_row, nan_ok=True)  # NaN: none flew to the end
     assert spec.to_dict() == ckpt_io.load(run)["policy_spec"]
     with pytest.raises(ckpt_io.CheckpointError, match="policy only.*--resume"):
         resume(run / "best.pt")
@@ -267,6 +268,21 @@ def test_best_evaluation_is_kept_as_a_policy_checkpoint(tmp_path):
     trainer.metrics.append(worse)
     assert not trainer.is_best(worse)
     assert (run / "best.pt").stat().st_mtime_ns == before
+
+
+def test_best_pt_comes_from_the_latest_curriculum_stage(tmp_path):
+    trainer = Trainer(tiny(tmp_path, name="staged", curriculum=CURRICULUM))
+    first = {"env_steps": 400, "stage": 1, "success_rate": 0.9, "final_error": 0.05}
+    later = {"env_steps": 800, "stage": 3, "success_rate": 0.6, "final_error": 0.09}
+    lower = {"env_steps": 1200, "stage": 3, "success_rate": 0.5, "final_error": 0.01}
+    trainer.metrics = [first, later]
+    assert trainer.is_best(later)  # a later stage beats a better success of an earlier one
+    trainer.metrics.append(lower)
+    assert not trainer.is_best(lower)  # within a stage, success decides
+    trainer.metrics = []
+    run = trainer.run()
+    best = ckpt_io.load(run / "best.pt")["evaluation"]
+    assert best["stage"] == len(CURRICULUM) and best["env_steps"] > CURRICULUM[-1][0]
 
 
 def test_training_task_overrides_change_training_starts_only(tmp_path):

@@ -176,8 +176,9 @@ class Trainer:
         return all(_rank(row) > _rank(m) for m in self.metrics[:-1])
 
     def save_best(self, row: dict) -> None:
-        """``best.pt``: the policy of the best evaluation so far (what export wants when a
-        run got worse later). Policy only: a run resumes from ``checkpoint.pt``."""
+        """``best.pt``: the policy of the best evaluation so far in the latest curriculum
+        stage (``_rank``; what export wants when a run got worse later). Policy only: a
+        run resumes from ``checkpoint.pt``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_io.save(
             self.run_dir / run_files.BEST,
@@ -261,12 +262,13 @@ class Trainer:
                     writer.close()
         last = self.metrics[-1]
         best = max(self.metrics, key=_rank)
+        of_stage = f" of stage {best['stage']:.0f}" if "stage" in best else ""
         print(
             f"done ({stop_reason}): {self.env_steps:,} env steps, {self.agent.updates:,} "
             f"updates, {wall:.0f} s; eval success {last['success_rate']:.0%}, final error "
             f"{last['final_error']:.3f} m -> {self.run_dir}\n"
-            f"best evaluation: {best['success_rate']:.0%} at {best['env_steps']:,} env steps "
-            f"-> {self.run_dir / run_files.BEST}"
+            f"best evaluation{of_stage}: {best['success_rate']:.0%} at {best['env_steps']:,} "
+            f"env steps -> {self.run_dir / run_files.BEST}"
         )
         return self.run_dir
 
@@ -320,6 +322,10 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
 
 
 # Helpers ----------------------------------------------------------------------------------
-def _rank(row: dict) -> tuple[float, float]:
-    """Evaluations compare by success; on a tie, the lower final error ranks higher."""
-    return (row["success_rate"], -row["final_error"])
+def _rank(row: dict) -> tuple[float, float, float]:
+    """Evaluations compare by curriculum stage first: a policy of a later stage has
+    trained in more of the run's own world and reward (the hover preset's first stage
+    penalises command changes a fifth as much as the last; docs/benchmarks.md, "Which
+    evaluation best.pt keeps"). Within a stage by success; on a tie, the lower final
+    error ranks higher. Without a curriculum every row is stage 1."""
+    return (row.get("stage", 1), row["success_rate"], -row["final_error"])

@@ -55,8 +55,10 @@ def main(argv: list[str]) -> int:
             print(f"error: no benchmark {name!r}; known: {', '.join(ALL)}", file=sys.stderr)
             return 2
         print(f"== bench {name}", flush=True)
-        # A script's failing status (fuzz: a crash) is the command's, after the others ran.
-        status = max(status, module.main(rest) or 0)
+        # A script's failing status (fuzz: a crash) is the command's, after the others ran;
+        # scripts that return their markdown section (or nothing) have succeeded.
+        result = module.main(rest)
+        status = max(status, result if isinstance(result, int) else 0)
     return status
 
 

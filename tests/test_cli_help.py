@@ -127,3 +127,24 @@ def test_a_help_string_with_percent_signs_cannot_break_the_parser():
     finally:
         config.fields = real
     assert "50% of it, % f and %(x)s" in " ".join(ap.format_help().split())
+
+
+def test_bench_goes_on_after_a_script_that_returns_its_section(monkeypatch, capsys):
+    import importlib
+    import types
+
+    sys.path.insert(0, str(ROOT))
+    ran = []
+    scripts = {
+        "bench.sim_speed": lambda argv: ran.append("sim_speed") or "| a section |",
+        "bench.fuzz": lambda argv: ran.append("fuzz") or 1,  # a crash found
+    }
+    real = importlib.import_module
+    monkeypatch.setattr(
+        importlib,
+        "import_module",
+        lambda name: types.SimpleNamespace(main=scripts[name]) if name in scripts else real(name),
+    )
+    assert _bench(["sim_speed"]) == 0
+    assert _bench(["fuzz"]) == 1
+    assert ran == ["sim_speed", "fuzz"]

@@ -323,9 +323,9 @@ def resume(path: str | os.PathLike, **overrides) -> Trainer:
 
 # Helpers ----------------------------------------------------------------------------------
 def _rank(row: dict) -> tuple[float, float, float]:
-    """Evaluations compare by curriculum stage first: a policy of a later stage has
-    trained in more of the run's own world and reward (the hover preset's first stage
-    penalises command changes a fifth as much as the last; docs/benchmarks.md, "Which
-    evaluation best.pt keeps"). Within a stage by success; on a tie, the lower final
-    error ranks higher. Without a curriculum every row is stage 1."""
+    """Evaluations compare by curriculum stage first: only the last stage trains in the
+    run's own world with its final reward (the hover preset's second stage flies late
+    latencies only, early in it under a penalty not yet learned; docs/benchmarks.md,
+    "Which evaluation best.pt keeps"). Within a stage by success; on a tie, the lower
+    final error ranks higher. Without a curriculum every row is stage 1."""
     return (row.get("stage", 1), row["success_rate"], -row["final_error"])

@@ -129,7 +129,7 @@ def test_a_help_string_with_percent_signs_cannot_break_the_parser():
     assert "50% of it, % f and %(x)s" in " ".join(ap.format_help().split())
 
 
-def test_bench_goes_on_after_a_script_that_returns_its_section(monkeypatch, capsys):
+def test_bench_goes_on_after_a_script_that_returns_its_section(monkeypatch):
     import importlib
     import types
 

@@ -386,7 +386,8 @@ PRESETS: dict[str, TrainConfig] = {
     # penalty: on tuning seeds 11-14 the penalty alone calmed the commands but lost 20 ms,
     # the late latencies alone flew 20 ms by chattering; both together ended calm and
     # flying 20 ms (docs/benchmarks.md, "Both curricula together"). On seeds 1-5 the calm
-    # carried over (no command at the limit), 20 ms only in part (8-82%).
+    # carried over (no command at the limit), 20 ms only in part (30-82% with best.pt the
+    # last stage's best, docs/benchmarks.md "Which evaluation best.pt keeps").
     "hover": TrainConfig(
         critic_privileged=True,
         critic_layer_norm=True,
